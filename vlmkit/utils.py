@@ -1,0 +1,142 @@
+"""Small helpers shared by every stage: devices, seeding, atomic file writes, fingerprints."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+
+class VlmkitError(ValueError):
+    """A user-facing error: bad input, bad configuration, or a missing resource.
+
+    The message always names the file, row or parameter at fault and what was expected.
+    """
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` picks CUDA when available, else CPU; anything else is passed to torch."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise VlmkitError(f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed over ``path``.
+
+    An interrupted write leaves at most a ``.tmp`` file that nothing ever reads, never a
+    half-written ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts, bytes, arrays and tensors (for cache keys)."""
+    h = hashlib.sha256()
+    for part in parts:
+        _update_hash(h, part)
+    return h.hexdigest()[:20]
+
+
+def _update_hash(h: "hashlib._Hash", part: Any) -> None:
+    if isinstance(part, bytes):
+        h.update(part)
+    elif isinstance(part, torch.Tensor):
+        t = part.detach().cpu().contiguous()
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(part, np.ndarray):
+        a = np.ascontiguousarray(part)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    elif isinstance(part, dict):
+        for k in sorted(part):
+            h.update(str(k).encode())
+            _update_hash(h, part[k])
+    elif isinstance(part, (list, tuple)):
+        h.update(b"[")
+        for p in part:
+            _update_hash(h, p)
+        h.update(b"]")
+    else:
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+
+
+def set_offline_hub(default: bool = True) -> None:
+    """Make huggingface_hub fail fast instead of retrying for ~46 s when there is no network.
+
+    Must run before ``huggingface_hub`` is imported; it only sets variables the user has not set.
+    """
+    if default:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", **kwargs: Any):
+    """A ``tqdm.auto`` progress bar that does not flood logs.
+
+    ``VLMKIT_NO_PROGRESS=1`` disables bars; ``VLMKIT_PROGRESS_INTERVAL`` (seconds, default 1)
+    throttles refreshes, which keeps papermill's captured output short.
+    """
+    from tqdm.auto import tqdm
+
+    disable = os.environ.get("VLMKIT_NO_PROGRESS", "") not in ("", "0")
+    interval = float(os.environ.get("VLMKIT_PROGRESS_INTERVAL", "1.0"))
+    return tqdm(iterable, total=total, desc=desc, disable=disable, mininterval=interval, **kwargs)
