@@ -1,0 +1,69 @@
+"""False-negative census: how many "negative" pairs are in fact true captions of the image.
+
+Under the one-to-one labels of the field, every (image i, caption c) with
+``caption_image[c] != i`` is a negative.  With the extended truth of a
+:class:`~vlmkit.data.base.PairDataset` (exact on the embedded data), a false negative is such a
+pair whose caption is nevertheless true of the image (``PairDataset.false_negatives``).  The
+census counts them per split and per caption specificity (``caption_meta["specificity"]``,
+0 = count only … 4 = full description; −1 = web alt-text), in blocks of captions.
+
+With partial truth (ECCV Caption / CxC positives) the counts are lower bounds; the ``truth``
+column says which.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..utils import VlmkitError
+
+
+def false_negative_counts(dataset: Any, chunk_size: int = 2048) -> np.ndarray:
+    """Number of false negatives of every caption (int64, length M): images it is true of,
+    other than the one it was written for."""
+    if dataset.truth is None:
+        raise VlmkitError(f"{dataset.name}: the census needs extended truth (exact on the embedded data, "
+                          "or attach positives with PairDataset.with_extended_positives)")
+    m = dataset.num_captions
+    out = np.zeros(m, dtype=np.int64)
+    for a in range(0, m, max(1, int(chunk_size))):
+        b = min(a + chunk_size, m)
+        out[a:b] = dataset.false_negatives(None, np.arange(a, b)).sum(axis=0)
+    return out
+
+
+def false_negative_census(datasets: Any | Mapping[str, Any], *, by: str | None = "specificity",
+                          chunk_size: int = 2048) -> pd.DataFrame:
+    """A tidy table of false-negative counts, one row per (split, ``by`` value) plus an ``"all"`` row per split.
+
+    ``datasets``: one :class:`PairDataset` or a mapping split name → dataset.  ``by``: a
+    ``caption_meta`` column to group captions by (``None``: only the ``"all"`` rows).
+    ``fn_rate`` = false negatives / labelled negatives; ``captions_with_fn`` = fraction of
+    captions with at least one false negative.
+    """
+    if not isinstance(datasets, Mapping):
+        datasets = {getattr(datasets, "name", "data"): datasets}
+    rows = []
+    for split, ds in datasets.items():
+        fn = false_negative_counts(ds, chunk_size)
+        n = ds.num_images
+        truth = "exact" if ds.has_exact_truth else "partial"
+        groups: list[tuple[Any, np.ndarray]] = [("all", np.ones(len(fn), bool))]
+        if by is not None:
+            if by not in ds.caption_meta:
+                raise VlmkitError(f"{ds.name}: caption_meta has no column {by!r} (has {sorted(ds.caption_meta)})")
+            col = np.asarray(ds.caption_meta[by])
+            groups += [(v.item() if hasattr(v, "item") else v, col == v) for v in np.unique(col)]
+        for value, mask in groups:
+            k = int(mask.sum())
+            neg = k * (n - 1)
+            f = int(fn[mask].sum())
+            rows.append({"split": split, "specificity" if by == "specificity" else (by or "group"): value,
+                         "truth": truth, "n_images": n, "n_captions": k, "labelled_negatives": neg,
+                         "false_negatives": f, "fn_rate": f / neg if neg else float("nan"),
+                         "fn_per_caption": f / k if k else float("nan"),
+                         "captions_with_fn": float((fn[mask] > 0).mean()) if k else float("nan")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,144 @@
+"""Uncertainty vs accuracy (VACSR Fig. 3) and false-negative detection by uncertainty.
+
+* :func:`top1_uncertainty` — per query, the uncertainty of its top-1 pair (pessimistic tie
+  rule of :mod:`vlmkit.metrics.core`) and whether that pair is a positive (R@1 hit).
+* :func:`uncertainty_bins` — 10 equal-width bins over [min, max] of the uncertainties
+  (``strategy="width"``, the paper's; left-closed, last bin closed) or equal-count bins
+  (``"count"``: queries sorted by uncertainty, ties by query index, split into ``n_bins``
+  groups whose sizes differ by at most one); R@1 per bin.
+* :func:`uncertainty_correlation` — Pearson and Spearman correlation between the bins' mean
+  uncertainty and their R@1 over non-empty bins (the paper's r = −0.931 i→t, −0.903 t→i),
+  plus the same correlations per query (uncertainty vs 0/1 hit).  scipy.stats is the
+  authority for both coefficients (used directly).
+* :func:`false_negative_auroc` — among pairs the one-to-one labels call negative, how well
+  the uncertainty separates true false negatives (caption true of the image) from true
+  negatives: AUROC = P(u_FN > u_TN) + ½ P(u_FN = u_TN), exact, in blocks.  Checked against
+  ``sklearn.metrics.roc_auc_score`` in the tests.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sstats
+
+from ..utils import VlmkitError
+from .core import scan
+from .positives import Positives, as_positives
+from .scores import Scores, as_scores, to_tensor
+
+
+def top1_uncertainty(scores: Scores | Any, positives: Positives | Any, uncertainty: Any | None = None, *,
+                     chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(uncertainty of each query's top-1 pair, top-1 is a positive)`` for the rows of ``scores``."""
+    s = as_scores(scores, uncertainty)
+    p = as_positives(positives, s.shape)
+    st = scan(s, p, chunk_size=chunk_size, uncertainty=True)
+    return st.top1_uncertainty, st.top1_correct
+
+
+def _uc(uncertainty: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
+    u = to_tensor(uncertainty, "uncertainty").reshape(-1).double().cpu().numpy()
+    y = to_tensor(correct, "correct").reshape(-1).cpu().numpy()
+    if u.shape != y.shape:
+        raise VlmkitError(f"uncertainty has {u.size} entries but correct has {y.size}")
+    if u.size == 0:
+        raise VlmkitError("uncertainty: no queries")
+    if not np.isfinite(u).all():
+        raise VlmkitError(f"uncertainty: non-finite value at query {int(np.flatnonzero(~np.isfinite(u))[0])}")
+    if y.dtype != bool:
+        if not np.isin(y, (0, 1)).all():
+            raise VlmkitError("correct: expected booleans or 0/1")
+        y = y.astype(bool)
+    return u, y
+
+
+def uncertainty_bins(uncertainty: Any, correct: Any, n_bins: int = 10, strategy: str = "width") -> pd.DataFrame:
+    """Rows ``bin, lo, hi, count, uncertainty (mean), r1`` (NaN for empty bins)."""
+    u, y = _uc(uncertainty, correct)
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise VlmkitError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if strategy == "width":
+        lo, hi = float(u.min()), float(u.max())
+        edges = np.linspace(lo, hi, n_bins + 1)
+        idx = np.clip(np.searchsorted(edges, u, side="right") - 1, 0, n_bins - 1) if hi > lo else np.zeros(u.size, int)
+        los, his = edges[:-1], edges[1:]
+    elif strategy == "count":
+        order = np.argsort(u, kind="stable")
+        idx = np.empty(u.size, dtype=np.int64)
+        groups = np.array_split(order, n_bins)
+        for b, g in enumerate(groups):
+            idx[g] = b
+        los = np.array([u[g].min() if g.size else np.nan for g in groups])
+        his = np.array([u[g].max() if g.size else np.nan for g in groups])
+    else:
+        raise VlmkitError(f"strategy must be 'width' or 'count', got {strategy!r}")
+    count = np.bincount(idx, minlength=n_bins)
+    su = np.bincount(idx, weights=u, minlength=n_bins)
+    sy = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(count > 0, su / count, np.nan)
+        r1 = np.where(count > 0, sy / count, np.nan)
+    return pd.DataFrame({"bin": np.arange(n_bins), "lo": los, "hi": his, "count": count,
+                         "uncertainty": mu, "r1": r1})
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(sstats.pearsonr(a, b)[0]), float(sstats.spearmanr(a, b)[0])
+
+
+def uncertainty_correlation(uncertainty: Any, correct: Any, n_bins: int = 10, strategy: str = "width") -> dict[str, float]:
+    """Pearson / Spearman of bin mean uncertainty vs bin R@1 (and per query); NaN when undefined
+    (fewer than 3 non-empty bins, or a constant side)."""
+    u, y = _uc(uncertainty, correct)
+    bins = uncertainty_bins(u, y, n_bins, strategy)
+    full = bins[bins["count"] > 0]
+    pb, sb = _corr(full["uncertainty"].to_numpy(), full["r1"].to_numpy())
+    pq, sq = _corr(u, y.astype(np.float64))
+    return {"pearson": pb, "spearman": sb, "pearson_query": pq, "spearman_query": sq,
+            "n_bins_used": int(len(full)), "n_queries": int(u.size)}
+
+
+def false_negative_auroc(uncertainty: Any, caption_image: Any, positives: Positives | Any, *,
+                         chunk_size: int | None = None) -> dict[str, float]:
+    """AUROC of ``uncertainty`` (N × M, image × caption) for false negatives vs true negatives.
+
+    Pairs with ``caption_image[c] == i`` (labelled positive) are left out; among the rest,
+    ``positives`` (the exact truth, e.g. ``PairDataset.positives()``) marks false negatives.
+    Returns ``{"auroc", "n_false_negatives", "n_true_negatives"}``; raises when either is 0.
+    """
+    u = as_scores(uncertainty)
+    n, m = u.shape
+    p = as_positives(positives, u.shape)
+    lab = Positives.from_caption_image(to_tensor(caption_image, "caption_image").reshape(-1), n)
+    if lab.shape != (n, m):
+        raise VlmkitError(f"caption_image has {lab.shape[1]} entries for {m} captions (columns)")
+    fn_vals = []
+    for a, b, blk, _ in u.blocks(chunk_size):
+        fn = p.block(a, b, blk.device) & ~lab.block(a, b, blk.device)
+        fn_vals.append(blk[fn].double())
+    fn_sorted = torch.sort(torch.cat(fn_vals)).values if fn_vals else torch.zeros(0, dtype=torch.float64)
+    F = len(fn_sorted)
+    greater, ties, T = 0.0, 0.0, 0
+    for a, b, blk, _ in u.blocks(chunk_size):
+        tn = ~p.block(a, b, blk.device) & ~lab.block(a, b, blk.device)
+        v = blk[tn].double()
+        T += len(v)
+        if F and len(v):
+            fs = fn_sorted.to(v.device)
+            lt = torch.searchsorted(fs, v, right=False)
+            le = torch.searchsorted(fs, v, right=True)
+            greater += float((F - le).sum().item())
+            ties += float((le - lt).sum().item())
+    if F == 0 or T == 0:
+        raise VlmkitError(f"false_negative_auroc: needs both false negatives and true negatives, "
+                          f"got {F} and {T}")
+    return {"auroc": (greater + 0.5 * ties) / (F * T), "n_false_negatives": F, "n_true_negatives": T}
