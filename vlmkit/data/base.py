@@ -228,8 +228,11 @@ class PairDataset:
         truth: extended truth, or ``None`` when only the one-to-one labels are known.
         caption_meta: optional per-caption columns (e.g. ``specificity`` of embedded captions).
         skipped: what the loader left out and why (documented skips, never silent).
-        classnames: for classification datasets, the class names; ``caption_image`` then
-            maps prompt captions to class prototypes (see :mod:`vlmkit.data.formats`).
+
+    Classification data (image folders, Fashion-MNIST) is a
+    :class:`vlmkit.data.folder.ClassificationDataset`; its ``as_pairs()`` gives a
+    ``PairDataset`` with one class-prompt caption per image and every same-class pair
+    marked true.
     """
 
     name: str

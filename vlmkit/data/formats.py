@@ -174,11 +174,6 @@ def image_problem(path: Path, verify: bool) -> str | None:
     return None
 
 
-def check_on_error(on_error: str) -> None:
-    if on_error not in ON_ERROR:
-        raise VlmkitError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-
-
 # --------------------------------------------------------------------------- entry point
 
 # kind -> (module, function, names of the positional parts of a "kind:a:b" spec)
@@ -236,14 +231,14 @@ def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
         params.setdefault("sep", "\t")
     params.update(kwargs)
     import importlib
+    import inspect
 
     func = getattr(importlib.import_module(f".{module_name}", __package__), func_name)
     try:
-        ds = func(**params)
-    except TypeError as exc:  # an unknown keyword: say which loader rejected it
-        if "unexpected keyword" in str(exc) or "required positional" in str(exc):
-            raise VlmkitError(f"dataset spec {spec!r}: {func_name}() {str(exc).split(') ', 1)[-1]}") from None
-        raise
+        inspect.signature(func).bind(**params)
+    except TypeError as exc:  # an unknown or missing argument: say which loader wants what
+        raise VlmkitError(f"dataset spec {spec!r}: {func_name}() {exc}; its parameters: {', '.join(inspect.signature(func).parameters)}") from None
+    ds = func(**params)
     if pairs and hasattr(ds, "as_pairs"):
         ds = ds.as_pairs()
     return ds

@@ -113,12 +113,11 @@ def load_karpathy(
             swhere = f"{where}.sentences[{j}]"
             if not isinstance(sent, dict):
                 raise VlmkitError(f"{swhere}: expected a JSON object, got {type(sent).__name__}")
-            if "raw" in sent:
-                text = sent["raw"]
-            elif "tokens" in sent and isinstance(sent["tokens"], list):
+            if "raw" not in sent and isinstance(sent.get("tokens"), list):
                 text = " ".join(str(t) for t in sent["tokens"])
             else:
                 require_keys(sent, ("raw",), swhere)
+                text = sent["raw"]
             sid = sent.get("sentid", j)
             bad = caption_problem(text)
             if bad:
