@@ -1,0 +1,156 @@
+"""``VACSRConfig``: every switch of the VACSR adapter and its loss (issue #5).
+
+Defaults follow the paper where it is explicit (K = 2 components, k = 1 hardest negative,
+λ_KL = 5e-4, λ_pos = λ_neg = 1, STE on, sigmoid on σ²) and DESIGN.md §4 where it is not.
+Choices the paper leaves open are switches; each is documented on its field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlmkit.utils import VlmkitError
+
+_ACTIVATIONS = ("relu", "gelu", "silu")
+
+
+@dataclass
+class VACSRConfig:
+    """All VACSR switches. Architecture fields decide the checkpoint layout; loss fields do not.
+
+    Architecture
+        dim: feature dimension d of v and t (the pair vector is s = v ⊙ t, d-dim).
+        enc_hidden: hidden widths of the encoder MLP (≥ 1 layer; the first acts on s and is
+            the one that factorises, W s = (W diag v) t).
+        latent_dim: L, the dimension of z.
+        n_components: K Gaussian components of the posterior (paper ablates 1–4; default 2).
+        dec_hidden: hidden widths of the decoder MLP z → (logit μ, raw variance); may be empty.
+        activation: "relu" (default; cheapest on GPU), "gelu" or "silu".
+        mixing: "per_pair" — α = softmax of an encoder head, so each pair picks its component
+            (DESIGN.md / the summary: "the encoder selects the component based on the input");
+            "global" — α is one learnable K-vector shared by all pairs (the paper's
+            "learnable mixing coefficient" read literally).
+    Sampling / outputs
+        gumbel_tau: temperature of the Gumbel-softmax component choice.
+        gumbel_hard: straight-through hard one-hot (value one-hot, gradient of the soft sample).
+        sigmoid_var: σ² = sigmoid(raw) ∈ (0, 1) (paper); False: σ² = exp(raw) ∈ (0, ∞) (ablation).
+        inference: deterministic scoring; "mean" — z = Σ_k α_k μ_k (component means weighted
+            by α, no sampling); "mode" — z = μ of the most likely component (argmax α).
+        logit_noise: the paper's §3.2 reading where the decoder output is itself sampled,
+            logit = μ + σ·ε with the decoder's σ² (one sample), in the reconstruction term.
+            Default False: unit-variance MSE as in DESIGN.md §4 / paper Eq. 8.
+    Loss
+        lambda_kl, lambda_pos, lambda_neg: weights; 0 switches a term off.
+        lambda_recon: weight of the reconstruction term (1; 0 switches it off, for ablations).
+        hard_negatives: k, hardest negatives per query for the variance loss (target y = 1).
+        hard_neg_dirs: queries whose hardest negatives are taken: "both" (image rows and
+            caption columns, averaged), "i2t" (per image) or "t2i" (per caption).
+        use_ste: straight-through estimator on the sigmoid in the reconstruction (Appendix B.1).
+        recon_reduction: "mean" over all B_v × B_t pairs (default) or "sum".
+        var_eps: numerical floor added to σ² inside the variance loss (0 reproduces the
+            paper's loss exactly; the default 1e-6 keeps it bounded below).
+    """
+
+    dim: int = 512
+    enc_hidden: tuple[int, ...] = (256,)
+    latent_dim: int = 64
+    n_components: int = 2
+    dec_hidden: tuple[int, ...] = (256,)
+    activation: str = "relu"
+    mixing: str = "per_pair"
+    gumbel_tau: float = 1.0
+    gumbel_hard: bool = False
+    sigmoid_var: bool = True
+    inference: str = "mean"
+    logit_noise: bool = False
+    lambda_recon: float = 1.0
+    lambda_kl: float = 5e-4
+    lambda_pos: float = 1.0
+    lambda_neg: float = 1.0
+    hard_negatives: int = 1
+    hard_neg_dirs: str = "both"
+    use_ste: bool = True
+    recon_reduction: str = "mean"
+    var_eps: float = 1e-6
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    #: fields whose values fix the shapes/meaning of the weights in a checkpoint
+    ARCH_FIELDS = ("dim", "enc_hidden", "latent_dim", "n_components", "dec_hidden",
+                   "activation", "mixing", "sigmoid_var")
+
+    def __post_init__(self) -> None:
+        self.enc_hidden = tuple(int(h) for h in self.enc_hidden)
+        self.dec_hidden = tuple(int(h) for h in self.dec_hidden)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``VlmkitError`` naming the first field with a bad value."""
+        def bad(name: str, expected: str) -> None:
+            raise VlmkitError(f"VACSRConfig.{name}={getattr(self, name)!r}: expected {expected}")
+
+        if int(self.dim) < 1:
+            bad("dim", "a positive feature dimension")
+        if len(self.enc_hidden) < 1 or any(h < 1 for h in self.enc_hidden):
+            bad("enc_hidden", "at least one positive hidden width (the first layer acts on v ⊙ t)")
+        if any(h < 1 for h in self.dec_hidden):
+            bad("dec_hidden", "positive hidden widths (or an empty tuple)")
+        if self.latent_dim < 1:
+            bad("latent_dim", "a positive integer")
+        if self.n_components < 1:
+            bad("n_components", "K ≥ 1 (the paper ablates 1–4)")
+        if self.activation not in _ACTIVATIONS:
+            bad("activation", f"one of {_ACTIVATIONS}")
+        if self.mixing not in ("per_pair", "global"):
+            bad("mixing", "'per_pair' or 'global'")
+        if not self.gumbel_tau > 0:
+            bad("gumbel_tau", "a positive temperature")
+        if self.inference not in ("mean", "mode"):
+            bad("inference", "'mean' (α-weighted component means) or 'mode' (most likely component)")
+        if self.hard_negatives < 0:
+            bad("hard_negatives", "k ≥ 0 hardest negatives per query")
+        if self.hard_neg_dirs not in ("both", "i2t", "t2i"):
+            bad("hard_neg_dirs", "'both', 'i2t' or 't2i'")
+        if self.recon_reduction not in ("mean", "sum"):
+            bad("recon_reduction", "'mean' or 'sum'")
+        for name in ("lambda_recon", "lambda_kl", "lambda_pos", "lambda_neg", "var_eps"):
+            if not float(getattr(self, name)) >= 0:
+                bad(name, "a non-negative number")
+
+    # ---- presets -------------------------------------------------------------------------
+    @classmethod
+    def paper_sized(cls, dim: int = 512, **overrides: Any) -> "VACSRConfig":
+        """Two-hidden-layer encoder and decoder, width 1024, latent 512, K = 2.
+
+        The paper gives only "two-layer MLPs" and 5.26 M extra parameters (Table 7); this
+        choice has 5,253,124 parameters at d = 512 (the remaining ~7 K would be LayerNorms).
+        """
+        kw: dict[str, Any] = dict(dim=dim, enc_hidden=(1024, 1024), latent_dim=512,
+                                  n_components=2, dec_hidden=(1024, 1024))
+        kw.update(overrides)
+        return cls(**kw)
+
+    # ---- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["enc_hidden"] = list(self.enc_hidden)
+        d["dec_hidden"] = list(self.dec_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "VACSRConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise VlmkitError(f"{source}: unknown VACSRConfig fields {unknown}; expected a subset of {sorted(names)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def arch_diff(self, other: "VACSRConfig") -> dict[str, tuple[Any, Any]]:
+        """Architecture fields on which ``self`` and ``other`` differ: {name: (self, other)}."""
+        return {n: (getattr(self, n), getattr(other, n)) for n in self.ARCH_FIELDS
+                if getattr(self, n) != getattr(other, n)}
