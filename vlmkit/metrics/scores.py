@@ -242,7 +242,8 @@ def _as_matrix(x: ArrayLike, name: str):
 def _rows(m, start: int, stop: int, transposed: bool, device: torch.device) -> torch.Tensor:
     if isinstance(m, np.ndarray):
         blk = m[:, start:stop].T if transposed else m[start:stop]
-        return torch.from_numpy(np.ascontiguousarray(blk)).to(device)
+        blk = np.ascontiguousarray(blk) if blk.flags.writeable else np.array(blk, order="C")
+        return torch.from_numpy(blk).to(device)
     blk = m[:, start:stop].T if transposed else m[start:stop]
     return blk.to(device).contiguous()
 
