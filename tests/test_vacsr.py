@@ -2,7 +2,8 @@
 
 Tolerances for "factorised == naive" (both paths compute the same sums in another order):
 float64 — atol 1e-10; float32 — atol 2e-5 + rtol 1e-4; bfloat16 (CPU) — compared against the
-float64 reference with atol 0.05 on logits of magnitude ≲ 1 (8-bit mantissa, several layers).
+float64 reference with atol 0.05 on logits of magnitude ≲ 1 (8-bit mantissa, several layers);
+with inference="mode" bf16 may flip the argmax component of near-tied pairs, so there ≥ 90 %.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 from vlmkit.utils import VlmkitError
-from vlmkit.vacsr import (VACSRAdapter, VACSRConfig, VACSRLoss, VACSROutput, auroc, kl_upper_bound,
+from vlmkit.vacsr import (VACSRAdapter, VACSRConfig, VACSRLoss, VACSROutput, auroc, false_negative_auroc,
+                          kl_upper_bound,
                           labels_from_ids, load_adapter, map_at_r, recall_at_1, save_adapter, score_all,
                           score_pairs_naive, uncertainty_accuracy, vacsr_loss, variance_loss)
 from vlmkit.vacsr.losses import hardest_negative_mask
@@ -154,7 +156,7 @@ CONFIGS = {
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_factorised_scoring_equals_pair_by_pair(name):
     cfg = CONFIGS[name]
-    a = _adapter(cfg, seed=hash(name) % 1000)
+    a = _adapter(cfg, seed=list(CONFIGS).index(name))
     with torch.no_grad():
         if cfg.mixing == "global":
             a.alpha_logits.copy_(torch.randn(cfg.n_components, dtype=torch.float64))
@@ -185,7 +187,11 @@ def test_factorised_scoring_equals_pair_by_pair(name):
     torch.testing.assert_close(u32.double(), ref_v, atol=2e-5, rtol=1e-4)
     sbf, _ = score_all(a, v.float(), t.float(), chunk_size=20, device="cpu", dtype=torch.bfloat16,
                        show_progress=False)
-    assert float((sbf.double() - ref_l).abs().max()) < 0.05 * max(1.0, float(ref_l.abs().max()))
+    err = (sbf.double() - ref_l).abs() / max(1.0, float(ref_l.abs().max()))
+    if cfg.inference == "mean" or cfg.mixing == "global" or cfg.n_components == 1:
+        assert float(err.max()) < 0.05
+    else:  # "mode": bf16 rounding may flip the argmax component of a near-tied pair (a jump)
+        assert float((err < 0.05).float().mean()) > 0.9
 
 
 def test_inference_is_deterministic_even_in_train_mode():
@@ -333,15 +339,23 @@ def _auroc_brute(pos, neg):
 
 def test_metric_helpers_match_brute_force():
     g = torch.Generator().manual_seed(3)
-    s = torch.randint(0, 5, (9, 14), generator=g).float()  # many ties
+    s = torch.randn(9, 14, generator=g)  # tie-free (vlmkit.metrics breaks ties pessimistically)
     rel = torch.rand(9, 14, generator=g) < 0.25
     rel[0] = False
     assert abs(map_at_r(s, rel, "i2t") - _map_at_r_brute(s, rel)) < 1e-6
     assert abs(map_at_r(s, rel, "t2i") - _map_at_r_brute(s.t(), rel.t())) < 1e-6
-    assert recall_at_1(s, rel, "i2t") == pytest.approx(
-        sum(bool(rel[i, int(s[i].argmax())]) for i in range(9)) / 9)
+    assert recall_at_1(s, rel, "i2t") == pytest.approx(  # queries without positives are skipped
+        sum(bool(rel[i, int(s[i].argmax())]) for i in range(1, 9)) / 8)
     pos, neg = torch.randint(0, 4, (13,), generator=g).float(), torch.randint(0, 4, (17,), generator=g).float()
     assert auroc(pos, neg) == pytest.approx(_auroc_brute(pos, neg))
+    # the FN-vs-TN AUROC agrees with vlmkit.metrics' (which takes caption_image)
+    from vlmkit.metrics import false_negative_auroc as metrics_fn_auroc
+    caption_image = torch.arange(14) % 9
+    labels = torch.arange(9).unsqueeze(1) == caption_image.unsqueeze(0)
+    unc = torch.randint(0, 6, (9, 14), generator=g).float()
+    mine = false_negative_auroc(unc, labels, rel | labels)
+    ref = metrics_fn_auroc(unc, caption_image, rel | labels)
+    assert mine["auroc"] == pytest.approx(ref["auroc"]) and mine["n_false_negatives"] == ref["n_false_negatives"]
 
 
 def test_uncertainty_accuracy_binning_hand_made():

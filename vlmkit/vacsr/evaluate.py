@@ -7,14 +7,14 @@ training-time validation needs.
 - :func:`false_negative_auroc`: how well σ² tells *false negatives* (binary label 0 but truly
   relevant under the extended ground truth) from *true negatives* (not relevant): the AUROC
   with FNs as the positive class (0.5 = no signal; > 0.5 = FNs get higher uncertainty).
-- :func:`map_at_r`, :func:`recall_at_1`: ECCV-Caption-style mAP@R and R@1 (DESIGN.md,
-  evaluation protocol), vectorised. ``vlmkit.metrics`` is the project's reference
-  implementation; these exist so that ``vlmkit.vacsr`` validates without it.
+- :func:`map_at_r`, :func:`recall_at_1`: ECCV-Caption-style mAP@R and R@1 on dense matrices
+  (thin wrappers over ``vlmkit.metrics``, the project's reference implementation).
+  :func:`false_negative_auroc` here adds ``restrict`` (e.g. a top-R shortlist) and skips
+  NaN uncertainties (pairs the top-K mode did not score); without them it equals
+  ``vlmkit.metrics.false_negative_auroc``.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
@@ -36,63 +36,53 @@ def _check_same_shape(**named: Tensor) -> None:
         raise VlmkitError(f"expected matrices of one shape (images × captions), got {shapes}")
 
 
-def map_at_r(scores: Tensor, relevance: Tensor, direction: str = "i2t") -> float:
-    """Mean over queries of (1/R) Σ_{r ≤ R} P@r · rel(r), R = the query's number of relevant items.
+def _scores_pos(scores: Tensor, relevance: Tensor, direction: str, uncertainty: Tensor | None = None):
+    from vlmkit.metrics import Positives, Scores
 
-    Queries without relevant items are skipped. Ties are broken by index order (stable sort).
-    """
+    _orient(scores, direction)  # validates direction
+    s = Scores(scores.float(), None if uncertainty is None else uncertainty.float())
+    p = Positives.from_matrix(relevance.bool())
+    return (s, p) if direction == "i2t" else (s.T, p.T)
+
+
+def map_at_r(scores: Tensor, relevance: Tensor, direction: str = "i2t") -> float:
+    """ECCV-style mAP@R over queries with ≥ 1 relevant item (``vlmkit.metrics.ranking_metrics``,
+    pessimistic tie rule)."""
+    from vlmkit.metrics import ranking_metrics
+
     _check_same_shape(scores=scores, relevance=relevance)
-    s, rel = _orient(scores, direction), _orient(relevance, direction).bool()
-    R = rel.sum(1)
-    keep = R > 0
-    s, rel, R = s[keep], rel[keep], R[keep]
-    if s.shape[0] == 0:
-        return float("nan")
-    Rmax = int(R.max())
-    order = torch.sort(s.float(), dim=1, descending=True, stable=True).indices[:, :Rmax]
-    hit = torch.gather(rel, 1, order).float()
-    ranks = torch.arange(1, Rmax + 1, dtype=torch.float32)
-    prec = hit.cumsum(1) / ranks
-    within = ranks.unsqueeze(0) <= R.unsqueeze(1)
-    return float(((prec * hit * within).sum(1) / R).mean())
+    return ranking_metrics(*_scores_pos(scores, relevance, direction), empty="skip")["map_at_r"]
 
 
 def recall_at_1(scores: Tensor, relevance: Tensor, direction: str = "i2t") -> float:
-    """Fraction of queries whose top-1 item is relevant."""
+    """Fraction of queries (with ≥ 1 relevant item) whose top-1 item is relevant."""
+    from vlmkit.metrics import ranking_metrics
+
     _check_same_shape(scores=scores, relevance=relevance)
-    s, rel = _orient(scores, direction), _orient(relevance, direction).bool()
-    top = s.float().argmax(1)
-    return float(rel[torch.arange(s.shape[0]), top].float().mean())
+    return ranking_metrics(*_scores_pos(scores, relevance, direction), empty="skip")["r1"]
 
 
 def uncertainty_accuracy(scores: Tensor, uncertainty: Tensor, relevance: Tensor, direction: str = "i2t",
                          n_bins: int = 10) -> dict:
-    """Uncertainty–accuracy binning of top-1 retrievals (paper Fig. 3) and its Pearson r.
+    """Uncertainty–accuracy binning of top-1 retrievals (paper Fig. 3) and its Pearson r, via
+    ``vlmkit.metrics`` (top1_uncertainty, uncertainty_bins, uncertainty_correlation).
 
-    Returns {edges, count, recall_at_1, mean_uncertainty (per bin; NaN when empty), pearson_r}.
+    Returns {edges, count, recall_at_1, mean_uncertainty (per bin; NaN when empty), pearson_r,
+    spearman_r, direction}.
     """
+    from vlmkit.metrics import top1_uncertainty, uncertainty_bins, uncertainty_correlation
+
     _check_same_shape(scores=scores, uncertainty=uncertainty, relevance=relevance)
-    s, u, rel = _orient(scores, direction), _orient(uncertainty, direction), _orient(relevance, direction).bool()
-    q = torch.arange(s.shape[0])
-    top = s.float().argmax(1)
-    unc = u[q, top].double()
-    hit = rel[q, top].double()
-    if not bool(torch.isfinite(unc).all()):
+    s, p = _scores_pos(scores, relevance, direction, uncertainty)
+    u, correct = top1_uncertainty(s, p)
+    if not bool(torch.isfinite(torch.as_tensor(u)).all()):
         raise VlmkitError("uncertainty: the top-1 pairs' uncertainties must be finite (score them exactly)")
-    lo, hi = float(unc.min()), float(unc.max())
-    edges = torch.linspace(lo, hi if hi > lo else lo + 1e-12, n_bins + 1, dtype=torch.float64)
-    b = torch.bucketize(unc, edges[1:-1], right=True)
-    count = torch.bincount(b, minlength=n_bins).double()
-    r1 = torch.bincount(b, weights=hit, minlength=n_bins) / count
-    mu = torch.bincount(b, weights=unc, minlength=n_bins) / count
-    ok = count > 0
-    r = float("nan")
-    if int(ok.sum()) >= 2:
-        x, y = mu[ok] - mu[ok].mean(), r1[ok] - r1[ok].mean()
-        den = math.sqrt(float((x * x).sum() * (y * y).sum()))
-        r = float((x * y).sum()) / den if den > 0 else float("nan")
-    return {"edges": edges.tolist(), "count": count.long().tolist(), "recall_at_1": r1.tolist(),
-            "mean_uncertainty": mu.tolist(), "pearson_r": r, "direction": direction}
+    bins = uncertainty_bins(u, correct, n_bins, "width")
+    corr = uncertainty_correlation(u, correct, n_bins, "width")
+    edges = [*bins["lo"].tolist(), float(bins["hi"].iloc[-1])]
+    return {"edges": edges, "count": bins["count"].astype(int).tolist(), "recall_at_1": bins["r1"].tolist(),
+            "mean_uncertainty": bins["uncertainty"].tolist(), "pearson_r": corr["pearson"],
+            "spearman_r": corr["spearman"], "direction": direction}
 
 
 def auroc(pos: Tensor, neg: Tensor) -> float:
