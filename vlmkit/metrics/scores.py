@@ -23,8 +23,8 @@ import torch
 
 from ..utils import VlmkitError, resolve_device
 
-#: Default block budget: a block holds at most this many scores (64 MiB in float32).
-BLOCK_ELEMENTS = 1 << 24
+#: Default block budget: a block holds at most this many scores (16 MiB in float32).
+BLOCK_ELEMENTS = 1 << 22
 
 ArrayLike = Any  # torch.Tensor | np.ndarray | nested sequence
 
