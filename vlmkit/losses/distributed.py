@@ -15,6 +15,8 @@ be seeded identically on every rank so that all ranks mix with the same λ.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 
@@ -39,7 +41,10 @@ def gather_features(
     if with_grad:
         from torch.distributed.nn.functional import all_gather
 
-        return torch.cat(all_gather(img_feats)), torch.cat(all_gather(txt_feats)), rank * n, n
+        # public autograd-aware gather; deprecated in favour of a private API, hence the filter
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.cat(all_gather(img_feats)), torch.cat(all_gather(txt_feats)), rank * n, n
     outs = []
     for x in (img_feats, txt_feats):
         parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]

@@ -39,10 +39,11 @@ MIX_TERMS = ("vmix", "lmix", "vlmix", "m2mix")
 def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Spherical interpolation ``sin(λθ)/sinθ · a + sin((1−λ)θ)/sinθ · b``, θ = arccos(a·b).
 
-    λ weights ``a``: ``slerp(a, b, 1) = a``, ``slerp(a, b, 0) = b``. ``a`` and ``b`` are unit
-    vectors ``(..., D)``; ``lam`` is a number or a tensor broadcastable to ``a.shape[:-1]``
-    (one λ per vector) or shaped ``(..., 1)`` like ``a``. Computed in fp32 (fp64 stays fp64)
-    and cast back to the inputs' dtype. Guards the authors' version lacks:
+    λ weights ``a``: ``slerp(a, b, 1) = a``, ``slerp(a, b, 0) = b``. ``a`` and ``b`` are
+    ``(..., D)`` vectors, L2-normalised here in fp32 (fp64 stays fp64; a no-op for unit
+    inputs), and the result is cast back to the inputs' dtype; ``lam`` is a number or a
+    tensor broadcastable to ``a.shape[:-1]`` (one λ per vector) or shaped ``(..., 1)`` like
+    ``a``. Guards the authors' version lacks:
 
     * the cosine is clamped to ``[−1+eps, 1−eps]`` (``acos`` and its gradient stay finite);
     * when ``sinθ < 2·sqrt(eps)`` (any clamped pair) the pair is (nearly) parallel or
@@ -55,7 +56,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: floa
         raise VlmkitError(f"b: expected the same shape as a {tuple(a.shape)}, got {tuple(b.shape)}")
     out_dtype = torch.promote_types(a.dtype, b.dtype)
     work = torch.float64 if out_dtype == torch.float64 else torch.float32
-    a32, b32 = a.to(work), b.to(work)
+    # renormalise in working precision: fp16/bf16 "unit" vectors are off by ~1e-3, enough to
+    # push an antipodal pair past the clamp and the result off the sphere
+    a32, b32 = F.normalize(a.to(work), dim=-1), F.normalize(b.to(work), dim=-1)
     lam_t = torch.as_tensor(lam, dtype=work, device=a.device)
     if not (lam_t.dim() == a.dim() and lam_t.shape[-1] == 1):
         lam_t = lam_t.unsqueeze(-1)  # one λ per vector: broadcast over the feature dim
