@@ -104,7 +104,7 @@ class FastScorer:
         m = t.shape[0]
         H = self.w1t.shape[1]
         # scaled[:, i, :] = diag(v_i) W1ᵀ; one GEMM gives rows (j, i) = W1 (v_i ⊙ t_j)
-        scaled = (self.w1t.unsqueeze(1) * v.t().unsqueeze(2)).view(d, b * H)
+        scaled = (self.w1t.unsqueeze(1) * v.t().unsqueeze(2)).reshape(d, b * H)
         h = (t @ scaled).view(m * b, H)
         h += self.b1
         logit, var = self._rest(h)
@@ -131,13 +131,15 @@ def default_dtype(device: torch.device) -> torch.dtype:
 def score_all(adapter: VACSRAdapter, img_feats: Tensor, txt_feats: Tensor, chunk_size: int = 1 << 18,
               device: str | torch.device = "auto", topk: int | None = None, *,
               dtype: torch.dtype | None = None, prob: bool = False,
-              show_progress: bool = True) -> tuple[Tensor, Tensor]:
-    """Scores and uncertainties of all image × caption pairs: two (N, M) float32 CPU tensors.
+              show_progress: bool = True, out_device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """Scores and uncertainties of all image × caption pairs: two (N, M) float32 tensors.
 
     chunk_size: pairs per block (memory bound: about chunk_size × max width × dtype bytes × 2).
     topk: None for exact scoring, else the top-K re-ranking mode (module docstring).
     dtype: compute dtype; default bfloat16 on CUDA, float32 on CPU (float64 for exactness tests).
     prob: return sigmoid(μ) instead of the logit μ.
+    out_device: where the result matrices live (default CPU; the compute device avoids
+    device→host copies, e.g. for benchmarks or GPU-side metrics).
     """
     _check_inputs(adapter, img_feats, txt_feats)
     if chunk_size < 1:
@@ -150,18 +152,19 @@ def score_all(adapter: VACSRAdapter, img_feats: Tensor, txt_feats: Tensor, chunk
     N, M = img_feats.shape[0], txt_feats.shape[0]
     if topk is not None:
         scores, unc = _score_topk(fs, img_feats, txt_feats, chunk_size, topk, show_progress)
+        scores, unc = scores.to(out_device), unc.to(out_device)
     else:
-        scores = torch.empty(N, M, dtype=torch.float32)
-        unc = torch.empty(N, M, dtype=torch.float32)
+        odev = torch.device(out_device)
+        scores = torch.empty(N, M, dtype=torch.float32, device=odev)
+        unc = torch.empty(N, M, dtype=torch.float32, device=odev)
         m = min(M, chunk_size)
         b = max(1, chunk_size // m)
-        txt = txt_feats.to(dev, dtype)
+        img, txt = img_feats.to(dev, dtype), txt_feats.to(dev, dtype)
         blocks = [(i, j) for i in range(0, N, b) for j in range(0, M, m)]
         for i, j in (progress(blocks, desc="VACSR scoring") if show_progress else blocks):
-            v = img_feats[i:i + b].to(dev, dtype)
-            lg, var = fs.all_pairs(v, txt[j:j + m])
-            scores[i:i + b, j:j + m] = lg.cpu()
-            unc[i:i + b, j:j + m] = var.cpu()
+            lg, var = fs.all_pairs(img[i:i + b], txt[j:j + m])
+            scores[i:i + b, j:j + m] = lg
+            unc[i:i + b, j:j + m] = var
     if prob:
         scores = torch.sigmoid(scores)
     return scores, unc
