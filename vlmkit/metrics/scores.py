@@ -57,7 +57,10 @@ def float_dtype(t: torch.Tensor) -> torch.dtype:
 
 def check_finite(t: torch.Tensor, name: str, row_offset: int = 0) -> None:
     """Raise a :class:`VlmkitError` naming the first non-finite entry of ``t``."""
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if not t.is_floating_point() or t.numel() == 0:
+        return
+    lo, hi = t.aminmax()  # NaN propagates through min/max: two reductions, no temporary
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
         bad = (~torch.isfinite(t)).nonzero()[0].tolist()
         where = f"row {bad[0] + row_offset}" + (f", column {bad[1]}" if len(bad) > 1 else "")
         raise VlmkitError(f"{name}: non-finite value {t[tuple(bad)].item()} at {where}; "
