@@ -69,6 +69,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: floa
     degenerate = sin_theta < 2.0 * math.sqrt(eps)
     safe_sin = torch.where(degenerate, torch.ones_like(sin_theta), sin_theta)
     geo = (torch.sin(lam_t * theta) * a32 + torch.sin((1.0 - lam_t) * theta) * b32) / safe_sin
+    if a32.device.type == "cpu" and not bool(degenerate.any()):  # (no host sync on accelerators)
+        return geo.to(out_dtype)
 
     lerp = F.normalize(lam_t * a32 + (1.0 - lam_t) * b32, dim=-1, eps=1e-12)
     # antipodal: a fixed unit direction orthogonal to a (from the basis vector of a's
@@ -314,7 +316,10 @@ class GeodesicMixupLoss:
         missing = [t for t in self.terms if t not in lambdas]
         if missing:
             raise VlmkitError(f"lambdas: missing a mixing ratio for {missing}")
-        loc = dict(local_offset=local_offset, local_size=local_size, normalize=self.normalize)
+        if self.normalize:  # once here rather than in each of the terms
+            check_pair(img_feats, txt_feats)
+            img_feats, txt_feats = unit(img_feats, True), unit(txt_feats, True)
+        loc = dict(local_offset=local_offset, local_size=local_size, normalize=False)
         if logit_scale is None:
             base = contrastive_loss(img_feats, txt_feats, temperature=self.tau, **loc)
         else:
