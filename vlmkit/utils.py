@@ -101,7 +101,7 @@ def _update_hash(h: "hashlib._Hash", part: Any) -> None:
     elif isinstance(part, torch.Tensor):
         t = part.detach().cpu().contiguous()
         h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     elif isinstance(part, np.ndarray):
         a = np.ascontiguousarray(part)
         h.update(str((a.dtype.str, a.shape)).encode())

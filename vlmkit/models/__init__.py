@@ -1,0 +1,5 @@
+"""Models: the open_clip factory, bundled tiny configs, checkpoints, WiSE-FT."""
+
+from .factory import BUNDLED, LoadedModel, list_models, load_model, save_model
+
+__all__ = ["BUNDLED", "LoadedModel", "list_models", "load_model", "save_model"]

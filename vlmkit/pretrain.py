@@ -1,0 +1,143 @@
+"""A tiny CLIP pretrained here, standing in for a downloaded checkpoint.
+
+:func:`pretrain_tiny` trains a bundled config (``vlmkit-tiny`` by default) with the CLIP
+loss (symmetric InfoNCE, learnable temperature) on the *web-like* split of the embedded
+dataset — noisy alt-text captions, some about other images — and saves it with
+:func:`vlmkit.models.save_model`.  The result is cached: called again with the same
+configuration it loads the saved model instead of training.
+
+Default budget: ~2–3 minutes on 2 CPU cores.  Seeded; on CPU two runs give identical
+weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data.loading import CaptionPairs, ImageTensors, tokenize_all
+from .data.shapes import make_shapes
+from .models.factory import CONFIG_NAME, LoadedModel, load_model, save_model
+from .utils import VlmkitError, fingerprint, progress, seed_everything
+
+
+@dataclass
+class PretrainConfig:
+    """What the stand-in checkpoint is trained on and how."""
+
+    model: str = "vlmkit-tiny"
+    n_images: int = 10_000
+    web_per_image: int = 2  # noisy captions per image
+    data_seed: int = 0
+    seed: int = 0
+    steps: int = 170
+    batch_size: int = 256
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 15
+
+    def __post_init__(self) -> None:
+        for name in ("n_images", "web_per_image", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise VlmkitError(f"PretrainConfig.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise VlmkitError("PretrainConfig.batch_size must be ≥ 2 for a contrastive loss")
+        if self.lr <= 0:
+            raise VlmkitError(f"PretrainConfig.lr must be > 0, got {self.lr}")
+
+    def key(self) -> str:
+        return fingerprint("pretrain-v1", asdict(self))
+
+
+def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up then cosine decay to 0 (the CLIP schedule)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress_ = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress_)))
+
+
+def pretrain_tiny(
+    out_dir: str | os.PathLike,
+    config: PretrainConfig | None = None,
+    device: str | torch.device | None = "auto",
+    force: bool = False,
+) -> LoadedModel:
+    """Train (or load the cached) stand-in checkpoint in ``out_dir``; returns it loaded."""
+    cfg = config or PretrainConfig()
+    out_dir = Path(out_dir)
+    cached = _cached(out_dir, cfg)
+    if cached and not force:
+        return load_model(pretrained=out_dir, device=device)
+
+    seed_everything(cfg.seed)
+    loaded = load_model(cfg.model, device=device)
+    ds = make_shapes("pretrain", n_images=cfg.n_images, seed=cfg.data_seed, captions="web", web_per_image=cfg.web_per_image)
+    tensors = ImageTensors(ds, loaded.preprocess, loaded.preprocess_cfg)
+    pairs = CaptionPairs(ds, tensors, tokenize_all(loaded.tokenizer, ds.captions))
+    model, dev = loaded.model, loaded.device
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    gen = np.random.default_rng(cfg.seed)
+    order = np.empty(0, dtype=np.int64)
+    history = []
+    start = time.time()
+    bar = progress(range(cfg.steps), desc="pretrain tiny CLIP")
+    for step in bar:
+        if len(order) < cfg.batch_size:
+            order = np.concatenate([order, gen.permutation(len(pairs))])
+        js, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        x, tokens, _, img = pairs.collate_fast(js)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+        img_f, txt_f, scale = model(x.to(dev), tokens.to(dev))
+        logits = scale * img_f @ txt_f.T
+        # Two captions of one image may share a batch: both count as the image's positives.
+        same = (img[:, None] == img[None, :]).to(dev).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        history.append(float(loss))
+        bar.set_postfix(loss=f"{history[-1]:.3f}", refresh=False)
+    model.eval()
+    extra = {"pretrain_config": asdict(cfg), "pretrain_key": cfg.key(), "loss_history": history, "seconds": round(time.time() - start, 1)}
+    _save_atomically(loaded, out_dir, extra)
+    return load_model(pretrained=out_dir, device=device)
+
+
+def _cached(out_dir: Path, cfg: PretrainConfig) -> bool:
+    try:
+        meta = json.loads((out_dir / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return meta.get("vlmkit", {}).get("pretrain_key") == cfg.key()
+
+
+def _save_atomically(loaded: LoadedModel, out_dir: Path, extra: dict) -> None:
+    """Write into a sibling temp dir, then swap it in: never a half-written checkpoint."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_model(loaded, tmp, extra)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
