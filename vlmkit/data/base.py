@@ -304,28 +304,39 @@ class PairDataset:
         return ii[:, None] == self.caption_image[cc][None, :]
 
     def positives(self, img_idx: Index = None, cap_idx: Index = None) -> np.ndarray:
-        """Extended positives (bool matrix), always including the one-to-one labels.
+        """Extended positives (bool matrix).
 
-        Without extended truth this equals :meth:`labels`.
+        Without extended truth this equals :meth:`labels`.  Partial truth (user-provided
+        positive sets) is added to the one-to-one labels.  *Exact* truth (the embedded
+        data) is authoritative on its own: a mismatched pair (noisy correspondence, an
+        alt-text caption about another image) is labelled positive but is not true.
         """
         ii = _as_index(img_idx, self.num_images)
         cc = _as_index(cap_idx, self.num_captions)
+        if self.truth is not None and self.truth.exact:
+            return self.truth.positives(ii, cc)
         lab = ii[:, None] == self.caption_image[cc][None, :]
         if self.truth is None:
             return lab
         return lab | self.truth.positives(ii, cc)
 
     def relevance(self, img_idx: Index = None, cap_idx: Index = None) -> np.ndarray:
-        """Graded relevance in [0, 1] (float32); the one-to-one pair counts 1."""
+        """Graded relevance in [0, 1] (float32); with partial truth the one-to-one pair counts 1."""
         ii = _as_index(img_idx, self.num_images)
         cc = _as_index(cap_idx, self.num_captions)
+        if self.truth is not None and self.truth.exact:
+            return self.truth.relevance(ii, cc)
         lab = (ii[:, None] == self.caption_image[cc][None, :]).astype(np.float32)
         if self.truth is None:
             return lab
         return np.maximum(lab, self.truth.relevance(ii, cc))
 
     def false_negatives(self, img_idx: Index = None, cap_idx: Index = None) -> np.ndarray:
-        """Pairs the one-to-one labels call negative although the caption is true."""
+        """Pairs the one-to-one labels call negative although the caption is true.
+
+        (The converse, pairs labelled positive that are not true, is ``labels() & ~positives()``:
+        noisy correspondences, only visible with exact truth.)
+        """
         return self.positives(img_idx, cap_idx) & ~self.labels(img_idx, cap_idx)
 
     # -- slicing

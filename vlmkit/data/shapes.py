@@ -365,10 +365,10 @@ def make_shapes(
             is still ``"exact"`` unless asked).
     """
     cfg = config or ShapesConfig()
+    rng = _rng(seed, split)  # validates the split name
     n = DEFAULT_SIZES[split] if n_images is None and split in DEFAULT_SIZES else n_images
     if n is None or n < 1:
         raise VlmkitError(f"n_images must be a positive integer, got {n_images!r}")
-    rng = _rng(seed, split)
     objs = sample_scenes(n, rng, cfg)
     render_rng = np.random.default_rng([seed, SPLITS[split], 1])
     images = np.stack([render_scene(o, render_rng, cfg) for o in objs])
