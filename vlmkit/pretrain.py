@@ -113,7 +113,7 @@ def pretrain_tiny(
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         bar.set_postfix(loss=f"{history[-1]:.3f}", refresh=False)
     model.eval()
     extra = {"pretrain_config": asdict(cfg), "pretrain_key": cfg.key(), "loss_history": history, "seconds": round(time.time() - start, 1)}
