@@ -7,3 +7,4 @@ from .folder import ClassificationDataset, LabelTruth, load_image_folder
 from .formats import SkippedItemsWarning, load_dataset
 from .karpathy import KARPATHY_SPLITS, load_karpathy
 from .tabular import load_csv
+from .shapes import ShapesConfig, inject_noise, make_shapes, scene_of
