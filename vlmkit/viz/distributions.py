@@ -1,0 +1,81 @@
+"""Score distributions: similarity histograms by pair type, reliability diagrams, uncertainty bins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..utils import VlmkitError
+
+PAIR_COLOURS = {"positive (labelled)": "#2ca02c", "false negative (true, unlabelled)": "#ff7f0e",
+                "true negative": "#7f7f7f"}
+
+
+def pair_types(labels: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """0 = labelled positive, 1 = false negative (true but unlabelled), 2 = true negative."""
+    labels, positives = np.asarray(labels, bool), np.asarray(positives, bool)
+    if labels.shape != positives.shape:
+        raise VlmkitError(f"labels {labels.shape} and positives {positives.shape} differ in shape")
+    return np.where(labels, 0, np.where(positives, 1, 2))
+
+
+def similarity_histogram(sims: Any, labels: Any, positives: Any, *, title: str = "Similarity by pair type",
+                         max_negatives: int = 200_000, bins: int = 80, seed: int = 0, x_label: str = "cosine similarity") -> go.Figure:
+    """Overlaid, per-type normalised histograms of ``sims`` for positives / false negatives / true negatives.
+
+    True negatives are subsampled to ``max_negatives`` (seeded) to keep the HTML small.
+    """
+    s = np.asarray(sims.detach().cpu() if hasattr(sims, "detach") else sims, dtype=np.float64)
+    t = pair_types(labels, positives)
+    if s.shape != t.shape:
+        raise VlmkitError(f"sims {s.shape} and labels {t.shape} differ in shape")
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(np.nanmin(s), np.nanmax(s), bins + 1)
+    fig = go.Figure()
+    for k, (name, colour) in enumerate(PAIR_COLOURS.items()):
+        v = s[t == k]
+        if len(v) > max_negatives:
+            v = rng.choice(v, max_negatives, replace=False)
+        if len(v) == 0:
+            continue
+        fig.add_trace(go.Histogram(x=v, xbins=dict(start=edges[0], end=edges[-1], size=edges[1] - edges[0]),
+                                   histnorm="probability density", name=f"{name} (n={int((t == k).sum()):,})",
+                                   marker_color=colour, opacity=0.55))
+    fig.update_layout(barmode="overlay", title=title, xaxis_title=x_label, yaxis_title="density (per pair type)",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def reliability_figure(bins: pd.DataFrame, ece: float, *, title: str = "Reliability diagram") -> go.Figure:
+    """Accuracy vs mean confidence per bin (bars), the diagonal, and bin counts on hover; ECE in the title."""
+    need = {"lo", "hi", "count", "confidence", "accuracy"}
+    if not need <= set(bins.columns):
+        raise VlmkitError(f"reliability_figure: bins need columns {sorted(need)}")
+    mid = (bins["lo"] + bins["hi"]) / 2
+    width = float((bins["hi"] - bins["lo"]).iloc[0])
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=mid, y=bins["accuracy"].fillna(0), width=width * 0.95, name="top-1 accuracy per bin",
+                         marker_color="#1f77b4", customdata=bins["count"], hovertemplate="conf bin %{x:.2f}<br>acc %{y:.3f}<br>n=%{customdata}"))
+    fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="markers", name="(mean confidence, accuracy)",
+                             marker=dict(color="#d62728", size=7)))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dash", color="grey")))
+    fig.update_layout(title=f"{title} — ECE {100 * ece:.2f}%", xaxis_title="confidence of top-1", yaxis_title="accuracy of top-1",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.05], legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def uncertainty_figure(bins: pd.DataFrame, r: float, *, title: str = "Uncertainty vs R@1") -> go.Figure:
+    """R@1 per uncertainty bin (VACSR Fig. 3 style) with Pearson r in the title; point size ∝ count."""
+    need = {"uncertainty", "r1", "count"}
+    if not need <= set(bins.columns):
+        raise VlmkitError(f"uncertainty_figure: bins need columns {sorted(need)}")
+    b = bins[bins["count"] > 0]
+    size = 8 + 22 * np.sqrt(b["count"] / b["count"].max())
+    fig = go.Figure(go.Scatter(x=b["uncertainty"], y=100 * b["r1"], mode="lines+markers", name="R@1 per bin (size ∝ queries)",
+                               marker=dict(size=size), customdata=b["count"], hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata}"))
+    fig.update_layout(title=f"{title} — Pearson r = {r:.3f}", xaxis_title="mean uncertainty of top-1 pair (bin)",
+                      yaxis_title="R@1 (%)", showlegend=True, legend=dict(orientation="h", y=-0.2))
+    return fig
