@@ -1,0 +1,180 @@
+"""Run-directory helpers shared by the numbered notebooks and ``vlmkit run``.
+
+Layout of one run directory (``docs/workbook.md``)::
+
+    run.json            parameters, vlmkit version, git commit, status per notebook
+    notebooks/          executed notebooks (NN_name.ipynb)
+    cache/              pretrained checkpoint and feature caches (may be shared)
+    methods.json        registry: method name → score file and description
+    scores/<m>.pt       per method: test features and/or score (+ uncertainty) matrices
+    methods/<m>/        fine-tuning output (checkpoints) of each method
+    tables/*.csv        every table, each with a ``protocol`` column
+    figures/*.html|png  every view of every notebook
+    report/report.html  the report (08)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .utils import VlmkitError, atomic_torch_save, atomic_write_json
+
+SUBDIRS = ("notebooks", "scores", "methods", "tables", "figures", "report")
+
+
+def prepare_run_dir(run_dir: str | os.PathLike) -> Path:
+    """Create the run directory and its sub-folders; returns the path."""
+    p = Path(run_dir)
+    for s in SUBDIRS:
+        (p / s).mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def default_cache_dir() -> Path:
+    """``$VLMKIT_CACHE`` or ``~/.cache/vlmkit``: where the stand-in checkpoint is kept across runs."""
+    return Path(os.environ.get("VLMKIT_CACHE", Path.home() / ".cache" / "vlmkit"))
+
+
+def headless() -> bool:
+    """True under papermill / ``vlmkit run`` (``VLMKIT_HEADLESS=1``) or outside a Jupyter kernel."""
+    if os.environ.get("VLMKIT_HEADLESS", "") not in ("", "0"):
+        return True
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        return ip is None or "IPKernelApp" not in ip.config
+    except Exception:
+        return True
+
+
+def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, txt: Any = None, scores: Any = None,
+                    uncertainty: Any = None, info: dict | None = None) -> Path:
+    """Store a method's test-set outputs in ``scores/<name>.pt`` and list it in ``methods.json``.
+
+    Give features (``img`` N×d, ``txt`` M×d) and/or a score matrix (N×M, optional uncertainty).
+    """
+    if (img is None) != (txt is None):
+        raise VlmkitError(f"register_method({name!r}): give both img and txt features, or neither")
+    if img is None and scores is None:
+        raise VlmkitError(f"register_method({name!r}): nothing to store (no features, no scores)")
+    run = prepare_run_dir(run_dir)
+    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None)
+            for k, v in {"img": img, "txt": txt, "scores": scores, "uncertainty": uncertainty}.items()}
+    path = run / "scores" / f"{name}.pt"
+    atomic_torch_save(blob, path)
+    reg = list_methods(run)
+    reg[name] = {"path": str(path.relative_to(run)), "has_features": img is not None,
+                 "has_scores": scores is not None, "has_uncertainty": uncertainty is not None, **(info or {})}
+    atomic_write_json(run / "methods.json", reg)
+    return path
+
+
+def list_methods(run_dir: str | os.PathLike) -> dict[str, dict]:
+    """The method registry (empty when nothing is registered yet)."""
+    p = Path(run_dir) / "methods.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def load_method(run_dir: str | os.PathLike, name: str) -> dict[str, torch.Tensor | None]:
+    """``{"img", "txt", "scores", "uncertainty"}`` of a registered method; ``scores`` is filled with
+    cosine similarities when only features were stored."""
+    reg = list_methods(run_dir)
+    if name not in reg:
+        raise VlmkitError(f"method {name!r} is not registered in {run_dir}/methods.json (has {sorted(reg)})")
+    blob = torch.load(Path(run_dir) / reg[name]["path"], map_location="cpu", weights_only=True)
+    if blob.get("scores") is None:
+        blob["scores"] = blob["img"] @ blob["txt"].T
+    return blob
+
+
+def write_table(run_dir: str | os.PathLike, name: str, df: pd.DataFrame, protocol: str | None = None) -> Path:
+    """Write ``tables/<name>.csv``; adds a ``protocol`` column when given and absent."""
+    df = df.copy()
+    if protocol is not None and "protocol" not in df.columns:
+        df.insert(0, "protocol", protocol)
+    path = Path(run_dir) / "tables" / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(run_dir: str | os.PathLike, name: str) -> pd.DataFrame | None:
+    p = Path(run_dir) / "tables" / f"{name}.csv"
+    return pd.read_csv(p) if p.exists() else None
+
+
+def show(fig: Any, run_dir: str | os.PathLike, name: str) -> dict:
+    """Save ``fig`` as ``figures/<name>`` (HTML, PNG when possible) and display it when a frontend exists.
+
+    Headless, it prints the saved paths instead, so executed notebooks stay small.
+    """
+    from .viz import save_figure
+
+    out = save_figure(fig, Path(run_dir) / "figures" / name)
+    if headless():
+        print(f"figure {name}: " + ", ".join(str(p.name) for p in out.values()))
+    else:
+        fig.show()
+    return out
+
+
+def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
+    """The evaluation split: ``"shapes"`` = the embedded test split; anything else goes to
+    :func:`vlmkit.data.load_dataset` (a spec string, e.g. ``karpathy:/path/dataset_coco.json:test``)."""
+    from .data import load_dataset, make_shapes
+
+    if dataset == "shapes":
+        return make_shapes("test", n_images=test_images, seed=seed)
+    return load_dataset(dataset, pairs=True)
+
+
+def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:
+    """First caption index of every image (row-paired views for mixup/hardness analyses)."""
+    from .analysis import first_caption
+
+    return first_caption(np.asarray(caption_image), n_images)
+
+
+def parse_methods(methods: Any) -> list[str]:
+    """A method list from a list, or a string split on ``,`` / ``+`` / spaces (grid-friendly)."""
+    if methods is None:
+        return []
+    if isinstance(methods, str):
+        import re
+
+        return [m for m in re.split(r"[,+\s]+", methods) if m]
+    return [str(m) for m in methods]
+
+
+SUMMARY_METRICS = (("coco5k", "i2t", "R@1"), ("coco5k", "t2i", "R@1"), ("coco5k", "both", "RSUM"),
+                   ("eccv", "i2t", "mAP@R"), ("eccv", "t2i", "mAP@R"))
+
+
+def summarise_runs(run_dirs: list[str | os.PathLike]) -> pd.DataFrame:
+    """One row per (run, method): the run's parameters, then the key numbers of ``tables/summary.csv``.
+
+    Runs without a summary (failed early) get one row with ``status`` from ``run.json``.
+    """
+    rows = []
+    for rd in run_dirs:
+        rd = Path(rd)
+        meta = json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {}
+        params = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in meta.get("grid_point", {}).items()}
+        base = {"run": rd.name, "status": meta.get("status", "unknown"), **params}
+        summ = read_table(rd, "summary")
+        if summ is None or summ.empty:
+            rows.append(base)
+            continue
+        for rec in summ.to_dict("records"):
+            rows.append({**base, **rec})
+    return pd.DataFrame(rows)
