@@ -1,5 +1,6 @@
 """Models: the open_clip factory, bundled tiny configs, checkpoints, WiSE-FT."""
 
 from .factory import BUNDLED, LoadedModel, list_models, load_model, save_model
+from .wise import wise_ft
 
 __all__ = ["BUNDLED", "LoadedModel", "list_models", "load_model", "save_model"]
