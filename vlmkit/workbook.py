@@ -178,3 +178,46 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> pd.DataFrame:
         for rec in summ.to_dict("records"):
             rows.append({**base, **rec})
     return pd.DataFrame(rows)
+
+
+def save_data_spec(run_dir: str | os.PathLike, dataset: str, test_images: int, seed: int, **extra: Any) -> None:
+    """Record which evaluation data the run uses (``data.json``), so later notebooks rebuild it."""
+    atomic_write_json(Path(run_dir) / "data.json", {"dataset": dataset, "test_images": int(test_images), "seed": int(seed), **extra})
+
+
+def run_data_spec(run_dir: str | os.PathLike) -> dict:
+    p = Path(run_dir) / "data.json"
+    if not p.exists():
+        raise VlmkitError(f"{p} is missing: run notebook 01_data_and_model with this run_dir first")
+    return json.loads(p.read_text())
+
+
+def run_dataset(run_dir: str | os.PathLike):
+    """The evaluation dataset recorded in ``data.json`` (rebuilt deterministically)."""
+    spec = run_data_spec(run_dir)
+    return load_test_dataset(spec["dataset"], spec["test_images"], spec["seed"])
+
+
+def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per method from the run's tables: R@1 and RSUM (full split, one-to-one labels),
+    mAP@R (exact extended positives), gap, ECE per direction and uncertainty–R@1 Pearson r.
+
+    Column names carry the protocol (``R@1 i2t [full NxM]`` …), so the table states it.
+    """
+    ret = read_table(run_dir, "retrieval")
+    out: dict[str, dict[str, Any]] = {}
+    if ret is not None and not ret.empty:
+        for rec in ret.to_dict("records"):
+            if rec["metric"] in ("R@1", "RSUM", "mAP@R") and not str(rec["metric"]).startswith("unc"):
+                col = f"{rec['metric']} {rec['direction']} [{rec['protocol']}]"
+                out.setdefault(rec["method"], {})[col] = rec["value"]
+    for name, cols in (("gap", {"gap": "gap ‖Δ‖"}), ("calibration", {"ece": "ECE %"}), ("uncertainty", {"pearson": "unc–R@1 r"})):
+        t = read_table(run_dir, name)
+        if t is None or t.empty:
+            continue
+        for rec in t.to_dict("records"):
+            for src, label in cols.items():
+                if src in rec:
+                    key = label if "direction" not in rec else f"{label} {rec['direction']}"
+                    out.setdefault(rec["method"], {})[key] = rec[src]
+    return pd.DataFrame([{"method": m, **v} for m, v in out.items()])
