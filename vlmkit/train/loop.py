@@ -380,6 +380,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
             if info.is_main:
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         train_seconds = time.time() - t_epoch
+        sums = D.mean_over_ranks(sums, info, dev)  # each rank logged its local-loss share
         row = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"]}
         row.update({("train_" + k if k != "loss" else "train_loss"): v / steps_per_epoch for k, v in sums.items()})
         row.update(validate(loaded, val, trainable.vacsr.adapter if vacsr is not None else None, batch_size=cfg.eval_batch_size, amp=enc_amp))

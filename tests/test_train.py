@@ -1,0 +1,200 @@
+"""The fine-tuning loop: losses go down, resume == uninterrupted, DDP == single process,
+bad configurations fail early, WiSE-FT endpoints, atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlmkit.models import load_model, wise_ft
+from vlmkit.train import TrainConfig, finetune
+from vlmkit.train.loop import CHECKPOINT, TIME_KEYS
+from vlmkit.utils import VlmkitError
+
+os.environ.setdefault("VLMKIT_NO_PROGRESS", "1")
+TINY = dict(train_images=8, val_images=6, batch_size=8, device="cpu", warmup_frac=0.0, eval_batch_size=64)
+SMALL_VACSR = {"enc_hidden": [16], "dec_hidden": [16], "latent_dim": 4, "lr": 1e-3}
+
+
+def _same_history(a: list[dict], b: list[dict], tol: float = 0.0) -> None:
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        ka = {k for k in ra if k not in TIME_KEYS}
+        assert ka == {k for k in rb if k not in TIME_KEYS}
+        for k in ka:
+            if isinstance(ra[k], float) and tol:
+                assert ra[k] == pytest.approx(rb[k], rel=tol, abs=tol), k
+            else:
+                assert ra[k] == rb[k], k
+
+
+def _weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out_dir / CHECKPOINT, map_location="cpu", weights_only=False)["trainable"]
+
+
+@pytest.mark.parametrize("method", ["contrastive", "sigmoid", "m2mix", "all", "vacsr-joint"])
+def test_each_method_lowers_its_loss(tmp_path, method):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(method=method, epochs=3, lr=2e-3, **TINY, vacsr=SMALL_VACSR if method == "vacsr-joint" else {})
+    res = finetune(cfg, tmp_path / method)
+    losses = [row["train_loss"] for row in res.history]
+    assert losses[-1] < losses[0], losses
+    assert (tmp_path / method / "best" / "open_clip_model.safetensors").is_file()
+    if method == "vacsr-joint":
+        assert (tmp_path / method / "best" / "vacsr_adapter").is_dir()
+    hist = json.loads((tmp_path / method / "history.json").read_text())
+    assert [r["epoch"] for r in hist] == [1, 2, 3]
+    assert (tmp_path / method / "history.csv").read_text().startswith("epoch,")
+    assert res.best_rsum == max(r["rsum"] for r in hist)
+
+
+def test_learnable_scale_and_partial_freeze(tmp_path):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(method="contrastive", learnable_scale=True, freeze="image", epochs=1, lr=1e-3, **TINY)
+    torch.manual_seed(cfg.seed)
+    start = load_model("vlmkit-tiny", device="cpu").model.state_dict()
+    finetune(cfg, tmp_path / "r")
+    end = {k.removeprefix("clip."): v for k, v in _weights(tmp_path / "r").items()}
+    assert all(torch.equal(start[k], end[k]) for k in start if k.startswith("visual."))
+    assert not torch.equal(start["logit_scale"], end["logit_scale"])
+    assert not torch.equal(start["text_projection"], end["text_projection"])
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(method="m2mix", epochs=2, lr=1e-3, **{**TINY, "train_images": 16, "warmup_frac": 0.25})
+    straight = finetune(cfg, tmp_path / "straight")
+    first = finetune(cfg, tmp_path / "killed", stop_after_epochs=1)  # "killed" after epoch 1
+    assert len(first.history) == 1
+    # an interrupted write of the next checkpoint leaves a .tmp that nothing reads
+    (tmp_path / "killed" / f".{CHECKPOINT}.abc123.tmp").write_bytes(b"half a checkpoint")
+    resumed = finetune(cfg, tmp_path / "killed")
+    _same_history(straight.history, resumed.history)
+    wa, wb = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert resumed.best_epoch == straight.best_epoch
+    # resuming with another configuration is refused
+    with pytest.raises(VlmkitError, match="different configuration"):
+        finetune(TrainConfig(method="m2mix", epochs=2, lr=5e-4, **{**TINY, "train_images": 16}), tmp_path / "killed")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(method="contrastive", epochs=2, **TINY)
+    finetune(cfg, tmp_path / "r", stop_after_epochs=1)
+    before = torch.load(tmp_path / "r" / CHECKPOINT, weights_only=False)["epoch"]
+
+    real_save = torch.save
+
+    def crash(obj, f, *a, **k):  # write some bytes, then die mid-save
+        Path(f).write_bytes(b"garbage")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, tmp_path / "r")
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(tmp_path / "r" / CHECKPOINT, weights_only=False)["epoch"] == before == 1
+    assert not list((tmp_path / "r").glob("*.tmp")) and not list((tmp_path / "r").glob(".*.tmp"))
+    # a directory holding only a leftover .tmp starts fresh
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / f".{CHECKPOINT}.x.tmp").write_bytes(b"junk")
+    assert len(finetune(TrainConfig(method="contrastive", epochs=1, **TINY), tmp_path / "fresh").history) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    """torchrun, 2 CPU processes (gloo), batch 16 = 2 × 8 with gathered features in local-loss
+    mode, vs one process with batch 16: same history and weights within 1e-4 (float32 sums
+    in another order)."""
+    torch.set_num_threads(1)
+    kw = dict(method="m2mix", epochs=1, lr=1e-3, train_images=16, val_images=6, batch_size=16, device="cpu", warmup_frac=0.0)
+    single = finetune(TrainConfig(**kw), tmp_path / "single")
+    env = {**os.environ, "VLMKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    args = []
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "vlmkit.train", "--out", str(tmp_path / "ddp"), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp_hist = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    _same_history(single.history, ddp_hist, tol=1e-4)
+    ckpt = torch.load(tmp_path / "ddp" / CHECKPOINT, weights_only=False)
+    assert ckpt["world_size"] == 2
+    wa, wb = _weights(tmp_path / "single"), ckpt["trainable"]
+    for k in wa:
+        a, b = wa[k], wb[k]
+        if k.endswith("attn.in_proj_bias"):
+            # the key bias has an exactly-zero true gradient (softmax is shift-invariant), so
+            # Adam turns float noise into steps of up to lr: compare it within lr × steps
+            d = a.numel() // 3
+            assert (a[d : 2 * d] - b[d : 2 * d]).abs().max() <= kw["lr"] * ckpt["step"], k
+            a, b = torch.cat([a[:d], a[2 * d :]]), torch.cat([b[:d], b[2 * d :]])
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=2e-5, msg=k)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(method="nope"), "method"),
+    (dict(method="m2mix", loss_overrides={"weight_m2mix": -0.1}), "weight_m2mix"),
+    (dict(method="m2mix", loss_overrides={"alpha_m2mix": 0.0}), "alpha_m2mix"),
+    (dict(method="m2mix", loss_overrides={"bogus": 1}), "bogus"),
+    (dict(batch_size=1), "batch_size"),
+    (dict(epochs=0), "epochs"),
+    (dict(train_images=0), "train_images"),
+    (dict(lr=-1.0), "lr"),
+    (dict(freeze="both"), "freeze"),
+    (dict(freeze="image", lr_mult_text=0.0), "frozen"),
+    (dict(noise_ratio=1.5), "noise_ratio"),
+    (dict(method="vacsr-joint", vacsr={"lr": 0}), "lr"),
+    (dict(method="vacsr-joint", vacsr={"latent_dmi": 3}), "latent_dmi"),
+    (dict(vacsr={"lr": 1e-3}), "vacsr"),
+])
+def test_bad_config_fails_early(kw, match):
+    with pytest.raises(VlmkitError, match=match):
+        TrainConfig(**kw)
+
+
+def test_bad_data_fails_before_training(tmp_path):
+    with pytest.raises(VlmkitError, match="exceeds"):
+        finetune(TrainConfig(train_images=2, batch_size=16, device="cpu"), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(VlmkitError):
+        finetune(TrainConfig(dataset="nonsense-kind", device="cpu"), tmp_path / "y")
+
+
+def test_cli_rejects_bad_config(capsys):
+    from vlmkit.train.__main__ import main
+
+    assert main(["--out", "/nonexistent/never", "--method", "m2mix", "--epochs", "0"]) == 2
+    assert "epochs" in capsys.readouterr().err
+
+
+def test_wise_ft_endpoints_and_midpoint():
+    torch.manual_seed(0)
+    a = load_model("vlmkit-tiny", device="cpu")
+    torch.manual_seed(1)
+    b = load_model("vlmkit-tiny", device="cpu")
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    for alpha, expect in ((0.0, sa), (1.0, sb)):
+        s = wise_ft(a, b, alpha).model.state_dict()
+        assert all(torch.equal(s[k], expect[k]) for k in s)
+    mid = wise_ft(a, b, 0.5).model.state_dict()
+    for k in mid:
+        if mid[k].is_floating_point():
+            torch.testing.assert_close(mid[k], (sa[k] + sb[k]) / 2)
+    assert all(torch.equal(b.model.state_dict()[k], sb[k]) for k in sb)  # inputs untouched
+    with pytest.raises(VlmkitError, match="alpha"):
+        wise_ft(a, b, 1.5)
