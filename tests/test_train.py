@@ -115,6 +115,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_single_process(tmp_path):
     """torchrun, 2 CPU processes (gloo), batch 16 = 2 × 8 with gathered features in local-loss
     mode, vs one process with batch 16: same history and weights within 1e-4 (float32 sums

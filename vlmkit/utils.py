@@ -9,7 +9,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -73,6 +73,25 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def read_positives_json(path_or_map: Any, what: str = "extended-positives file") -> tuple[dict, str]:
+    """``(mapping, where)`` from a ``{query id: [positive ids]}`` dict or JSON file (ECCV
+    Caption / CxC layout); a missing file, malformed JSON or a non-object raise naming it."""
+    from collections.abc import Mapping
+
+    if isinstance(path_or_map, Mapping):
+        return dict(path_or_map), "<dict>"
+    where = str(path_or_map)
+    try:
+        mapping = json.loads(Path(path_or_map).read_text())
+    except FileNotFoundError:
+        raise VlmkitError(f"{what} not found: {where}") from None
+    except json.JSONDecodeError as exc:
+        raise VlmkitError(f"{where}: malformed JSON ({exc})") from None
+    if not isinstance(mapping, dict):
+        raise VlmkitError(f"{where}: expected a JSON object mapping query id -> list of positive ids")
+    return mapping, where
 
 
 def _json_default(o: Any) -> Any:

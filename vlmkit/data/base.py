@@ -13,7 +13,6 @@ how splits and COCO-1K folds are made.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from PIL import Image, ImageFile
 
-from ..utils import VlmkitError, fingerprint
+from ..utils import VlmkitError, fingerprint, read_positives_json
 
 # Truncated files must raise, never decode to a half-grey image silently.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -371,18 +370,7 @@ class PairDataset:
         (or caption strings' ids given as ``str(index)``); with ``"t2i"`` the reverse.
         Unknown ids raise an error naming them.
         """
-        if isinstance(path_or_map, dict):
-            mapping, where = path_or_map, "<dict>"
-        else:
-            where = str(path_or_map)
-            try:
-                mapping = json.loads(Path(path_or_map).read_text())
-            except FileNotFoundError:
-                raise VlmkitError(f"extended-positives file not found: {where}") from None
-            except json.JSONDecodeError as exc:
-                raise VlmkitError(f"{where}: malformed JSON ({exc})") from None
-        if not isinstance(mapping, dict):
-            raise VlmkitError(f"{where}: expected a JSON object mapping query id -> list of positive ids")
+        mapping, where = read_positives_json(path_or_map)
         img_pos = {str(k): i for i, k in enumerate(self.image_ids)}
         rows, cols = [], []
         for q, pos in mapping.items():

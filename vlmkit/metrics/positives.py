@@ -16,16 +16,14 @@ the text→image relation (M × N).
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..utils import VlmkitError
+from ..utils import VlmkitError, read_positives_json
 from .scores import to_tensor
 
 
@@ -89,17 +87,7 @@ class Positives:
         Rows follow ``query_ids``; queries absent from the mapping get no positives (ranking
         metrics then skip or reject them, see ``empty=``).  Unknown ids raise an error.
         """
-        where = "<dict>"
-        if not isinstance(mapping, Mapping):
-            where = str(mapping)
-            try:
-                mapping = json.loads(Path(mapping).read_text())
-            except FileNotFoundError:
-                raise VlmkitError(f"positives file not found: {where}") from None
-            except json.JSONDecodeError as exc:
-                raise VlmkitError(f"{where}: malformed JSON ({exc})") from None
-            if not isinstance(mapping, Mapping):
-                raise VlmkitError(f"{where}: expected a JSON object mapping query id -> list of positive ids")
+        mapping, where = read_positives_json(mapping, "positives file")
         qpos = _id_index(query_ids, "query_ids")
         gpos = _id_index(gallery_ids, "gallery_ids")
         rows, cols = [], []

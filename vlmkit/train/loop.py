@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..data.loading import CaptionPairs, ImageTensors, tokenize_all
 from ..features import encode_dataset
