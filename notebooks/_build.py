@@ -33,6 +33,8 @@ def nb(name, cells):
             book.cells.append(c)
         else:
             book.cells.append(nbf.v4.new_code_cell(src.strip()))
+    for i, cell in enumerate(book.cells):  # stable ids: rebuilding gives a clean diff
+        cell.id = f"{name[:2]}-{i:02d}"
     nbf.write(book, HERE / f"{name}.ipynb")
 
 
@@ -96,16 +98,16 @@ cached across runs, or any open_clip model/checkpoint), encodes the test set, an
 **false negatives** that one-to-one labels create.
 """),
     ("params", f"""{RUN_DIR}
-dataset: str = "shapes"  # "shapes" (embedded) or a vlmkit.data.load_dataset spec for real data
+dataset: str = "shapes"  # shapes (the embedded data) or a vlmkit.data.load_dataset spec of real test data
 test_images: int = 1000  # test images of the embedded data (5 captions each)
 seed: int = 0  # data and training seed
 model: str = "vlmkit-tiny"  # open_clip architecture name
-pretrained: str = ""  # '' = embedded stand-in (pretrain_tiny); else open_clip tag or checkpoint path/dir
+pretrained: str = ""  # empty: the embedded stand-in (pretrain_tiny); else an open_clip tag or a checkpoint file/dir
 pretrain_steps: int = 170  # pretraining steps of the stand-in checkpoint
 pretrain_images: int = 10000  # images of the web-like pretraining split
 pretrain_batch: int = 256  # pretraining batch size
-cache_dir: str = ""  # '' = $VLMKIT_CACHE or ~/.cache/vlmkit (checkpoint and feature cache)
-device: str = "auto"  # "auto", "cpu" or "cuda"
+cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
+device: str = "auto"  # auto (GPU when present), cpu or cuda
 """),
     ("code", SETUP + """from vlmkit.features import encode_dataset
 from vlmkit.metrics import false_negative_census
@@ -146,59 +148,63 @@ nb("02_finetune", [
     ("md", """
 # 02 · Fine-tuning methods and VACSR
 
-Fine-tunes the pretrained checkpoint with each method in `methods` (contrastive, sigmoid, the
-m²-Mix family …) on the noisy training split (`noise_ratio` of captions permuted), encodes the
-test set with each best checkpoint, and trains the **VACSR** adapter on frozen pretrained
-features. Uses the GPU when present (`device="auto"`).
+Fine-tunes the pretrained checkpoint with each method in `methods` — `contrastive`, `sigmoid`,
+the m²-Mix family (`m2mix`, `vmix`, `lmix`, `vlmix`, `all`) and `vacsr-joint` (encoders and the
+VACSR adapter trained together) — on the noisy training split (`noise_ratio` of captions
+permuted), keeps the epoch with the best validation RSUM, encodes the test set with it, and
+trains the **VACSR** adapter on frozen pretrained features (the cheap path). Uses the GPU when
+present (`device="auto"`). Each method's run directory (`methods/<name>/`) holds its checkpoint,
+so an interrupted notebook resumes where it stopped.
 """),
     ("params", f"""{RUN_DIR}
-methods: list = ["contrastive", "m2mix"]  # fine-tuning methods (vlmkit.train); [] = none
+methods: list = ["contrastive", "m2mix"]  # fine-tuning methods of vlmkit.train (empty list: none)
+train_dataset: str = ""  # real data only: load_dataset spec of the training data (empty: no fine-tuning)
 train_images: int = 2000  # training images (5 captions each) of the embedded data
 val_images: int = 200  # validation images for checkpoint selection
 noise_ratio: float = 0.2  # fraction of training captions permuted
 epochs: int = 2  # fine-tuning epochs
 batch_size: int = 128  # fine-tuning batch size
-lr: float = 1e-5  # fine-tuning learning rate
+lr: float = 5e-4  # fine-tuning learning rate (suits the tiny stand-in; about 1e-5 for real CLIPs)
 seed: int = 0  # training seed
 vacsr: bool = True  # train the VACSR adapter on frozen pretrained features
 vacsr_epochs: int = 10  # VACSR epochs
-cache_dir: str = ""  # '' = $VLMKIT_CACHE or ~/.cache/vlmkit
-device: str = "auto"  # "auto", "cpu" or "cuda"
+cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
+device: str = "auto"  # auto (GPU when present), cpu or cuda
 """),
     ("code", SETUP + """from vlmkit.features import encode_dataset
 from vlmkit.models.factory import load_model
+from vlmkit.train import finetune
 from vlmkit.utils import resolve_device
+from vlmkit.vacsr import load_adapter, score_all
 spec = wb.run_data_spec(run)
 cache = Path(cache_dir) if cache_dir else wb.default_cache_dir()
 ds = wb.run_dataset(run)
 method_list = wb.parse_methods(methods)
+if spec["dataset"] != "shapes" and not train_dataset and method_list:
+    print(f"NOTE: real test data and no train_dataset: fine-tuning of {method_list} skipped (zero-shot only)")
+    method_list = []
 print("device:", resolve_device(device), "| methods:", method_list, "| noise ratio:", noise_ratio)"""),
-    ("code", """try:
-    from vlmkit.train import TrainConfig, finetune
-except ImportError as exc:
-    finetune = None
-    if method_list:
-        print(f"NOTE: vlmkit.train is not available ({exc}); skipping fine-tuning of {method_list}. "
-              "No results are reported for these methods.")
-if spec["dataset"] != "shapes" and method_list:
-    print("NOTE: fine-tuning in the workbook uses the embedded training split; skipped for real data")
-    finetune = None
-for name in method_list if finetune is not None else []:
-    result = finetune(TrainConfig(method=name, model=spec["model"], pretrained=spec["pretrained_dir"], dataset="shapes",
-                                  train_images=train_images, val_images=val_images, noise_ratio=noise_ratio, epochs=epochs,
-                                  batch_size=batch_size, lr=lr, seed=seed, device=device),
+    ("code", """for name in method_list:
+    result = finetune(wb.train_config(spec, name, train_dataset=train_dataset, train_images=train_images, val_images=val_images,
+                                      noise_ratio=noise_ratio, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device),
                       out_dir=run / "methods" / name, resume=True)
     tuned = load_model(pretrained=result.best_dir, device=device)
     f = encode_dataset(tuned, ds, cache_dir=cache / "features")
-    wb.register_method(run, name, img=f.images, txt=f.texts,
-                       info={"score_kind": "cosine", "description": f"fine-tuned: {name}", "best_dir": str(result.best_dir)})
-    print(f"{name}: registered ({result.best_dir})")"""),
+    info = {"score_kind": "cosine", "description": f"fine-tuned: {name}", "best_dir": str(result.best_dir), "best_epoch": result.best_epoch}
+    if name == "vacsr-joint":  # the adapter trained with the encoders scores the test pairs
+        adapter = load_adapter(result.best_dir / "vacsr_adapter", device=device)
+        s, u = score_all(adapter, f.images, f.texts, device=device, show_progress=False)
+        wb.register_method(run, name, img=f.images, txt=f.texts, scores=s, uncertainty=u, info={**info, "score_kind": "logit"})
+    else:
+        wb.register_method(run, name, img=f.images, txt=f.texts, info=info)
+    h = pd.DataFrame(result.history)
+    wb.write_table(run, f"history_{name}", h, protocol=f"validation R@K ({h.val_protocol.iloc[-1]}), noisy train split")
+    print(f"{name}: best epoch {result.best_epoch}, val RSUM {result.best_rsum:.1f} -> registered")"""),
     ("md", "## VACSR on frozen features\nThe adapter scores every pair and gives it an uncertainty; trained on the noisy training split."),
-    ("code", """if vacsr and spec["dataset"] == "shapes":
-    from vlmkit.data import inject_noise, make_shapes
-    from vlmkit.vacsr import VACSRConfig, score_all, train_on_features
+    ("code", """if vacsr and (spec["dataset"] == "shapes" or train_dataset):
+    from vlmkit.vacsr import VACSRConfig, train_on_features
     pre = load_model(pretrained=spec["pretrained_dir"], device=device)
-    train = inject_noise(make_shapes("train", n_images=train_images, seed=seed), noise_ratio, seed=seed)
+    train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed)
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
     adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),
                                       VACSRConfig(dim=int(tf.images.shape[1])), epochs=vacsr_epochs,
@@ -211,7 +217,7 @@ for name in method_list if finetune is not None else []:
     wb.write_table(run, "vacsr_history", h, protocol="VACSR training history (noisy train split)")
     print(h.tail(3).to_string())
 else:
-    print("VACSR skipped (vacsr=False or non-embedded data)")"""),
+    print("VACSR on frozen features skipped (vacsr=False, or real test data without train_dataset)")"""),
     ("code", """reg = pd.DataFrame([{"method": k, **{c: v[c] for c in ("description", "score_kind") if c in v}} for k, v in wb.list_methods(run).items()])
 wb.write_table(run, "methods", reg, protocol=f"methods of this run (noise ratio {noise_ratio})")
 print(reg.to_string())"""),
@@ -226,9 +232,9 @@ clouds in 2-D/3-D (PCA of the union, UMAP optional), and the **embedding-shift e
 move both clouds along Δ, renormalise, and watch the gap, R@1 and the contrastive loss.
 """),
     ("params", f"""{RUN_DIR}
-projection: str = "pca"  # "pca", "umap" or "both"
+projection: str = "pca"  # pca, umap or both
 max_points: int = 1500  # images plotted per projection (their captions come along)
-shifts: list = [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]  # shift amounts (1 = centroids meet)
+shifts: list = [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]  # shift amounts (1 makes the centroids meet)
 temperature: float = 0.01  # τ of the contrastive loss in the shift experiment
 seed: int = 0  # subsampling seed
 """),
@@ -287,7 +293,7 @@ items (images ■ and captions ●, green when true for the query pair). Then: a
 negatives harder than the original ones?
 """),
     ("params", f"""{RUN_DIR}
-method: str = "pretrained"  # which registered method's embeddings to use
+method: str = "pretrained"  # the registered method whose embeddings are used
 query: int = 0  # index of the query image (its first caption is t)
 k: int = 5  # gallery items shown per λ
 n_lambdas: int = 11  # λ grid size over [0, 1]

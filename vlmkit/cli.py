@@ -2,7 +2,7 @@
 
     vlmkit run [--config params.yaml] [-p key value ...] [--out runs/] [--quick]
                [--grid seeds=0,1 noise_ratio=0,0.2 methods=contrastive+m2mix,sigmoid]
-               [--only 00,01,...]
+               [--only 00,01,...] [--run-dir runs/EXISTING]
 
 Each run gets ``<out>/<timestamp>[-<grid point>]/`` with the executed notebooks, figures,
 tables, the report and ``run.json``.  A grid runs every combination (``seeds`` is an alias
@@ -114,9 +114,15 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
 
     prepare_run_dir(run_dir)
     kernel = ensure_kernel()
+    now = dt.datetime.now().isoformat(timespec="seconds")
     meta = {"parameters": params, "grid_point": grid_point, "vlmkit_version": _version(), "git_commit": git_commit(),
-            "python": sys.executable, "started": dt.datetime.now().isoformat(timespec="seconds"),
-            "notebooks": {}, "status": "running"}
+            "python": sys.executable, "started": now, "notebooks": {}, "status": "running"}
+    if (run_dir / "run.json").is_file():  # continuing a run: keep what earlier notebooks recorded
+        old = json.loads((run_dir / "run.json").read_text())
+        meta["parameters"] = {**old.get("parameters", {}), **params}
+        meta["notebooks"] = old.get("notebooks", {})
+        meta["continued"] = old.get("continued", []) + [{"at": now, "git_commit": meta["git_commit"], "parameters": params}]
+        meta["started"] = old.get("started", now)
     atomic_write_json(run_dir / "run.json", meta)
     ok = True
     for nb in notebooks(only):
@@ -175,6 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("VLMKIT_PROGRESS_INTERVAL", "30")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     only = [s.strip()[:2] for s in args.only.split(",")] if args.only else None
+    if args.run_dir and len(grid) > 1:
+        raise VlmkitError("--run-dir continues one existing run; it cannot be combined with a --grid of several points")
     run_dirs, failed = [], 0
     for point in grid:
         name = stamp + (f"-{_tag(point)}" if point else "")
@@ -183,6 +191,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         while run_dir.exists():
             run_dir = out / f"{name}-{k}"
             k += 1
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+            if not (run_dir / "run.json").is_file():
+                raise VlmkitError(f"--run-dir {run_dir}: not a run directory (no run.json)")
         run_dirs.append(run_dir)
         print(f"run {run_dir}", flush=True)
         if not run_chain(run_dir, {**params, **point}, point, only):
@@ -215,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="batch over every combination")
     r.add_argument("--quick", action="store_true", help="tiny sizes for CI (a few minutes on 2 CPU cores)")
     r.add_argument("--only", help="comma-separated notebook numbers to run (e.g. 00,01)")
+    r.add_argument("--run-dir", help="continue an existing run directory (e.g. rerun --only 03,08 there) instead of a new one")
     args = ap.parse_args(argv)
     try:
         return cmd_run(args)

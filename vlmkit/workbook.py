@@ -138,6 +138,37 @@ def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
     return load_dataset(dataset, pairs=True)
 
 
+def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio: float, seed: int):
+    """The training split the workbook fine-tunes on: the embedded train split when the run's
+    data is ``shapes``, else ``train_dataset`` (a :func:`vlmkit.data.load_dataset` spec); with
+    ``noise_ratio`` of its captions permuted (:func:`vlmkit.data.inject_noise`)."""
+    from .data import inject_noise, load_dataset, make_shapes
+
+    if spec["dataset"] == "shapes":
+        train = make_shapes("train", n_images=train_images, seed=seed)
+    elif train_dataset:
+        train = load_dataset(train_dataset, pairs=True)
+    else:
+        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to train on real data")
+    return inject_noise(train, noise_ratio, seed=seed) if noise_ratio > 0 else train
+
+
+def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: Any):
+    """The :class:`~vlmkit.train.TrainConfig` of one workbook method: the run's model and
+    pretrained checkpoint (``data.json``), the embedded train/val splits (``seed`` also seeds
+    the data) or ``train_dataset`` for real data, and the given fields."""
+    from .train import TrainConfig
+
+    if spec["dataset"] == "shapes":
+        data = {"dataset": "shapes", "data_seed": int(fields.get("seed", 0))}
+    elif train_dataset:
+        data = {"dataset": train_dataset}
+    else:
+        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to fine-tune on real data")
+    pretrained = spec.get("pretrained_dir") or None
+    return TrainConfig(method=method, model=spec["model"], pretrained=pretrained, **data, **fields)
+
+
 def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:
     """First caption index of every image (row-paired views for mixup/hardness analyses)."""
     from .analysis import first_caption
@@ -211,13 +242,14 @@ def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
             if rec["metric"] in ("R@1", "RSUM", "mAP@R") and not str(rec["metric"]).startswith("unc"):
                 col = f"{rec['metric']} {rec['direction']} [{rec['protocol']}]"
                 out.setdefault(rec["method"], {})[col] = rec["value"]
-    for name, cols in (("gap", {"gap": "gap ‖Δ‖"}), ("calibration", {"ece": "ECE %"}), ("uncertainty", {"pearson": "unc–R@1 r"})):
+    for name, cols in (("gap", {"gap": "gap ‖Δ‖"}), ("calibration", {"ece": "ECE %"}),
+                       ("uncertainty", {"pearson": "unc–R@1 r", "fn_auroc": "FN-vs-TN AUROC"})):
         t = read_table(run_dir, name)
         if t is None or t.empty:
             continue
         for rec in t.to_dict("records"):
             for src, label in cols.items():
-                if src in rec:
-                    key = label if "direction" not in rec else f"{label} {rec['direction']}"
+                if src in rec and not pd.isna(rec[src]):
+                    key = label if rec.get("direction") in (None, "pairs") else f"{label} {rec['direction']}"
                     out.setdefault(rec["method"], {})[key] = rec[src]
     return pd.DataFrame([{"method": m, **v} for m, v in out.items()])

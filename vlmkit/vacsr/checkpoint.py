@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vlmkit.utils import VlmkitError, atomic_path, atomic_write_json
+from vlmkit.utils import VlmkitError, atomic_path, atomic_write_json, resolve_device
 from vlmkit.vacsr.adapter import VACSRAdapter
 from vlmkit.vacsr.config import VACSRConfig
 
@@ -91,4 +91,4 @@ def load_adapter(path: str | Path, config: VACSRConfig | None = None,
         raise VlmkitError(f"{wfile}: weights do not fit the config (missing {missing[:5]}, "
                           f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]})")
     adapter.load_state_dict(state)
-    return adapter.to(device)
+    return adapter.to(resolve_device(device))
