@@ -121,7 +121,7 @@ def test_method_registry_and_summary(tmp_path):
 # --------------------------------------------------------------------------- executing the workbook
 
 FIGURES = ["00_random_init_cones", "00_temperature_gap", "01_census", "01_example_captions", "03_gap_per_method",
-           "03_gap_shift", "03_embeddings_pretrained_pca", "03_embeddings_contrastive_pca", "03_embeddings_m2mix_pca",
+           "00_shift", "03_gap_shift", "03_embeddings_pretrained_pca", "03_embeddings_contrastive_pca", "03_embeddings_m2mix_pca",
            "03_embeddings_pretrained_pca3d", "04_slerp_path", "04_hardness", "05_uncertainty_vacsr_i2t",
            "05_uncertainty_vacsr_t2i", "06_similarity_pretrained", "06_similarity_vacsr", "06_similarity_m2mix",
            "07_reliability_pretrained_i2t", "07_reliability_vacsr_t2i", "07_reliability_contrastive_i2t",

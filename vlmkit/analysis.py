@@ -186,6 +186,27 @@ def two_cones(n: int = 200, d: int = 32, spread: float = 0.6, seed: int = 0) -> 
     return x, y
 
 
+def _train_free(x0: torch.Tensor, y0: torch.Tensor, tau: float, steps: int, lr: float, every: int = 10):
+    """Adam on free row-paired embeddings with the symmetric InfoNCE at τ; yields
+    ``(step, unit x, unit y, loss, logits)`` at step 0, every ``every`` steps and at the end."""
+    if not tau > 0:
+        raise VlmkitError(f"temperature must be > 0, got {tau}")
+    x = x0.clone().float().requires_grad_(True)
+    y = y0.clone().float().requires_grad_(True)
+    opt = torch.optim.Adam([x, y], lr=lr)
+    target = torch.arange(len(x0))
+    for step in range(steps + 1):
+        xu, yu = _unit(x), _unit(y)
+        logits = xu @ yu.T / tau
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        if step % every == 0 or step == steps:
+            yield step, xu.detach(), yu.detach(), float(loss.detach()), logits.detach()
+        if step < steps:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
 def temperature_gap(temperatures: Sequence[float] = (0.01, 0.05, 0.1, 1.0), n: int = 200, d: int = 32, steps: int = 200,
                     lr: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Train free embeddings (two cones, row-paired) with the symmetric contrastive loss at each τ.
@@ -195,23 +216,17 @@ def temperature_gap(temperatures: Sequence[float] = (0.01, 0.05, 0.1, 1.0), n: i
     """
     x0, y0 = two_cones(n, d, seed=seed)
     rows = []
+    target = torch.arange(n)
     for tau in temperatures:
-        if not tau > 0:
-            raise VlmkitError(f"temperature must be > 0, got {tau}")
-        x = x0.clone().float().requires_grad_(True)
-        y = y0.clone().float().requires_grad_(True)
-        opt = torch.optim.Adam([x, y], lr=lr)
-        for step in range(steps + 1):
-            xu, yu = _unit(x), _unit(y)
-            logits = xu @ yu.T / tau
-            target = torch.arange(n)
-            loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-            if step % 10 == 0 or step == steps:
-                with torch.no_grad():
-                    rows.append({"temperature": float(tau), "step": step, "gap": float((xu.mean(0) - yu.mean(0)).norm()),
-                                 "loss": float(loss), "r1": 100 * float((logits.argmax(1) == target).float().mean())})
-            if step < steps:
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        for step, xu, yu, loss, logits in _train_free(x0, y0, tau, steps, lr):
+            rows.append({"temperature": float(tau), "step": step, "gap": float((xu.mean(0) - yu.mean(0)).norm()),
+                         "loss": loss, "r1": 100 * float((logits.argmax(1) == target).float().mean())})
     return pd.DataFrame(rows)
+
+
+def free_embeddings(temperature: float = 0.01, n: int = 200, d: int = 32, steps: int = 200, lr: float = 0.05,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unit image/text embeddings :func:`temperature_gap` ends with at one τ (row-paired:
+    caption i belongs to image i) — a gap kept by training, for the primer's shift experiment."""
+    *_, (step, xu, yu, loss, logits) = _train_free(*two_cones(n, d, seed=seed), temperature, steps, lr, every=max(1, steps))
+    return xu.double(), yu.double()

@@ -99,7 +99,7 @@ def gap_shift_figure(table: pd.DataFrame, title: str = "Embedding shift along th
     fig.add_trace(go.Scatter(x=table["shift"], y=table["loss"], mode="lines+markers", name="loss (τ fixed)"), 1, 3)
     for c in (1, 2, 3):
         fig.add_vline(x=0, line_dash="dot", line_color="grey", row=1, col=c)
-        fig.update_xaxes(title_text="shift λ (0 = original; 1 = centroids meet)", row=1, col=c)
+        fig.update_xaxes(title_text="shift s (0 = original; 1 = centroids meet)", row=1, col=c)
     fig.update_yaxes(title_text="‖centroid_img − centroid_txt‖", row=1, col=1)
     fig.update_yaxes(title_text="R@1 (%)", row=1, col=2)
     fig.update_yaxes(title_text="loss", row=1, col=3)
