@@ -199,3 +199,28 @@ def test_wise_ft_endpoints_and_midpoint():
     assert all(torch.equal(b.model.state_dict()[k], sb[k]) for k in sb)  # inputs untouched
     with pytest.raises(VlmkitError, match="alpha"):
         wise_ft(a, b, 1.5)
+
+
+def test_gradient_checkpointing_and_eval_mode_train_the_same_weights(tmp_path):
+    """Checkpointing recomputes activations: same result as without; the tiny model has no
+    dropout, so eval mode must not change the weights either (it only switches module modes)."""
+    torch.set_num_threads(1)
+    runs = {}
+    for name, kw in (("plain", {}), ("ckpt", {"grad_checkpointing": True}), ("eval", {"eval_mode": True})):
+        finetune(TrainConfig(method="contrastive", epochs=1, lr=1e-3, **TINY, **kw), tmp_path / name)
+        runs[name] = _weights(tmp_path / name)
+    for name in ("ckpt", "eval"):
+        for k, v in runs["plain"].items():
+            torch.testing.assert_close(runs[name][k], v, rtol=1e-5, atol=1e-6, msg=f"{name}: {k}")
+
+
+def test_noisy_correspondence_permutes_the_requested_share():
+    from vlmkit.train import load_splits
+
+    clean, _ = load_splits(TrainConfig(train_images=40, val_images=6, device="cpu"))
+    noisy, val = load_splits(TrainConfig(train_images=40, val_images=6, noise_ratio=0.5, device="cpu"))
+    assert int(noisy.caption_meta["noisy"].sum()) == 100  # 50 % of 200 captions moved to another slot
+    changed = sum(a != b for a, b in zip(clean.captions, noisy.captions))
+    assert 90 <= changed <= 100  # a moved caption can land on an identical text ("two shapes")
+    assert sorted(clean.captions) == sorted(noisy.captions)
+    assert val.num_images == 6
