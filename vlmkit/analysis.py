@@ -39,6 +39,9 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 def first_caption(caption_image: np.ndarray, n_images: int) -> np.ndarray:
     """Index of the first caption written for each image (raises if an image has none)."""
     ci = np.asarray(caption_image).reshape(-1)
+    if len(ci) and (ci.min() < 0 or ci.max() >= n_images):
+        bad = int(np.flatnonzero((ci < 0) | (ci >= n_images))[0])
+        raise VlmkitError(f"caption {bad} points at image {ci[bad]}, but there are {n_images} images")
     first = np.full(n_images, -1, dtype=np.int64)
     for j in range(len(ci) - 1, -1, -1):
         first[ci[j]] = j

@@ -37,7 +37,7 @@ def similarity_histogram(sims: Any, labels: Any, positives: Any, *, title: str =
     fig = go.Figure()
     for k, (name, colour) in enumerate(PAIR_COLOURS.items()):
         v = s[t == k]
-        if len(v) > max_negatives:
+        if k == 2 and len(v) > max_negatives:  # only true negatives are thinned out (they are ~all pairs)
             v = rng.choice(v, max_negatives, replace=False)
         if len(v) == 0:
             continue
