@@ -137,7 +137,7 @@ def train_on_features(img_feats: Tensor, txt_feats: Tensor, caption_image: Tenso
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", refresh=False)
+                bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
         rec: dict[str, float] = {"epoch": epoch, **{k: v / n_batches for k, v in sums.items()}}
         if val is not None:
             adapter.eval()
