@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--train-images", type=int, default=5000)
     ap.add_argument("--noise", type=float, default=0.0)
+    ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
@@ -53,7 +54,8 @@ def main() -> None:
 
     t0 = time.time()
     adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image),
-                                   VACSRConfig(dim=ftr.images.shape[1]), epochs=args.epochs, device=args.device)
+                                   VACSRConfig(dim=ftr.images.shape[1]), epochs=args.epochs, batch_size=args.batch_size,
+                                   device=args.device)
     results["train_seconds"] = round(time.time() - t0, 1)
     scores, unc = score_all(adapter, fte.images, fte.texts, device=args.device)
     vs = Scores(scores, unc)

@@ -185,7 +185,8 @@ batch_size: int = 128  # fine-tuning batch size
 lr: float = 5e-4  # fine-tuning learning rate (suits the tiny stand-in; about 1e-5 for real CLIPs)
 seed: int = 0  # training seed
 vacsr: bool = True  # train the VACSR adapter on frozen pretrained features
-vacsr_epochs: int = 10  # VACSR epochs
+vacsr_epochs: int = 3  # VACSR epochs on frozen features
+vacsr_batch: int = 128  # captions per VACSR batch (each scored against every image in it)
 cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
 device: str = "auto"  # auto (GPU when present), cpu or cuda
 """),
@@ -226,7 +227,8 @@ print("device:", resolve_device(device), "| methods:", method_list, "| noise rat
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
     adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),
                                       VACSRConfig(dim=int(tf.images.shape[1])), epochs=vacsr_epochs,
-                                      batch_size=min(256, train.num_images), seed=seed, device=device, show_progress=False)
+                                      batch_size=vacsr_batch, seed=seed, device=device,
+                                      checkpoint_dir=run / "methods" / "vacsr", resume=True, show_progress=True)
     test = wb.load_method(run, "pretrained")
     s, u = score_all(adapter, test["img"], test["txt"], device=device, show_progress=False)
     wb.register_method(run, "vacsr", scores=s, uncertainty=u,
