@@ -187,6 +187,7 @@ seed: int = 0  # training seed
 vacsr: bool = True  # train the VACSR adapter on frozen pretrained features
 vacsr_epochs: int = 3  # VACSR epochs on frozen features
 vacsr_batch: int = 128  # captions per VACSR batch (each scored against every image in it)
+vacsr_cosine_skip: float = 30.0  # initial scale of the adapter skip path a(v.t); 0 is the paper adapter
 cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
 device: str = "auto"  # auto (GPU when present), cpu or cuda
 """),
@@ -226,7 +227,7 @@ print("device:", resolve_device(device), "| methods:", method_list, "| noise rat
     train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed)
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
     adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),
-                                      VACSRConfig(dim=int(tf.images.shape[1])), epochs=vacsr_epochs,
+                                      VACSRConfig(dim=int(tf.images.shape[1]), cosine_skip=vacsr_cosine_skip), epochs=vacsr_epochs,
                                       batch_size=vacsr_batch, seed=seed, device=device,
                                       checkpoint_dir=run / "methods" / "vacsr", resume=True, show_progress=True)
     test = wb.load_method(run, "pretrained")

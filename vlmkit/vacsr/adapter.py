@@ -88,6 +88,8 @@ class VACSRAdapter(nn.Module):
         self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dw[:-1], dw[1:]))
         self.dec_out = nn.Linear(dw[-1], 2)  # (logit μ, raw variance)
         self.act = _act(c.activation)
+        if c.cosine_skip > 0:  # logit += a·(v·t): start from the encoder's own ranking
+            self.skip_scale = nn.Parameter(torch.tensor(float(c.cosine_skip)))
 
     # ---- input checks ------------------------------------------------------------------
     def check_features(self, x: Tensor, name: str) -> None:
@@ -195,20 +197,30 @@ class VACSRAdapter(nn.Module):
         if sample is None:
             sample = self.training
         if aligned:
-            return self._forward_h1(self.first_layer_aligned(v, t), sample, generator)
+            return self._forward_h1(self.first_layer_aligned(v, t), sample, generator, self.cosine(v, t, True))
         if chunk_size is None or chunk_size >= v.shape[0]:
-            return self._forward_h1(self.first_layer_all_pairs(v, t), sample, generator)
-        parts = [self._forward_h1(self.first_layer_all_pairs(v[i:i + chunk_size], t), sample, generator)
+            return self._forward_h1(self.first_layer_all_pairs(v, t), sample, generator, self.cosine(v, t))
+        parts = [self._forward_h1(self.first_layer_all_pairs(v[i:i + chunk_size], t), sample, generator,
+                                  self.cosine(v[i:i + chunk_size], t))
                  for i in range(0, v.shape[0], chunk_size)]
         return VACSROutput(*(torch.cat([getattr(p, f) for p in parts], 0)
                              for f in VACSROutput.__dataclass_fields__))
 
-    def _forward_h1(self, h1: Tensor, sample: bool, generator: torch.Generator | None) -> VACSROutput:
+    def cosine(self, v: Tensor, t: Tensor, aligned: bool = False) -> Tensor | None:
+        """v·t (= Σ s) for the skip path, (B_v, B_t) or (P,) when aligned; None without a skip."""
+        if self.config.cosine_skip <= 0:
+            return None
+        return (v * t).sum(-1) if aligned else v @ t.T
+
+    def _forward_h1(self, h1: Tensor, sample: bool, generator: torch.Generator | None,
+                    cos: Tensor | None = None) -> VACSROutput:
         h = self.encode_hidden(h1)
         mu_k, logvar_k, log_alpha = self.mixture(h)
         assert logvar_k is not None
         z = self.sample_z(mu_k, logvar_k, log_alpha, generator) if sample else self.deterministic_z(mu_k, log_alpha)
         logit, raw = self.decode(z)
+        if cos is not None:
+            logit = logit + self.skip_scale * cos.to(logit.dtype)
         if sample and self.config.logit_noise:
             # paper §3.2 reading: the decoded similarity is itself sampled, μ + σ ε
             std = (0.5 * self.variance(raw)[1]).exp()

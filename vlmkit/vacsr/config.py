@@ -7,6 +7,8 @@ Choices the paper leaves open are switches; each is documented on its field.
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -29,6 +31,12 @@ class VACSRConfig:
         n_components: K Gaussian components of the posterior (paper ablates 1–4; default 2).
         dec_hidden: hidden widths of the decoder MLP z → (logit μ, raw variance); may be empty.
         activation: "relu" (default; cheapest on GPU), "gelu" or "silu".
+        cosine_skip: initial scale a of a learnable skip path, logit += a·(v·t) (vlmkit's
+            addition, not in the paper; the default 0 is the paper's adapter). v·t = Σ s is
+            the encoder's own score, so with a > 0 the adapter starts from the encoder's
+            ranking and learns a correction. On frozen embedded features it keeps VACSR
+            close to cosine where the paper's adapter falls far below it (bench/README.md,
+            VACSR). It factorises like the first layer (one extra v @ tᵀ).
         mixing: "per_pair" — α = softmax of an encoder head, so each pair picks its component
             (DESIGN.md / the summary: "the encoder selects the component based on the input");
             "global" — α is one learnable K-vector shared by all pairs (the paper's
@@ -75,11 +83,12 @@ class VACSRConfig:
     use_ste: bool = True
     recon_reduction: str = "mean"
     var_eps: float = 1e-6
+    cosine_skip: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     #: fields whose values fix the shapes/meaning of the weights in a checkpoint
     ARCH_FIELDS = ("dim", "enc_hidden", "latent_dim", "n_components", "dec_hidden",
-                   "activation", "mixing", "sigmoid_var")
+                   "activation", "mixing", "sigmoid_var", "cosine_skip")
 
     def __post_init__(self) -> None:
         self.enc_hidden = tuple(int(h) for h in self.enc_hidden)
@@ -115,6 +124,8 @@ class VACSRConfig:
             bad("hard_neg_dirs", "'both', 'i2t' or 't2i'")
         if self.recon_reduction not in ("mean", "sum"):
             bad("recon_reduction", "'mean' or 'sum'")
+        if not (float(self.cosine_skip) >= 0 and math.isfinite(float(self.cosine_skip))):
+            bad("cosine_skip", "a finite number ≥ 0 (0 switches the skip path off)")
         for name in ("lambda_recon", "lambda_kl", "lambda_pos", "lambda_neg", "var_eps"):
             if not float(getattr(self, name)) >= 0:
                 bad(name, "a non-negative number")

@@ -60,6 +60,7 @@ class FastScorer:
                 self.head = (prep(w.t()).contiguous(), prep(b))
             self.dec = [(prep(lin.weight.t()).contiguous(), prep(lin.bias)) for lin in adapter.dec]
             self.dec_out = (prep(adapter.dec_out.weight.t()).contiguous(), prep(adapter.dec_out.bias))
+            self.skip = float(adapter.skip_scale) if c.cosine_skip > 0 else 0.0  # logit += a·(v·t)
 
     def _act_(self, h: Tensor) -> Tensor:
         a = self.config.activation
@@ -108,11 +109,19 @@ class FastScorer:
         h = (t @ scaled).view(m * b, H)
         h += self.b1
         logit, var = self._rest(h)
-        return logit.view(m, b).t(), var.view(m, b).t()
+        logit = logit.view(m, b).t()
+        if self.skip:  # in at least float32: bf16 would round the cosine to ~3 digits
+            hi = torch.promote_types(v.dtype, torch.float32)
+            logit = (logit.to(hi) + self.skip * (v.to(hi) @ t.to(hi).t())).float()
+        return logit, var.view(m, b).t()
 
     def aligned(self, v: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """(logit, σ²) for aligned pairs (v[p], t[p]) — the naive path with s materialised."""
-        return self._rest(torch.addmm(self.b1, v * t, self.w1t))
+        logit, var = self._rest(torch.addmm(self.b1, v * t, self.w1t))
+        if self.skip:
+            hi = torch.promote_types(v.dtype, torch.float32)
+            logit = (logit.to(hi) + self.skip * (v.to(hi) * t.to(hi)).sum(-1)).float()
+        return logit, var
 
 
 def _check_inputs(adapter: VACSRAdapter, img: Tensor, txt: Tensor) -> None:
