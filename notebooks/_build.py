@@ -151,7 +151,8 @@ print("test features:", tuple(feats.images.shape), tuple(feats.texts.shape))""")
     ("code", """if ds.has_extended_positives:
     census = false_negative_census(ds)
     wb.write_table(run, "census", census, protocol=f"false-negative census, {'exact' if ds.has_exact_truth else 'partial'} truth, {ds.name}")
-    wb.show(viz.table_figure(census, title=f"False-negative census ({ds.name}; one-to-one labels vs exact truth)"), run, "01_census")
+    wb.show(viz.table_figure(census.drop(columns=["split"]), title=f"False-negative census ({ds.name}; one-to-one labels vs exact truth)"),
+            run, "01_census")
     display(census) if not HEADLESS else print(census.to_string())
 else:
     print(f"note: {ds.name} has no extended truth; the census is skipped")"""),

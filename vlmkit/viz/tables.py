@@ -16,12 +16,12 @@ def _fmt(v) -> str:
 
 def table_figure(df: pd.DataFrame, *, title: str, max_rows: int = 60, transpose: bool | None = None) -> go.Figure:
     """A plotly table of ``df`` (first ``max_rows`` rows, all-empty columns dropped); the title
-    must name the protocol. ``transpose`` (default: when there are more than 8 columns and at
-    most 12 rows) shows one row per column, keyed by the first column — wide summaries with
-    long, protocol-carrying column names stay readable."""
+    must name the protocol. ``transpose`` (default: when there are more than 8 columns, at
+    most 12 rows and the first column is a unique key) shows one row per column, keyed by
+    the first column — wide summaries with long, protocol-carrying column names stay readable."""
     d = df.head(max_rows).dropna(axis=1, how="all")
     if transpose is None:
-        transpose = d.shape[1] > 8 and len(d) <= 12
+        transpose = d.shape[1] > 8 and len(d) <= 12 and d.iloc[:, 0].is_unique
     if transpose:
         key = str(d.columns[0])
         d = d.set_index(d.columns[0]).T.reset_index()
