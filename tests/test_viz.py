@@ -477,3 +477,13 @@ def test_save_figure_png_with_chromium(tmp_path, png_state):
     assert (w, h) in {(320, 240), (640, 480)}  # 1x or 2x scale
     assert viz.png_available()
     _no_tmp(tmp_path)
+
+
+def test_table_figure_keeps_rows_when_the_first_column_is_not_a_key():
+    import pandas as pd
+
+    from vlmkit.viz import table_figure
+
+    wide = pd.DataFrame({"split": ["s"] * 3, **{f"c{i}": [1.0, 2.0, 3.0] for i in range(9)}})
+    tab = table_figure(wide, title="t").data[0]
+    assert tab.header.values[0] == "split" and len(tab.cells.values) == 10 and len(tab.cells.values[0]) == 3
