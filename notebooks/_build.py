@@ -368,8 +368,11 @@ Also: do false negatives get higher uncertainty than true negatives (AUROC)?
 """),
     ("params", f"""{RUN_DIR}
 n_bins: int = 10  # equal-width uncertainty bins
+query: int = 0  # query shown by the query picker (an image for i2t, a caption for t2i)
+k: int = 10  # items shown per query
 """),
-    ("code", SETUP + """from vlmkit.metrics import false_negative_auroc, top1_uncertainty, uncertainty_bins, uncertainty_correlation
+    ("code", SETUP + """from vlmkit import analysis
+from vlmkit.metrics import false_negative_auroc, top1_uncertainty, uncertainty_bins, uncertainty_correlation
 ds = wb.run_dataset(run)
 with_unc = [k for k, v in wb.list_methods(run).items() if v.get("has_uncertainty")]
 print("methods with uncertainty:", with_unc)"""),
@@ -393,6 +396,26 @@ if with_unc:
     print(unc.to_string())
 else:
     print("note: no method with uncertainty in this run (VACSR was not trained); nothing to show")"""),
+    ("md", "## Query picker: a query's top-K with scores, uncertainties and truth\nIn JupyterLab: pick the method, the direction and the query. Headless: query `query` is saved as a table."),
+    ("code", """def topk_table(name, direction, q):
+    m = wb.load_method(run, name)
+    S, U = m["scores"], m["uncertainty"]
+    L, T = ds.labels(), P
+    if direction == "t2i":
+        S, U, L, T = S.T, (U.T if U is not None else None), L.T, T.T
+    t = analysis.query_topk(S, q, k=k, uncertainty=U, labels=L, truth=T)
+    t["item"] = [f"image {i}" for i in t["index"]] if direction == "t2i" else [ds.captions[i] for i in t["index"]]
+    return t
+
+if with_unc:
+    pick = topk_table(with_unc[0], "i2t", query)
+    wb.write_table(run, "query_topk", pick, protocol=f"{with_unc[0]}: top-{k} captions of image {query}, labels = one-to-one, true = exact truth")
+    print(pick.to_string())
+if with_unc and not HEADLESS:
+    import ipywidgets as W
+    W.interact(lambda method, direction, q: display(topk_table(method, direction, q)),
+               method=W.Dropdown(options=list(wb.list_methods(run))), direction=W.Dropdown(options=["i2t", "t2i"]),
+               q=W.IntText(value=query, description="query"))"""),
 ])
 
 nb("06_similarity_histograms", [

@@ -452,3 +452,25 @@ def test_free_embeddings_are_where_temperature_gap_ends():
     assert last["step"] == 25
     assert _gap(xu.numpy(), yu.numpy()) == pytest.approx(last["gap"], abs=1e-6)
     assert analysis.contrastive_loss(xu, yu, 0.05) == pytest.approx(last["loss"], rel=1e-3)
+
+
+def test_query_topk_matches_a_sorted_reference():
+    import numpy as np
+
+    from vlmkit.analysis import query_topk
+
+    rng = np.random.default_rng(0)
+    s, u = rng.normal(size=(4, 12)), rng.uniform(size=(4, 12))
+    s[2, 5] = s[2, 7] = s[2].max() + 1  # a tie at the top: index order
+    lab = np.zeros((4, 12), bool)
+    lab[2, 7] = True
+    t = query_topk(s, 2, k=3, uncertainty=u, labels=lab, truth=lab | (s > 0))
+    ref = sorted(range(12), key=lambda j: (-s[2, j], j))[:3]
+    assert list(t["index"]) == ref and ref[:2] == [5, 7]
+    assert list(t["rank"]) == [1, 2, 3] and np.allclose(t["score"], s[2, ref]) and np.allclose(t["uncertainty"], u[2, ref])
+    assert list(t["labelled"]) == [False, True, False] and t["true"].all()
+    assert len(query_topk(s, 0, k=50)) == 12
+    with pytest.raises(VlmkitError, match="out of range"):
+        query_topk(s, 4)
+    with pytest.raises(VlmkitError, match="uncertainty"):
+        query_topk(s, 0, uncertainty=u[:, :3])

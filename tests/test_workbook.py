@@ -168,7 +168,8 @@ def test_batch_tables_hold_numbers_with_protocols(batch):
         assert ret.protocol.notna().all() and ret.protocol.str.contains("60x300").all()
         r1 = ret[(ret.metric == "R@1")].value
         assert r1.between(0, 100).all() and r1.notna().all()
-        for name in ("gap", "calibration", "uncertainty", "census", "hardness", "similarity_by_type", "gap_shift", "slerp_path"):
+        for name in ("gap", "calibration", "uncertainty", "census", "hardness", "similarity_by_type", "gap_shift", "slerp_path",
+                     "query_topk", "primer_shift"):
             t = pd.read_csv(run / "tables" / f"{name}.csv")
             assert len(t) > 0 and t.protocol.notna().all(), name
         cal = pd.read_csv(run / "tables" / "calibration.csv")
@@ -208,6 +209,15 @@ def test_failing_notebook_stops_its_chain_and_the_batch_goes_on(tmp_path, env):
     assert (good / "figures" / "03_gap_shift.html").is_file()
     summ = pd.read_csv(next(tmp_path.glob("batch-*")) / "summary.csv")
     assert sorted(summ.status.unique()) == ["failed", "ok"]
+    # continuing the good run: notebook 03 again with another parameter, records kept
+    r = _vlmkit(["run", "--quick", "--run-dir", str(good), "--only", "03", "-p", "shifts", "[0.0, 1.0]"], env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((good / "run.json").read_text())
+    assert set(meta["notebooks"]) == {"01_data_and_model.ipynb", "03_modality_gap.ipynb"} and len(meta["continued"]) == 1
+    assert meta["parameters"]["shifts"] == [0.0, 1.0]
+    assert sorted(pd.read_csv(good / "tables" / "gap_shift.csv").shift.unique()) == [0.0, 1.0]
+    r = _vlmkit(["run", "--run-dir", str(tmp_path / "nope")], env, timeout=120)
+    assert r.returncode == 2 and "not a run directory" in r.stderr
 
 
 @pytest.mark.slow

@@ -233,3 +233,28 @@ def free_embeddings(temperature: float = 0.01, n: int = 200, d: int = 32, steps:
     caption i belongs to image i) — a gap kept by training, for the primer's shift experiment."""
     *_, (step, xu, yu, loss, logits) = _train_free(*two_cones(n, d, seed=seed), temperature, steps, lr, every=max(1, steps))
     return xu.double(), yu.double()
+
+
+def query_topk(scores: Any, query: int, k: int = 10, uncertainty: Any = None, labels: Any = None,
+               truth: Any = None) -> pd.DataFrame:
+    """The ``k`` best gallery items of one query row of ``scores`` (queries × gallery):
+    ``rank, index, score`` and, when given, ``uncertainty``, ``labelled`` (one-to-one
+    label) and ``true`` (exact truth) — the workbook's query picker. Ties keep index order."""
+    s = _t(scores)
+    n, m = s.shape
+    if not 0 <= int(query) < n:
+        raise VlmkitError(f"query {query} is out of range: the score matrix has {n} query rows")
+    if int(k) < 1:
+        raise VlmkitError(f"k={k}: expected at least 1")
+    row = s[int(query)]
+    order = torch.sort(row, descending=True, stable=True).indices[: min(int(k), m)]
+    out = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "index": order.numpy(), "score": row[order].numpy()})
+    for name, mat in (("uncertainty", uncertainty), ("labelled", labels), ("true", truth)):
+        if mat is None:
+            continue
+        arr = np.asarray(mat.detach().cpu() if isinstance(mat, torch.Tensor) else mat)
+        if arr.shape != (n, m):
+            raise VlmkitError(f"{name}: shape {arr.shape} does not match the scores' {(n, m)}")
+        vals = arr[int(query), order.numpy()]
+        out[name] = vals.astype(bool) if name != "uncertainty" else vals.astype(float)
+    return out
