@@ -215,7 +215,7 @@ def test_failing_notebook_stops_its_chain_and_the_batch_goes_on(tmp_path, env):
     meta = json.loads((good / "run.json").read_text())
     assert set(meta["notebooks"]) == {"01_data_and_model.ipynb", "03_modality_gap.ipynb"} and len(meta["continued"]) == 1
     assert meta["parameters"]["shifts"] == [0.0, 1.0]
-    assert sorted(pd.read_csv(good / "tables" / "gap_shift.csv").shift.unique()) == [0.0, 1.0]
+    assert sorted(pd.read_csv(good / "tables" / "gap_shift.csv")["shift"].unique()) == [0.0, 1.0]
     r = _vlmkit(["run", "--run-dir", str(tmp_path / "nope")], env, timeout=120)
     assert r.returncode == 2 and "not a run directory" in r.stderr
 
