@@ -42,3 +42,30 @@ def test_read_positives_json_errors_name_the_file(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(VlmkitError, match="list.json: expected a JSON object"):
         read_positives_json(tmp_path / "list.json")
+
+
+def test_atomic_dir_replaces_the_old_directory_whole(tmp_path):
+    from vlmkit.utils import atomic_dir
+
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as d:
+        (d / "a").write_text("1")
+    old = os.umask(0o022)
+    os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~old
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "b").write_text("half")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    with atomic_dir(target) as d:
+        (d / "c").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temp or old directories left
+
+
+def test_new_run_dirs_never_collide(tmp_path):
+    from vlmkit.cli import new_run_dir
+
+    dirs = [new_run_dir(tmp_path, "20261123-120000") for _ in range(3)]
+    assert [d.name for d in dirs] == ["20261123-120000", "20261123-120000-1", "20261123-120000-2"]

@@ -163,6 +163,20 @@ def _tag(point: dict[str, Any]) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in "-".join(parts))
 
 
+def new_run_dir(out: Path, name: str) -> Path:
+    """Create ``out/name`` (or ``name-1``, ``name-2`` … when taken): ``mkdir`` claims it
+    atomically, so two runs started in the same second never share a directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(10_000):
+        run_dir = out / (name if k == 0 else f"{name}-{k}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise VlmkitError(f"{out}: could not create a new run directory named {name}-N")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     params: dict[str, Any] = dict(QUICK) if args.quick else {}
     if args.config:
@@ -186,15 +200,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dirs, failed = [], 0
     for point in grid:
         name = stamp + (f"-{_tag(point)}" if point else "")
-        run_dir = out / name
-        k = 1
-        while run_dir.exists():
-            run_dir = out / f"{name}-{k}"
-            k += 1
         if args.run_dir:
             run_dir = Path(args.run_dir)
             if not (run_dir / "run.json").is_file():
                 raise VlmkitError(f"--run-dir {run_dir}: not a run directory (no run.json)")
+        else:
+            run_dir = new_run_dir(out, name)
         run_dirs.append(run_dir)
         print(f"run {run_dir}", flush=True)
         if not run_chain(run_dir, {**params, **point}, point, only):

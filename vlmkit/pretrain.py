@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ import torch.nn.functional as F
 from .data.loading import CaptionPairs, ImageTensors, tokenize_all
 from .data.shapes import make_shapes
 from .models.factory import CONFIG_NAME, LoadedModel, load_model, save_model
-from .utils import VlmkitError, fingerprint, progress, seed_everything
+from .utils import VlmkitError, atomic_dir, fingerprint, progress, seed_everything
 
 
 @dataclass
@@ -131,13 +129,5 @@ def _cached(out_dir: Path, cfg: PretrainConfig) -> bool:
 
 def _save_atomically(loaded: LoadedModel, out_dir: Path, extra: dict) -> None:
     """Write into a sibling temp dir, then swap it in: never a half-written checkpoint."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_model(loaded, tmp, extra)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

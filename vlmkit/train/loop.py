@@ -22,8 +22,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -40,7 +38,7 @@ from ..losses import LOSS_PRESETS, contrastive_loss, gather_features, make_loss,
 from ..metrics import coco_recall, protocol_name, rsum
 from ..models.factory import LoadedModel, load_model, save_model
 from ..pretrain import cosine_lr
-from ..utils import VlmkitError, atomic_torch_save, atomic_write_json, atomic_write_text, progress, seed_everything
+from ..utils import VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, progress, seed_everything
 from . import distributed as D
 from .config import TrainConfig
 
@@ -188,22 +186,6 @@ def _set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _save_dir_atomically(out: Path, write) -> None:
-    """``write(tmp_dir)`` into a sibling temp dir, then swap it in for ``out``."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        write(tmp)
-        old = out.with_name(f".{out.name}.old.tmp")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old.exists():
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _write_history(out_dir: Path, history: list[dict]) -> None:
@@ -415,7 +397,8 @@ def _save_best(path: Path, loaded: LoadedModel, trainable: _Trainable, cfg: Trai
 
             save_adapter(trainable.vacsr.adapter, tmp / "vacsr_adapter", extra={"epoch": row["epoch"]})
 
-    _save_dir_atomically(path, write)
+    with atomic_dir(path) as tmp:
+        write(tmp)
 
 
 def load_history(out_dir: str | os.PathLike) -> list[dict]:
