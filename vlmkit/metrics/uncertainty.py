@@ -107,6 +107,27 @@ def uncertainty_correlation(uncertainty: Any, correct: Any, n_bins: int = 10, st
             "n_bins_used": int(len(full)), "n_queries": int(u.size)}
 
 
+def _pairs_above(pos_sorted: torch.Tensor, neg: torch.Tensor) -> tuple[float, float]:
+    """(#pairs with positive > negative, #tied pairs) for ascending ``pos_sorted``."""
+    if not len(pos_sorted) or not len(neg):
+        return 0.0, 0.0
+    ps = pos_sorted.to(neg.device)
+    lt = torch.searchsorted(ps, neg, right=False)
+    le = torch.searchsorted(ps, neg, right=True)
+    return float((len(ps) - le).sum().item()), float((le - lt).sum().item())
+
+
+def auroc(pos: Any, neg: Any) -> float:
+    """P(random positive > random negative) + ½ P(tie) (Mann–Whitney U); NaN when either is empty.
+    The one AUROC of vlmkit (``false_negative_auroc`` streams the same count over blocks)."""
+    pos = torch.as_tensor(pos).double().flatten()
+    neg = torch.as_tensor(neg).double().flatten()
+    if pos.numel() == 0 or neg.numel() == 0:
+        return float("nan")
+    greater, ties = _pairs_above(torch.sort(pos).values, neg)
+    return (greater + 0.5 * ties) / (pos.numel() * neg.numel())
+
+
 def false_negative_auroc(uncertainty: Any, caption_image: Any, positives: Positives | Any, *,
                          chunk_size: int | None = None) -> dict[str, float]:
     """AUROC of ``uncertainty`` (N × M, image × caption) for false negatives vs true negatives.
@@ -132,12 +153,8 @@ def false_negative_auroc(uncertainty: Any, caption_image: Any, positives: Positi
         tn = ~p.block(a, b, blk.device) & ~lab.block(a, b, blk.device)
         v = blk[tn].double()
         T += len(v)
-        if F and len(v):
-            fs = fn_sorted.to(v.device)
-            lt = torch.searchsorted(fs, v, right=False)
-            le = torch.searchsorted(fs, v, right=True)
-            greater += float((F - le).sum().item())
-            ties += float((le - lt).sum().item())
+        g, t = _pairs_above(fn_sorted, v)
+        greater, ties = greater + g, ties + t
     if F == 0 or T == 0:
         raise VlmkitError(f"false_negative_auroc: needs both false negatives and true negatives, "
                           f"got {F} and {T}")

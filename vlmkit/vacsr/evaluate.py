@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from vlmkit.metrics.uncertainty import auroc  # noqa: F401  (re-exported: vlmkit.vacsr.auroc)
 from vlmkit.utils import VlmkitError
 
 
@@ -83,24 +84,6 @@ def uncertainty_accuracy(scores: Tensor, uncertainty: Tensor, relevance: Tensor,
     return {"edges": edges, "count": bins["count"].astype(int).tolist(), "recall_at_1": bins["r1"].tolist(),
             "mean_uncertainty": bins["uncertainty"].tolist(), "pearson_r": corr["pearson"],
             "spearman_r": corr["spearman"], "direction": direction}
-
-
-def auroc(pos: Tensor, neg: Tensor) -> float:
-    """P(score of a random positive > that of a random negative) + ½ P(tie) (Mann–Whitney U)."""
-    pos, neg = pos.double().flatten(), neg.double().flatten()
-    if pos.numel() == 0 or neg.numel() == 0:
-        return float("nan")
-    allv = torch.cat([pos, neg])
-    sv, order = torch.sort(allv)
-    # average ranks over ties
-    uniq, inv, counts = torch.unique_consecutive(sv, return_inverse=True, return_counts=True)
-    ends = counts.cumsum(0).double()
-    avg_rank = ends - (counts.double() - 1) / 2
-    ranks = torch.empty_like(allv)
-    ranks[order] = avg_rank[inv]
-    n1, n0 = pos.numel(), neg.numel()
-    u = float(ranks[:n1].sum()) - n1 * (n1 + 1) / 2
-    return u / (n1 * n0)
 
 
 def false_negative_auroc(uncertainty: Tensor, labels: Tensor, relevance: Tensor,
