@@ -16,7 +16,7 @@ Cases
   in encoder and decoder, latent 512, K = 2; ``small`` = 256-unit single layers, latent 64),
   naive (``score_pairs_naive``) and factorised (``score_all``).
 - ``topk``: accuracy/speed of top-K re-ranking on synthetic data with known false negatives
-  (``vlmkit.vacsr.synthetic``; adapter trained for a few epochs on CPU): mAP@R and time per K.
+  (``tests/vacsr_synthetic.py``; adapter trained for a few epochs on CPU): mAP@R and time per K.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ os.environ.setdefault("VLMKIT_NO_PROGRESS", "1")
 from vlmkit.utils import resolve_device  # noqa: E402
 from vlmkit.vacsr import VACSRAdapter, VACSRConfig, map_at_r, score_all, score_pairs_naive, train_on_features  # noqa: E402
 from vlmkit.vacsr.scoring import default_dtype  # noqa: E402
-from vlmkit.vacsr.synthetic import make_synthetic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from vacsr_synthetic import make_synthetic  # noqa: E402  (the test fixture)
 
 
 def sync(dev: torch.device) -> None:

@@ -1,6 +1,6 @@
 """VACSR training on frozen features: beats cosine on mAP@R, resumes exactly, rejects bad input.
 
-Data: ``vlmkit.vacsr.synthetic`` — clusters of images with specific captions (true of their own
+Data: ``tests/vacsr_synthetic.py`` — clusters of images with specific captions (true of their own
 image) and generic captions (true of every image of the cluster), so binary labels create false
 negatives whose ground truth is known.
 """
@@ -14,7 +14,7 @@ import vlmkit.vacsr.train as vtrain
 from vlmkit.utils import VlmkitError
 from vlmkit.vacsr import (VACSRConfig, false_negative_auroc, map_at_r, score_all, train_on_features,
                           uncertainty_accuracy)
-from vlmkit.vacsr.synthetic import make_synthetic
+from vacsr_synthetic import make_synthetic
 
 torch.set_num_threads(1)
 KW = dict(n_clusters=40, signal_dims=16, noise_dims=48)

@@ -1,4 +1,4 @@
-"""Synthetic frozen features with a known false-negative structure (tests, benchmarks, demos).
+"""Test fixture: synthetic frozen features with a known false-negative structure (VACSR tests, bench).
 
 Images come in clusters (think "scenes of the same kind"). Each image has
 ``specific`` captions true of that image only and ``generic`` captions true of every image in
