@@ -69,3 +69,50 @@ def test_new_run_dirs_never_collide(tmp_path):
 
     dirs = [new_run_dir(tmp_path, "20261123-120000") for _ in range(3)]
     assert [d.name for d in dirs] == ["20261123-120000", "20261123-120000-1", "20261123-120000-2"]
+
+
+def test_atomic_to_csv_writes_whole_files_or_nothing(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from vlmkit.utils import atomic_to_csv
+
+    target = tmp_path / "t.csv"
+    atomic_to_csv(pd.DataFrame({"a": [1, 2]}), target)
+    assert target.read_text() == "a\n1\n2\n"  # index=False by default
+
+    def crash(self, path, **kw):  # write half a table, then die
+        open(path, "w").write("a\n3")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_to_csv(pd.DataFrame({"a": [3]}), target)
+    assert target.read_text() == "a\n1\n2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_as_tensor_and_as_numpy_coerce_and_name_bad_input():
+    import numpy as np
+    import torch
+
+    from vlmkit.utils import as_numpy, as_tensor
+
+    a = np.arange(6.0).reshape(2, 3)
+    t = as_tensor(a, "feats")
+    assert t.dtype == torch.float64 and t.tolist() == a.tolist()
+    t[0, 0] = 9.0  # zero-copy view of a writable array
+    assert a[0, 0] == 9.0
+    ro = np.arange(3)
+    ro.flags.writeable = False
+    assert as_tensor(ro).tolist() == [0, 1, 2]  # read-only arrays are copied, not rejected
+    x = torch.ones(2, requires_grad=True)
+    assert not as_tensor(x).requires_grad
+    assert as_tensor([[1, 2]], dtype=torch.float32).dtype == torch.float32
+    assert as_numpy(torch.ones(2, dtype=torch.bfloat16, requires_grad=True)).tolist() == [1.0, 1.0]
+    assert as_numpy([1, 2], dtype=np.float64).dtype == np.float64
+    with pytest.raises(VlmkitError, match="feats: expected a tensor or array"):
+        as_tensor([[1, 2], [3]], "feats")
+    with pytest.raises(VlmkitError, match="feats: unsupported array dtype"):
+        as_tensor(np.array(["a"], dtype=object), "feats")
+    with pytest.raises(VlmkitError, match="labels"):
+        as_numpy([[1, 2], [3]], "labels", dtype=np.float64)

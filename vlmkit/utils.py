@@ -96,8 +96,16 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def atomic_to_csv(frame: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """``frame.to_csv(path, **kwargs)`` atomically (pandas DataFrame; ``index=False`` unless given)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -107,6 +115,43 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def as_tensor(x: Any, name: str = "input", *, dtype: torch.dtype | None = None,
+              device: torch.device | str | None = None) -> torch.Tensor:
+    """A detached tensor from a tensor / NumPy array (zero-copy where possible) / nested sequence.
+
+    The one array-coercion helper of vlmkit: anything that cannot be converted raises a
+    :class:`VlmkitError` naming ``name``. ``dtype`` / ``device`` convert afterwards.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    elif isinstance(x, np.ndarray):
+        arr = x if x.flags.writeable else np.array(x)
+        try:
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+        except TypeError as exc:
+            raise VlmkitError(f"{name}: unsupported array dtype {x.dtype} ({exc})") from None
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
+            raise VlmkitError(f"{name}: expected a tensor or array, got {type(x).__name__} ({exc})") from None
+    if dtype is not None or device is not None:
+        t = t.to(dtype=dtype or t.dtype, device=device or t.device)
+    return t
+
+
+def as_numpy(x: Any, name: str = "input", *, dtype: Any = None) -> np.ndarray:
+    """A NumPy array from a tensor (detached, moved to CPU) / array / nested sequence."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        x = x.float() if x.dtype == torch.bfloat16 else x  # NumPy has no bfloat16
+        x = x.numpy()
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise VlmkitError(f"{name}: expected a tensor or array, got {type(x).__name__} ({exc})") from None
 
 
 def read_positives_json(path_or_map: Any, what: str = "extended-positives file") -> tuple[dict, str]:

@@ -23,15 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..utils import VlmkitError
+from ..utils import VlmkitError, as_tensor
 from .core import scan
 from .positives import Positives, as_positives
-from .scores import Scores, as_scores, to_tensor
+from .scores import Scores, as_scores
 
 
 def _conf_correct(confidence: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
-    c = to_tensor(confidence, "confidence").reshape(-1).double().cpu().numpy()
-    y = to_tensor(correct, "correct").reshape(-1).cpu().numpy()
+    c = as_tensor(confidence, "confidence").reshape(-1).double().cpu().numpy()
+    y = as_tensor(correct, "correct").reshape(-1).cpu().numpy()
     if c.shape != y.shape:
         raise VlmkitError(f"confidence has {c.size} entries but correct has {y.size}")
     if c.size == 0:
@@ -101,7 +101,7 @@ def retrieval_calibration(scores: Scores | Any, positives: Positives | Any, *, c
 
 def softmax_confidence(logits: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """``(max softmax probability, argmax)`` per row of a (n, C) logit matrix."""
-    z = to_tensor(logits, "logits")
+    z = as_tensor(logits, "logits")
     z = z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
     p = torch.softmax(z, dim=1)
     conf, arg = p.max(1)

@@ -26,14 +26,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..utils import VlmkitError
+from ..utils import VlmkitError, as_tensor
 from .calibration import expected_calibration_error
-from .scores import check_finite, l2_normalize, to_tensor
+from .scores import check_finite, l2_normalize
 
 
 def class_prototypes(text_feats: Any, *, normalize: bool = True) -> torch.Tensor:
     """(C, d) class prototypes from (C, T, d) per-class-per-template text features (or (C, d))."""
-    t = to_tensor(text_feats, "text_feats")
+    t = as_tensor(text_feats, "text_feats")
     if t.ndim == 2:
         t = t[:, None, :]
     if t.ndim != 3 or t.shape[0] == 0 or t.shape[1] == 0:
@@ -48,7 +48,7 @@ def class_prototypes(text_feats: Any, *, normalize: bool = True) -> torch.Tensor
 def classification_logits(img_feats: Any, text_feats: Any, *, logit_scale: float = 100.0,
                           normalize: bool = True) -> torch.Tensor:
     """(n, C) logits = logit_scale · image features · class prototypes (cosine when normalised)."""
-    x = to_tensor(img_feats, "img_feats")
+    x = as_tensor(img_feats, "img_feats")
     if x.ndim != 2:
         raise VlmkitError(f"img_feats: expected (n, d), got shape {tuple(x.shape)}")
     x = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
@@ -62,7 +62,7 @@ def classification_logits(img_feats: Any, text_feats: Any, *, logit_scale: float
 
 
 def _labels(labels: Any, n: int, n_classes: int) -> torch.Tensor:
-    y = to_tensor(labels, "labels").reshape(-1)
+    y = as_tensor(labels, "labels").reshape(-1)
     if y.is_floating_point() or y.dtype == torch.bool:
         raise VlmkitError(f"labels: expected integer class indices, got dtype {y.dtype}")
     if len(y) != n:
@@ -75,7 +75,7 @@ def _labels(labels: Any, n: int, n_classes: int) -> torch.Tensor:
 
 def true_class_rank(logits: Any, labels: Any) -> np.ndarray:
     """Pessimistic rank of the true class: 1 + #{other classes with logit ≥ the true logit}."""
-    z = to_tensor(logits, "logits")
+    z = as_tensor(logits, "logits")
     if z.ndim != 2:
         raise VlmkitError(f"logits: expected (n, classes), got shape {tuple(z.shape)}")
     z = z.to(torch.float64 if z.dtype == torch.float64 else torch.float32)
@@ -98,7 +98,7 @@ def classification_metrics_from_logits(logits: Any, labels: Any, *, base_classes
     Returns ``top1`` (and ``top{k}`` for k ≤ C), ``mean_per_class``, ``ece``, ``per_class``
     (a DataFrame), and with ``base_classes``: ``base``, ``novel``, ``H``.
     """
-    z = to_tensor(logits, "logits")
+    z = as_tensor(logits, "logits")
     if z.ndim != 2:
         raise VlmkitError(f"logits: expected (n, classes), got shape {tuple(z.shape)}")
     n, C = z.shape

@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
-from ..utils import VlmkitError
-from .scores import auto_chunk, check_finite, l2_normalize, to_tensor
+from ..utils import VlmkitError, as_tensor
+from .scores import auto_chunk, check_finite, l2_normalize
 
 
 def _feats(x: Any, name: str, normalize: bool) -> torch.Tensor:
-    t = to_tensor(x, name)
+    t = as_tensor(x, name)
     if t.ndim != 2:
         raise VlmkitError(f"{name}: expected a 2-D (n, d) feature matrix, got shape {tuple(t.shape)}")
     if len(t) == 0:
@@ -83,7 +83,7 @@ def _pairs(x: torch.Tensor, y: torch.Tensor, caption_image: Any | None) -> torch
             raise VlmkitError(f"without caption_image, images and texts are paired row by row; got {len(x)} images "
                               f"and {len(y)} texts")
         return torch.arange(len(y), device=x.device)
-    ci = to_tensor(caption_image, "caption_image").reshape(-1).long().to(x.device)
+    ci = as_tensor(caption_image, "caption_image").reshape(-1).long().to(x.device)
     if len(ci) != len(y):
         raise VlmkitError(f"caption_image has {len(ci)} entries for {len(y)} texts")
     if len(ci) and (int(ci.min()) < 0 or int(ci.max()) >= len(x)):

@@ -23,8 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..utils import VlmkitError, read_positives_json
-from .scores import to_tensor
+from ..utils import VlmkitError, as_tensor, read_positives_json
 
 
 class Positives:
@@ -42,7 +41,7 @@ class Positives:
     @classmethod
     def from_caption_image(cls, caption_image: Any, n_images: int | None = None) -> "Positives":
         """Image→text one-to-one labels: image ``i``'s positives are captions with ``caption_image == i``."""
-        ci = to_tensor(caption_image, "caption_image").reshape(-1)
+        ci = as_tensor(caption_image, "caption_image").reshape(-1)
         if ci.is_floating_point() or ci.dtype == torch.bool:
             raise VlmkitError(f"caption_image: expected integer image indices, got dtype {ci.dtype}")
         ci = ci.long().cpu()
@@ -59,7 +58,7 @@ class Positives:
         if sp.issparse(matrix):
             m = sp.csr_matrix(matrix, dtype=bool)
         else:
-            m = to_tensor(matrix, "positives")
+            m = as_tensor(matrix, "positives")
             if m.ndim != 2:
                 raise VlmkitError(f"positives: expected a 2-D bool matrix, got shape {tuple(m.shape)}")
             if m.dtype != torch.bool:
@@ -143,8 +142,8 @@ class Positives:
 
     def subset(self, rows: Any, cols: Any) -> "Positives":
         """Query ``rows`` × gallery ``cols`` of this view."""
-        r = to_tensor(rows, "rows").long().cpu()
-        c = to_tensor(cols, "cols").long().cpu()
+        r = as_tensor(rows, "rows").long().cpu()
+        c = as_tensor(cols, "cols").long().cpu()
         if self._transposed:
             return self.T.subset(c, r).T
         if self._ci is not None:

@@ -19,10 +19,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..utils import VlmkitError
+from ..utils import VlmkitError, as_tensor
 from .core import QueryStats, scan
 from .positives import Positives, as_positives
-from .scores import Scores, as_scores, to_tensor
+from .scores import Scores, as_scores
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -60,7 +60,7 @@ def recall_at_k(scores: Scores | Any, positives: Positives | Any, ks: Iterable[i
 
 
 def _caption_image(caption_image: Any, n_images: int, n_captions: int) -> np.ndarray:
-    ci = to_tensor(caption_image, "caption_image").reshape(-1).cpu().numpy()
+    ci = as_tensor(caption_image, "caption_image").reshape(-1).cpu().numpy()
     if len(ci) != n_captions:
         raise VlmkitError(f"caption_image has {len(ci)} entries but the scores have {n_captions} captions (columns)")
     if not np.issubdtype(ci.dtype, np.integer):

@@ -21,33 +21,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..utils import VlmkitError, resolve_device
+from ..utils import VlmkitError, as_tensor, resolve_device
 
 #: Default block budget: a block holds at most this many scores (16 MiB in float32).
 BLOCK_ELEMENTS = 1 << 22
 
 ArrayLike = Any  # torch.Tensor | np.ndarray | nested sequence
-
-
-def to_tensor(x: ArrayLike, name: str, *, dtype: torch.dtype | None = None,
-              device: torch.device | str | None = None) -> torch.Tensor:
-    """Turn a tensor / NumPy array / sequence into a tensor (zero-copy where possible)."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    elif isinstance(x, np.ndarray):
-        arr = x if x.flags.writeable else np.array(x)
-        try:
-            t = torch.from_numpy(np.ascontiguousarray(arr))
-        except TypeError as exc:
-            raise VlmkitError(f"{name}: unsupported array dtype {x.dtype} ({exc})") from None
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(x))
-        except Exception as exc:  # noqa: BLE001 - any conversion failure is the user's input
-            raise VlmkitError(f"{name}: expected a tensor or array, got {type(x).__name__} ({exc})") from None
-    if dtype is not None or device is not None:
-        t = t.to(dtype=dtype or t.dtype, device=device or t.device)
-    return t
 
 
 def float_dtype(t: torch.Tensor) -> torch.dtype:
@@ -81,7 +60,7 @@ def auto_chunk(n_cols: int, chunk_size: int | None) -> int:
 
 
 def _features(x: ArrayLike, name: str) -> torch.Tensor:
-    t = to_tensor(x, name)
+    t = as_tensor(x, name)
     if t.ndim != 2:
         raise VlmkitError(f"{name}: expected a 2-D (n, d) feature matrix, got shape {tuple(t.shape)}")
     if not t.is_floating_point():
@@ -197,8 +176,8 @@ class Scores:
 
     def subset(self, rows: ArrayLike, cols: ArrayLike) -> "Scores":
         """The scores of query ``rows`` × gallery ``cols`` of this view (indices into it)."""
-        r = to_tensor(rows, "rows").long().cpu()
-        c = to_tensor(cols, "cols").long().cpu()
+        r = as_tensor(rows, "rows").long().cpu()
+        c = as_tensor(cols, "cols").long().cpu()
         if self._transposed:
             return self.T.subset(c, r).T
         unc = None if self._unc is None else _take(self._unc, r, c)
@@ -231,7 +210,7 @@ def _as_matrix(x: ArrayLike, name: str):
     if isinstance(x, np.ndarray):  # kept as NumPy (memmap-friendly): blocks are sliced first
         m = x
     else:
-        m = to_tensor(x, name)
+        m = as_tensor(x, name)
     if m.ndim != 2:
         raise VlmkitError(f"{name}: expected a 2-D (queries, gallery) matrix, got shape {tuple(m.shape)}")
     if isinstance(m, np.ndarray):

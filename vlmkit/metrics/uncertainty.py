@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from scipy import stats as sstats
 
-from ..utils import VlmkitError
+from ..utils import VlmkitError, as_tensor
 from .core import scan
 from .positives import Positives, as_positives
-from .scores import Scores, as_scores, to_tensor
+from .scores import Scores, as_scores
 
 
 def top1_uncertainty(scores: Scores | Any, positives: Positives | Any, uncertainty: Any | None = None, *,
@@ -42,8 +42,8 @@ def top1_uncertainty(scores: Scores | Any, positives: Positives | Any, uncertain
 
 
 def _uc(uncertainty: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
-    u = to_tensor(uncertainty, "uncertainty").reshape(-1).double().cpu().numpy()
-    y = to_tensor(correct, "correct").reshape(-1).cpu().numpy()
+    u = as_tensor(uncertainty, "uncertainty").reshape(-1).double().cpu().numpy()
+    y = as_tensor(correct, "correct").reshape(-1).cpu().numpy()
     if u.shape != y.shape:
         raise VlmkitError(f"uncertainty has {u.size} entries but correct has {y.size}")
     if u.size == 0:
@@ -139,7 +139,7 @@ def false_negative_auroc(uncertainty: Any, caption_image: Any, positives: Positi
     u = as_scores(uncertainty)
     n, m = u.shape
     p = as_positives(positives, u.shape)
-    lab = Positives.from_caption_image(to_tensor(caption_image, "caption_image").reshape(-1), n)
+    lab = Positives.from_caption_image(as_tensor(caption_image, "caption_image").reshape(-1), n)
     if lab.shape != (n, m):
         raise VlmkitError(f"caption_image has {lab.shape[1]} entries for {m} captions (columns)")
     fn_vals = []
