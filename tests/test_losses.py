@@ -175,6 +175,54 @@ def test_contrastive_matches_reference_hard_and_soft_and_logit_scale():
     assert contrastive_loss(3 * V, 0.5 * T, temperature=0.07).item() == pytest.approx(ref, rel=1e-10)
 
 
+def test_contrastive_from_logits_equals_from_features():
+    V, T = unit(7, 5, seed=8), unit(7, 5, seed=9)
+    ref = ref_contrastive(V.tolist(), T.tolist(), 1 / 0.07)
+    assert contrastive_loss(logits=V @ T.T / 0.07).item() == pytest.approx(ref, rel=1e-10)
+    Y = torch.rand(7, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert contrastive_loss(logits=V @ T.T * 100, targets=Y).item() == pytest.approx(
+        contrastive_loss(V, T, targets=Y).item(), rel=1e-10)
+
+
+def test_contrastive_multi_positive_mask_vs_reference():
+    """Two captions of one image in a batch are both its positives (the stand-in pretraining):
+    each direction's target spreads evenly over the query's positives."""
+    V, T = unit(6, 5, seed=40), unit(6, 5, seed=41)
+    img = torch.tensor([0, 1, 1, 2, 3, 3])  # the image of each row's caption
+    same = img[:, None] == img[None, :]
+    Y = (same.double() / same.double().sum(1, keepdim=True)).tolist()  # symmetric mask: both directions alike
+    ref = ref_contrastive(V.tolist(), T.tolist(), 20.0, Y)
+    assert contrastive_loss(V, T, logit_scale=20.0, positives=same).item() == pytest.approx(ref, rel=1e-10)
+    # the pretraining's own formula (pretrain.py before it called this function)
+    logits = 20.0 * V @ T.T
+    target = same.double() / same.double().sum(1, keepdim=True)
+    old = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    assert contrastive_loss(logits=logits, positives=same).item() == pytest.approx(old.item(), rel=1e-12)
+    # asymmetric mask: text→image normalises over the columns of the mask
+    P = torch.eye(6, dtype=torch.bool)
+    P[0, 3] = True  # text 3 is also a positive of image 0
+    Yi = (P.double() / P.double().sum(1, keepdim=True)).tolist()
+    Yt = (P.double().T / P.double().T.sum(1, keepdim=True)).T.tolist()
+    i2t = sum(ce([20.0 * dot(V[i].tolist(), T[j].tolist()) for j in range(6)], Yi[i]) for i in range(6)) / 6
+    t2i = sum(ce([20.0 * dot(T[j].tolist(), V[i].tolist()) for i in range(6)], [Yt[i][j] for i in range(6)])
+              for j in range(6)) / 6
+    assert contrastive_loss(V, T, logit_scale=20.0, positives=P).item() == pytest.approx(0.5 * (i2t + t2i), rel=1e-10)
+    # the identity mask is plain InfoNCE
+    assert contrastive_loss(V, T, positives=torch.eye(6)).item() == pytest.approx(contrastive_loss(V, T).item(), rel=1e-12)
+    for kw, match in ((dict(positives=torch.zeros(6, 6)), "row 0 has no positive"),
+                      (dict(positives=torch.eye(5)), "positives"),
+                      (dict(positives=torch.eye(6), targets=torch.eye(6)), "positives"),
+                      (dict(positives=2 * torch.eye(6)), "0/1")):
+        with pytest.raises(VlmkitError, match=match):
+            contrastive_loss(V, T, **kw)
+    for kw, match in ((dict(img_feats=V), "logits"), (dict(temperature=0.1), "logits"),
+                      (dict(local_offset=0, local_size=2), "logits")):
+        with pytest.raises(VlmkitError, match=match):
+            contrastive_loss(logits=V @ T.T, **kw)
+    with pytest.raises(VlmkitError, match="square"):
+        contrastive_loss(logits=V[:4] @ T.T)
+
+
 def test_sigmoid_matches_reference():
     V, T = unit(6, 5, seed=10), unit(6, 5, seed=11)
     for s, b in ((10.0, -10.0), (3.0, 0.5)):
@@ -263,6 +311,9 @@ def all_losses(lam: float = 0.3):
         "contrastive": lambda V, T, **kw: contrastive_loss(V, T, temperature=0.05, **kw),
         "soft_contrastive": lambda V, T, **kw: contrastive_loss(
             V, T, targets=torch.eye(V.shape[0], dtype=V.dtype) * 0.7 + 0.3 / V.shape[0], **kw
+        ),
+        "multi_positive_contrastive": lambda V, T, **kw: contrastive_loss(
+            V, T, positives=(torch.arange(V.shape[0]) // 2)[:, None] == (torch.arange(V.shape[0]) // 2)[None, :], **kw
         ),
         "sigmoid": lambda V, T, **kw: sigmoid_loss(V, T, 10.0, -10.0, **kw),
         **{k: (lambda f: lambda V, T, **kw: f(V, T, lam, **kw))(f) for k, f in MIX_FNS.items()},
