@@ -102,6 +102,41 @@ def test_retrieval_r1_perfect_and_permuted():
     assert analysis.retrieval_r1(xt, xt, perm) == (0.0, 0.0)
 
 
+def test_retrieval_r1_uses_the_metrics_pessimistic_tie_rule():
+    """A negative tied with the positive ranks above it (vlmkit.metrics' one tie rule); argmax
+    used to count image 0's tie as a hit because its own caption has the lower index."""
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    txt = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)  # caption 1 (of image 1) ties caption 0
+    assert analysis.retrieval_r1(img, txt, np.array([0, 1])) == (0.0, 50.0)
+    # constant scores retrieve nothing
+    assert analysis.retrieval_r1(torch.zeros(3, 2), torch.zeros(3, 2), np.arange(3)) == (0.0, 0.0)
+    # agrees with vlmkit.metrics on random multi-caption data
+    from vlmkit.metrics import bidirectional_recall
+
+    x, y = _cones(6, 5, seed=9, m=12)
+    ci = np.repeat(np.arange(6), 2)
+    rec = bidirectional_recall(x @ y.T, ci, ks=(1,))
+    assert analysis.retrieval_r1(torch.from_numpy(x), torch.from_numpy(y), ci) == pytest.approx(
+        (100 * rec[("i2t", 1)], 100 * rec[("t2i", 1)]))
+
+
+def test_analysis_losses_are_vlmkit_losses():
+    """One InfoNCE: analysis and the free-embedding trainer call vlmkit.losses.contrastive_loss."""
+    from vlmkit import losses
+
+    x, y = _cones(8, 5, spread=0.8, seed=3)
+    assert analysis.contrastive_loss(torch.from_numpy(x), torch.from_numpy(y), 0.05) == pytest.approx(
+        losses.contrastive_loss(torch.from_numpy(x), torch.from_numpy(y), temperature=0.05).item(), rel=1e-12)
+    calls = []
+    real = analysis.info_nce
+    try:
+        analysis.info_nce = lambda *a, **k: calls.append(k) or real(*a, **k)
+        analysis.temperature_gap((0.1,), n=8, d=4, steps=2)
+    finally:
+        analysis.info_nce = real
+    assert calls and all("logits" in k for k in calls)
+
+
 # --------------------------------------------------------------------------- contrastive_loss
 @pytest.mark.parametrize("tau", [0.01, 0.1, 1.0])
 def test_contrastive_loss_matches_hand_reference(tau):

@@ -116,3 +116,19 @@ def test_as_tensor_and_as_numpy_coerce_and_name_bad_input():
         as_tensor(np.array(["a"], dtype=object), "feats")
     with pytest.raises(VlmkitError, match="labels"):
         as_numpy([[1, 2], [3]], "labels", dtype=np.float64)
+
+
+def test_first_captions_keeps_the_first_k_of_each_image_in_caption_order():
+    import numpy as np
+
+    from vlmkit.utils import first_captions
+
+    ci = np.array([2, 0, 0, 1, 2, 0, 2, 1])
+    brute = lambda k: sorted(j for j in range(len(ci)) if list(ci[: j + 1]).count(ci[j]) <= k)  # noqa: E731
+    for k in (1, 2, 3, 9):
+        assert first_captions(ci, 4, k).tolist() == brute(k)  # image 3 has no caption: nothing to keep
+    assert first_captions(ci, 3, None).tolist() == list(range(8))
+    for bad, match in (((ci, 2, 1), "caption 0 points at image 2"), ((ci, 3, 0), "per_image"),
+                       ((ci.astype(float), 3, 1), "integer")):
+        with pytest.raises(VlmkitError, match=match):
+            first_captions(*bad)

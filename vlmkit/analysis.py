@@ -21,14 +21,16 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .losses import contrastive_loss as info_nce
 from .losses.mixup import slerp
-from .utils import VlmkitError
+from .metrics import bidirectional_recall
+from .utils import VlmkitError, as_numpy, as_tensor, first_captions
 
 
-def _t(x: Any) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu()
+def _t(x: Any, name: str = "features") -> torch.Tensor:
+    t = as_tensor(x, name).cpu()
     if t.ndim != 2:
-        raise VlmkitError(f"expected a 2-D (n, d) feature matrix, got shape {tuple(t.shape)}")
+        raise VlmkitError(f"{name}: expected a 2-D (n, d) feature matrix, got shape {tuple(t.shape)}")
     return t.double()
 
 
@@ -38,32 +40,28 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 def first_caption(caption_image: np.ndarray, n_images: int) -> np.ndarray:
     """Index of the first caption written for each image (raises if an image has none)."""
-    ci = np.asarray(caption_image).reshape(-1)
-    if len(ci) and (ci.min() < 0 or ci.max() >= n_images):
-        bad = int(np.flatnonzero((ci < 0) | (ci >= n_images))[0])
-        raise VlmkitError(f"caption {bad} points at image {ci[bad]}, but there are {n_images} images")
+    ci = as_numpy(caption_image, "caption_image").reshape(-1)
+    sel = first_captions(ci, n_images, 1)
     first = np.full(n_images, -1, dtype=np.int64)
-    for j in range(len(ci) - 1, -1, -1):
-        first[ci[j]] = j
+    first[ci[sel]] = sel
     if (first < 0).any():
         raise VlmkitError(f"image {int(np.flatnonzero(first < 0)[0])} has no caption")
     return first
 
 
 def retrieval_r1(img: torch.Tensor, txt: torch.Tensor, caption_image: np.ndarray) -> tuple[float, float]:
-    """R@1 (%) image→text (hit: top caption was written for the image) and text→image (one-to-one labels)."""
-    ci = torch.as_tensor(np.asarray(caption_image)).long()
-    s = img @ txt.T
-    i2t = (ci[s.argmax(1)] == torch.arange(len(img))).double().mean().item()
-    t2i = (s.argmax(0) == ci).double().mean().item()
-    return 100 * i2t, 100 * t2i
+    """R@1 (%) image→text (hit: a caption written for the image ranks first) and text→image,
+    one-to-one labels, by :func:`vlmkit.metrics.bidirectional_recall` — so under the metrics'
+    one tie rule (pessimistic: a negative tied with the positive ranks above it). Every image
+    needs a caption."""
+    rec = bidirectional_recall(img @ txt.T, as_numpy(caption_image, "caption_image").reshape(-1), ks=(1,))
+    return 100 * rec[("i2t", 1)], 100 * rec[("t2i", 1)]
 
 
 def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float = 0.01) -> float:
-    """Symmetric InfoNCE of row-paired unit features (CLIP loss with fixed τ)."""
-    logits = img @ txt.T / temperature
-    target = torch.arange(len(img))
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)).item()
+    """Symmetric InfoNCE of row-paired unit features (CLIP loss with fixed τ), by
+    :func:`vlmkit.losses.contrastive_loss` (features used as given, not renormalised)."""
+    return info_nce(img, txt, temperature=temperature, normalize=False).item()
 
 
 def shift_embeddings(img: Any, txt: Any, amount: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +99,8 @@ def slerp_neighbours(v: Any, t: Any, gallery_images: Any | None, gallery_texts: 
 
     Rows: ``lam, rank (1-based), modality ("image"/"text"), index, similarity``.
     """
-    v = _unit(torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).double().reshape(1, -1))
-    t = _unit(torch.as_tensor(np.asarray(t) if not isinstance(t, torch.Tensor) else t).double().reshape(1, -1))
+    v = _unit(as_tensor(v, "v").cpu().double().reshape(1, -1))
+    t = _unit(as_tensor(t, "t").cpu().double().reshape(1, -1))
     parts, mods, idx = [], [], []
     for name, g in (("image", gallery_images), ("text", gallery_texts)):
         if g is not None:
@@ -197,11 +195,10 @@ def _train_free(x0: torch.Tensor, y0: torch.Tensor, tau: float, steps: int, lr: 
     x = x0.clone().float().requires_grad_(True)
     y = y0.clone().float().requires_grad_(True)
     opt = torch.optim.Adam([x, y], lr=lr)
-    target = torch.arange(len(x0))
     for step in range(steps + 1):
         xu, yu = _unit(x), _unit(y)
         logits = xu @ yu.T / tau
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        loss = info_nce(logits=logits)
         if step % every == 0 or step == steps:
             yield step, xu.detach(), yu.detach(), float(loss.detach()), logits.detach()
         if step < steps:
@@ -219,11 +216,10 @@ def temperature_gap(temperatures: Sequence[float] = (0.01, 0.05, 0.1, 1.0), n: i
     """
     x0, y0 = two_cones(n, d, seed=seed)
     rows = []
-    target = torch.arange(n)
     for tau in temperatures:
         for step, xu, yu, loss, logits in _train_free(x0, y0, tau, steps, lr):
             rows.append({"temperature": float(tau), "step": step, "gap": float((xu.mean(0) - yu.mean(0)).norm()),
-                         "loss": loss, "r1": 100 * float((logits.argmax(1) == target).float().mean())})
+                         "loss": loss, "r1": retrieval_r1(xu, yu, np.arange(n))[0]})
     return pd.DataFrame(rows)
 
 
@@ -252,7 +248,7 @@ def query_topk(scores: Any, query: int, k: int = 10, uncertainty: Any = None, la
     for name, mat in (("uncertainty", uncertainty), ("labelled", labels), ("true", truth)):
         if mat is None:
             continue
-        arr = np.asarray(mat.detach().cpu() if isinstance(mat, torch.Tensor) else mat)
+        arr = as_numpy(mat, name)
         if arr.shape != (n, m):
             raise VlmkitError(f"{name}: shape {arr.shape} does not match the scores' {(n, m)}")
         vals = arr[int(query), order.numpy()]

@@ -154,6 +154,30 @@ def as_numpy(x: Any, name: str = "input", *, dtype: Any = None) -> np.ndarray:
         raise VlmkitError(f"{name}: expected a tensor or array, got {type(x).__name__} ({exc})") from None
 
 
+def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1) -> np.ndarray:
+    """Indices (ascending) of the first ``per_image`` captions written for each image, in
+    caption order; ``None`` keeps every caption. Images with fewer captions keep all theirs.
+
+    ``caption_image[j]`` is the image caption ``j`` was written for; an index outside
+    ``[0, n_images)`` raises naming the caption.
+    """
+    ci = as_numpy(caption_image, "caption_image").reshape(-1)
+    if len(ci) and not np.issubdtype(ci.dtype, np.integer):
+        raise VlmkitError(f"caption_image: expected integer image indices, got dtype {ci.dtype}")
+    ci = ci.astype(np.int64)
+    if len(ci) and (ci.min() < 0 or ci.max() >= n_images):
+        bad = int(np.flatnonzero((ci < 0) | (ci >= n_images))[0])
+        raise VlmkitError(f"caption {bad} points at image {ci[bad]}, but there are {n_images} images")
+    if per_image is None:
+        return np.arange(len(ci))
+    if isinstance(per_image, bool) or not isinstance(per_image, (int, np.integer)) or per_image < 1:
+        raise VlmkitError(f"per_image={per_image!r}: expected None (all captions) or an integer >= 1")
+    order = np.argsort(ci, kind="stable")  # grouped by image, caption order within each image
+    grouped = ci[order]
+    rank = np.arange(len(ci)) - np.searchsorted(grouped, grouped, side="left")
+    return np.sort(order[rank < per_image])
+
+
 def read_positives_json(path_or_map: Any, what: str = "extended-positives file") -> tuple[dict, str]:
     """``(mapping, where)`` from a ``{query id: [positive ids]}`` dict or JSON file (ECCV
     Caption / CxC layout); a missing file, malformed JSON or a non-object raise naming it."""
