@@ -118,12 +118,17 @@ def test_alignment_and_relative_alignment_vs_bruteforce():
     x, y = torch.randn(30, 5, generator=g), torch.randn(30, 5, generator=g)
     xn, yn = _norm(x), _norm(y)
     assert alignment(x, y) == pytest.approx((xn - yn).norm(dim=1).pow(2).mean().item(), rel=1e-5)
-    # the m²-Mix authors' N×N×D formula (fine at this size)
-    d = ((xn[:, None, :] - yn[None, :, :]) ** 2).sum(-1)
-    off = d.masked_fill(torch.eye(30, dtype=torch.bool), float("inf")).amin(1)
-    ref = (d.diagonal() - off).mean().item()
+    # the m²-Mix authors' N×N×D formula (fine at this size), rel_lalign_torch(a, b): anchors a
+    def rel_lalign(a, b):
+        d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return (d.diagonal() - d.masked_fill(torch.eye(len(a), dtype=torch.bool), float("inf")).amin(1)).mean().item()
+
+    ref = rel_lalign(xn, yn)  # image anchor
+    ref_text = rel_lalign(yn, xn)  # the authors' call: rel_lalign_torch(text_features, image_features)
     for chunk in (1, 4, None):
-        assert relative_alignment(x, y, chunk_size=chunk) == pytest.approx(ref, abs=1e-5)
+        assert relative_alignment(x, y, anchor="image", chunk_size=chunk) == pytest.approx(ref, abs=1e-5)
+        assert relative_alignment(x, y, anchor="text", chunk_size=chunk) == pytest.approx(ref_text, abs=1e-5)
+    assert relative_alignment(x, y) == relative_alignment(x, y, anchor="text")  # the authors' anchor by default
     # multi-caption: nearest negative excludes all captions of the same image
     ci = torch.tensor([0, 0, 1, 2, 2, 2])
     t = torch.randn(6, 5, generator=g)
@@ -134,12 +139,34 @@ def test_alignment_and_relative_alignment_vs_bruteforce():
     own = torch.arange(3)[:, None] == ci[None]
     nn = dd.masked_fill(own, float("inf")).amin(1)
     ref2 = (dd[ci, torch.arange(6)] - nn[ci]).mean().item()
-    assert relative_alignment(x3, t, ci, chunk_size=2) == pytest.approx(ref2, abs=1e-5)
+    assert relative_alignment(x3, t, ci, anchor="image", chunk_size=2) == pytest.approx(ref2, abs=1e-5)
+    # text anchor: each caption against the images it was not written for
+    nn_t = dd.masked_fill(own, float("inf")).amin(0)  # (captions,)
+    ref2_text = (dd[ci, torch.arange(6)] - nn_t).mean().item()
+    for chunk in (1, 4, None):
+        assert relative_alignment(x3, t, ci, anchor="text", chunk_size=chunk) == pytest.approx(ref2_text, abs=1e-5)
     assert alignment(x3, t, ci) == pytest.approx(dd[ci, torch.arange(6)].mean().item(), rel=1e-5)
     with pytest.raises(VlmkitError, match="paired row by row"):
         alignment(x, y[:5])
     with pytest.raises(VlmkitError, match="another image"):
+        relative_alignment(x[:1], y[:3], [0, 0, 0], anchor="image")
+    with pytest.raises(VlmkitError, match="at least 2 images"):
         relative_alignment(x[:1], y[:3], [0, 0, 0])
+    with pytest.raises(VlmkitError, match="anchor"):
+        relative_alignment(x, y, anchor="both")
+
+
+def test_relative_alignment_anchors_differ_on_asymmetric_data():
+    """Hand case: images e1, e1, e2; all three captions e1 (squared distances 0 or 2).
+    Image anchor: images 0 and 1 have positive 0 and nearest other caption 0; image 2 has
+    positive 2 and nearest other caption 2 → 0. Text anchor: captions 0 and 1 as before, but
+    caption 2 (far from its image e2) lies on images 0 and 1 → (2 − 0) / 3."""
+    e1, e2 = [1.0, 0.0], [0.0, 1.0]
+    img = torch.tensor([e1, e1, e2], dtype=torch.float64)
+    txt = torch.tensor([e1, e1, e1], dtype=torch.float64)
+    assert relative_alignment(img, txt, anchor="image") == pytest.approx(0.0, abs=1e-12)
+    assert relative_alignment(img, txt, anchor="text") == pytest.approx(2 / 3)
+    assert relative_alignment(img, txt) == pytest.approx(2 / 3)
 
 
 def test_modality_gap_hand_case():

@@ -8,9 +8,16 @@ n × n × d tensor.
   *union* of image and text embeddings (the m²-Mix authors' code duplicates the image set
   instead — a bug we do not reproduce).  Lower = more uniform.
 * Alignment (Wang & Isola): mean over positive pairs of ‖x − y‖^α, α = 2.
-* Relative alignment (m²-Mix paper): mean over positive pairs (image i, caption c) of
-  ‖x_i − y_c‖² − min_{j : caption j not of image i} ‖x_i − y_j‖²; with one caption per image
-  (``caption_image = arange``) this is the paper's mean_i(‖x_i − y_i‖² − min_{j≠i}‖x_i − y_j‖²).
+* Relative alignment (m²-Mix paper, Eq. 2): mean over positive pairs of the positive squared
+  distance minus the squared distance to the anchor's nearest negative. ``anchor="text"``
+  (default) is the m²-Mix authors' code (``rel_lalign_torch(text, image)``): for each caption
+  c of image i, ‖y_c − x_i‖² − min_{j ≠ i} ‖y_c − x_j‖² (nearest *other image*), mean over
+  captions. ``anchor="image"``: for each pair (image i, caption c), ‖x_i − y_c‖² −
+  min_{j : caption j not of image i} ‖x_i − y_j‖² (nearest caption of another image), mean
+  over pairs. With one caption per image (``caption_image = arange``) they are
+  mean_i(‖t_i − v_i‖² − min_{j≠i}‖t_i − v_j‖²) and mean_i(‖v_i − t_i‖² − min_{j≠i}‖v_i − t_j‖²):
+  the same positives, different nearest negatives, so different numbers on the same
+  features (the text anchor compares a caption with other images).
 * Modality gap (Liang et al. 2022): Δ = mean(normalised images) − mean(normalised texts);
   the gap is ‖Δ‖ and the gap direction Δ / ‖Δ‖.
 """
@@ -99,17 +106,38 @@ def alignment(img_feats: Any, txt_feats: Any, caption_image: Any | None = None, 
     return float((x[ci] - y).norm(dim=1).pow(alpha).mean().item())
 
 
-def relative_alignment(img_feats: Any, txt_feats: Any, caption_image: Any | None = None, *,
-                       normalize: bool = True, chunk_size: int | None = None) -> float:
-    """mean over positive pairs of (positive sq. distance − nearest-negative sq. distance), in blocks.
+ANCHORS = ("text", "image")
 
-    Negative < 0 means each image is closer to its own caption than to any other caption.
+
+def relative_alignment(img_feats: Any, txt_feats: Any, caption_image: Any | None = None, *,
+                       anchor: str = "text", normalize: bool = True, chunk_size: int | None = None) -> float:
+    """mean over positive pairs of (positive sq. distance − the anchor's nearest-negative sq.
+    distance), in blocks (definitions in the module docstring).
+
+    ``anchor="text"`` (default, the m²-Mix authors' code): each caption against the other
+    images; ``anchor="image"``: each image against the captions of other images. Name the
+    anchor with the number ("relative alignment (text anchor)"): the two differ. Negative < 0
+    means each anchor is closer to its positive than to any negative.
     """
+    if anchor not in ANCHORS:
+        raise VlmkitError(f"anchor={anchor!r}: expected 'text' (the m²-Mix authors' code) or 'image'")
     x, y = _pair_feats(img_feats, txt_feats, normalize)
     ci = _pairs(x, y, caption_image)
     n = len(x)
+    pos = (x[ci] - y).pow(2).sum(1)
+    if anchor == "text":
+        if n < 2:
+            raise VlmkitError("relative_alignment (text anchor) needs at least 2 images (a negative for every caption)")
+        step = auto_chunk(n, chunk_size)
+        nearest_neg = torch.empty(len(y), dtype=x.dtype, device=x.device)
+        for a in range(0, len(y), step):
+            b = min(a + step, len(y))
+            d = _sqdist(y[a:b], x)
+            own = ci[a:b, None] == torch.arange(n, device=x.device)[None, :]
+            nearest_neg[a:b] = d.masked_fill(own, float("inf")).amin(1)
+        return float((pos - nearest_neg).mean().item())
     if len(y) < 2 or bool((torch.bincount(ci, minlength=n) == len(y)).any()):
-        raise VlmkitError("relative_alignment needs, for every image, at least one caption of another image")
+        raise VlmkitError("relative_alignment (image anchor) needs, for every image, at least one caption of another image")
     step = auto_chunk(len(y), chunk_size)
     nearest_neg = torch.empty(n, dtype=x.dtype, device=x.device)
     for a in range(0, n, step):
@@ -117,7 +145,6 @@ def relative_alignment(img_feats: Any, txt_feats: Any, caption_image: Any | None
         d = _sqdist(x[a:b], y)
         own = torch.arange(a, b, device=x.device)[:, None] == ci[None, :]
         nearest_neg[a:b] = d.masked_fill(own, float("inf")).amin(1)
-    pos = (x[ci] - y).pow(2).sum(1)
     # Images without captions have no positive pair and do not enter the mean.
     return float((pos - nearest_neg[ci]).mean().item())
 
