@@ -487,3 +487,26 @@ def test_table_figure_keeps_rows_when_the_first_column_is_not_a_key():
     wide = pd.DataFrame({"split": ["s"] * 3, **{f"c{i}": [1.0, 2.0, 3.0] for i in range(9)}})
     tab = table_figure(wide, title="t").data[0]
     assert tab.header.values[0] == "split" and len(tab.cells.values) == 10 and len(tab.cells.values[0]) == 3
+
+
+def test_display_bundle_png_scaled_plotly_json_capped_no_html(tmp_path):
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    Image.new("RGB", (1000, 500), (0, 0, 255)).save(tmp_path / "f.png")
+    b = viz.display_bundle(_fig(), tmp_path / "f.png", "figure f", max_width=400)
+    assert set(b) == {"text/plain", "image/png", viz_io.PLOTLY_MIME} and b["text/plain"] == "figure f"
+    with Image.open(io.BytesIO(base64.b64decode(b["image/png"]))) as im:
+        assert im.size == (400, 200) and im.getpixel((10, 10))[:3] == (0, 0, 255)
+    assert b[viz_io.PLOTLY_MIME]["data"][0]["y"] == [4, 5, 6]
+    # small images are not scaled up; an oversized interactive JSON is left out, a figure without PNG has none
+    Image.new("RGB", (120, 80)).save(tmp_path / "s.png")
+    with Image.open(io.BytesIO(base64.b64decode(viz.display_bundle(_fig(), tmp_path / "s.png", "s")["image/png"]))) as im:
+        assert im.size == (120, 80)
+    size = len(json.dumps(viz_io.plotly_mimedata(_fig())))
+    assert set(viz.display_bundle(_fig(), None, "t", max_json_bytes=size - 1)) == {"text/plain"}
+    assert set(viz.display_bundle(_fig(), None, "t", max_json_bytes=size)) == {"text/plain", viz_io.PLOTLY_MIME}
+    assert set(viz.display_bundle(_fig(), None, "t", interactive=False)) == {"text/plain"}

@@ -20,6 +20,7 @@ import pytest
 
 from vlmkit.cli import QUICK, notebooks, parse_grid
 from vlmkit.utils import VlmkitError
+from vlmkit import workbook as wb
 from vlmkit.workbook import list_methods, method_summary, register_method, summarise_runs, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,148 @@ def test_method_registry_and_summary(tmp_path):
     assert s.loc["a", "R@1 i2t [full 3x3]"] == 100.0
     assert s.loc["b", "unc–R@1 r i2t"] == -0.9 and s.loc["b", "FN-vs-TN AUROC"] == 0.7
     assert "unc–R@1 r pairs" not in s.columns
+
+
+def test_summary_ece_is_the_labels_protocol_and_the_truth_ece_its_own_column(tmp_path):
+    write_table(tmp_path, "calibration", pd.DataFrame([
+        {"method": "a", "direction": "i2t", "truth": "exact truth", "ece_labels": 12.5, "ece_truth": 30.0},
+        {"method": "a", "direction": "t2i", "truth": "exact truth", "ece_labels": 7.0, "ece_truth": 9.0},
+        {"method": "b", "direction": "i2t", "truth": "one-to-one labels", "ece_labels": 3.0}]), protocol="p")
+    s = method_summary(tmp_path).set_index("method")
+    assert s.loc["a", "ECE % i2t [one-to-one labels]"] == 12.5 and s.loc["a", "ECE % t2i [one-to-one labels]"] == 7.0
+    assert s.loc["a", "ECE % i2t [exact truth]"] == 30.0 and s.loc["b", "ECE % i2t [one-to-one labels]"] == 3.0
+    assert pd.isna(s.loc["b", "ECE % i2t [exact truth]"])
+    assert not [c for c in s.columns if c.startswith("ECE") and "[" not in c]  # no ECE without its protocol
+
+
+def _tiny_pairs():
+    import numpy as np
+
+    from vlmkit.data import ArrayImages, PairDataset
+
+    return PairDataset("tiny", ArrayImages(np.zeros((2, 4, 4, 3), np.uint8)), ["a cat", "a dog"], [0, 1], ["0", "1"])
+
+
+def test_truth_protocol_comes_from_the_data():
+    from vlmkit.data import make_shapes
+
+    assert wb.truth_protocol(make_shapes("test", n_images=4, seed=0)) == "exact truth"
+    labels_only = _tiny_pairs()
+    assert wb.truth_protocol(labels_only) == "one-to-one labels"
+    assert wb.truth_protocol(labels_only.with_extended_positives({"0": [1]})) == "extended positives"
+
+
+# --------------------------------------------------------------------------- figures inline
+
+
+class _Shown(list):
+    """Captures what wb.show hands to the notebook display."""
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    from vlmkit.viz import io as viz_io
+
+    out = _Shown()
+    monkeypatch.setattr(wb, "_display", out.append)
+    monkeypatch.setattr(wb, "_INLINE", {"bytes": 0, "noted": False})
+    monkeypatch.setattr(viz_io, "_PNG_STATE", {"ok": None, "note": ""})
+    monkeypatch.delenv("VLMKIT_NO_PNG", raising=False)
+    return out
+
+
+def _fake_png_export(monkeypatch, size=(1800, 1200)):
+    """PNG export without Chromium: write_image draws a plain image of ``size``."""
+    import plotly.graph_objects as go
+    from PIL import Image
+
+    def write_image(self, path, *a, **k):
+        Image.new("RGB", size, (200, 30, 30)).save(path, format="PNG")
+
+    monkeypatch.setattr(go.Figure, "write_image", write_image)
+
+
+def _scatter(name="trace-xyz"):
+    import plotly.graph_objects as go
+
+    return go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], name=name), layout={"title": {"text": "a title"}})
+
+
+def test_show_embeds_a_downscaled_png_and_the_interactive_figure(tmp_path, shown, monkeypatch):
+    import base64
+    import io
+
+    from PIL import Image
+
+    _fake_png_export(monkeypatch)
+    out = wb.show(_scatter(), tmp_path, "01_x")
+    assert set(out) == {"html", "png"} and (tmp_path / "figures" / "01_x.png").is_file()
+    (bundle,) = shown
+    png = base64.b64decode(bundle["image/png"])
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.size == (800, 533)  # scaled down from 1800×1200, aspect kept
+    plot = bundle["application/vnd.plotly.v1+json"]
+    assert plot["data"][0]["name"] == "trace-xyz" and plot["layout"]["title"]["text"] == "a title"
+    assert "text/html" not in bundle and "figures/01_x.html" in bundle["text/plain"]
+    assert sum(len(json.dumps(v)) for v in bundle.values()) < 100_000  # no plotly.js in the notebook
+    rec = wb.export_status(tmp_path)
+    assert rec["static_figures"] is True and rec["figures"]["01_x"] == {"png": True, "interactive_inline": True}
+
+
+def test_show_without_png_export_embeds_the_interactive_figure_says_so_and_records_it(tmp_path, shown, monkeypatch, capsys):
+    monkeypatch.setenv("VLMKIT_NO_PNG", "1")
+    wb.show(_scatter(), tmp_path, "a")
+    wb.show(_scatter(), tmp_path, "b")
+    assert [sorted(b) for b in shown] == [["application/vnd.plotly.v1+json", "text/plain"]] * 2
+    assert capsys.readouterr().out.count("note: no static (PNG) export") == 1  # said once per notebook
+    rec = json.loads((tmp_path / "figures" / "_export.json").read_text())
+    assert rec["static_figures"] is False and rec["note"] and set(rec["figures"]) == {"a", "b"}
+    # a later figure with a PNG does not make the run static: "a" and "b" still have none
+    monkeypatch.delenv("VLMKIT_NO_PNG")
+    _fake_png_export(monkeypatch, size=(300, 200))
+    wb.show(_scatter(), tmp_path, "c")
+    assert "image/png" in shown[-1] and wb.export_status(tmp_path)["static_figures"] is False
+    monkeypatch.setenv("VLMKIT_NO_PNG", "0")
+    wb.show(_scatter(), tmp_path, "a")  # rerun with PNGs everywhere: now static
+    wb.show(_scatter(), tmp_path, "b")
+    assert wb.export_status(tmp_path)["static_figures"] is True
+
+
+def test_show_keeps_a_notebook_under_its_figure_budget(tmp_path, shown, monkeypatch):
+    import plotly.graph_objects as go
+
+    monkeypatch.setenv("VLMKIT_NO_PNG", "1")
+    monkeypatch.setattr(wb, "INLINE_BUDGET", 60_000)
+    big = go.Figure(go.Scatter(x=list(range(3000)), y=[float(i % 7) for i in range(3000)]))  # lists: ~50 kB of JSON
+    for i in range(3):
+        wb.show(big, tmp_path, f"big{i}")
+    embedded = ["application/vnd.plotly.v1+json" in b for b in shown]
+    assert embedded == [True, False, False]
+    assert "not embedded" in shown[1]["text/plain"] and "figures/big1.html" in shown[1]["text/plain"]
+    assert (tmp_path / "figures" / "big2.html").is_file()  # still saved
+    assert wb._INLINE["bytes"] <= 60_000
+    rec = wb.export_status(tmp_path)["figures"]
+    assert rec["big0"]["interactive_inline"] and not rec["big2"]["interactive_inline"]
+
+
+def test_show_under_papermill_puts_the_figure_into_the_executed_notebook(tmp_path, monkeypatch):
+    """A two-cell notebook run by papermill: the executed file holds the figure output."""
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell('run_dir = "x"'), nbformat.v4.new_code_cell(
+        "import plotly.graph_objects as go\nfrom vlmkit import workbook as wb\n"
+        "wb.show(go.Figure(go.Bar(x=['a', 'b'], y=[1, 2], name='bars-77')), run_dir, '00_bars')")]
+    book.cells[0].metadata["tags"] = ["parameters"]
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, tmp_path / "in.ipynb")
+    monkeypatch.setenv("VLMKIT_NO_PNG", "1")  # the kernel inherits it: no Chromium start in a fast test
+    pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), parameters={"run_dir": str(tmp_path / "run")},
+                        kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    data = [o["data"] for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "display_data"]
+    assert len(data) == 1 and data[0]["application/vnd.plotly.v1+json"]["data"][0]["name"] == "bars-77"
+    text = "".join(o.get("text", "") for c in out.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream")
+    assert "no static (PNG) export" in text
+    assert wb.export_status(tmp_path / "run")["static_figures"] is False
 
 
 # --------------------------------------------------------------------------- executing the workbook

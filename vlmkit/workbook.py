@@ -10,6 +10,7 @@ Layout of one run directory (``docs/workbook.md``)::
     methods/<m>/        fine-tuning output (checkpoints) of each method
     tables/*.csv        every table, each with a ``protocol`` column
     figures/*.html|png  every view of every notebook
+    figures/_export.json  how figures were embedded (``static_figures``: false without a PNG exporter)
     report/report.html  the report (08)
 """
 
@@ -113,19 +114,95 @@ def read_table(run_dir: str | os.PathLike, name: str) -> pd.DataFrame | None:
     return pd.read_csv(p) if p.exists() else None
 
 
+EXPORT_RECORD = "figures/_export.json"
+"""Per run directory: how each figure was embedded; ``static_figures`` is false when any lacks a PNG."""
+INLINE_BUDGET = 4_000_000
+"""Bytes of figure outputs one kernel (one notebook) embeds; past it figures are saved, not embedded."""
+INLINE_MAX_JSON = 1_000_000
+"""Largest interactive (plotly JSON) output embedded per figure; larger ones are linked, not embedded."""
+_INLINE: dict[str, Any] = {"bytes": 0, "noted": False}
+
+
+def _display(bundle: dict) -> None:
+    """Show a mimetype bundle in the running IPython kernel; print its text line elsewhere."""
+    try:
+        from IPython.core.interactiveshell import InteractiveShell
+        from IPython.display import display
+
+        if InteractiveShell.initialized():
+            display(bundle, raw=True)
+            return
+    except ImportError:
+        pass
+    print(bundle["text/plain"])
+
+
 def show(fig: Any, run_dir: str | os.PathLike, name: str) -> dict:
-    """Save ``fig`` as ``figures/<name>`` (HTML, PNG when possible) and display it when a frontend exists.
+    """Save ``fig`` as ``figures/<name>.html|png`` and embed it in the notebook's output.
 
-    Headless, it prints the saved paths instead, so executed notebooks stay small.
+    The output is one display bundle (:func:`vlmkit.viz.display_bundle`): a PNG scaled down to
+    800 px (when the PNG export works) that any notebook viewer shows, the interactive plotly
+    output (plotly mimetype, no plotly.js) that JupyterLab and VS Code render offline, and a text
+    line naming the files.  Under papermill the executed notebook therefore carries every figure.
+    A kernel embeds at most :data:`INLINE_BUDGET` bytes of figures (then only saves them), and a
+    figure's interactive JSON only up to :data:`INLINE_MAX_JSON` bytes, so an executed notebook
+    stays under 5 MB.  Without a PNG exporter (no Chromium) the figure is embedded interactive
+    only, the notebook output says so once, and ``figures/_export.json`` records
+    ``static_figures: false``.  Returns the saved paths.
     """
-    from .viz import save_figure
+    from .viz import display_bundle, save_figure
+    from .viz.io import PLOTLY_MIME, bundle_bytes
 
-    out = save_figure(fig, Path(run_dir) / "figures" / name)
-    if headless():
-        print(f"figure {name}: " + ", ".join(str(p.name) for p in out.values()))
-    else:
-        fig.show()
+    run = Path(run_dir)
+    out = save_figure(fig, run / "figures" / name)
+    files = ", ".join(f"figures/{p.name}" for p in out.values())
+    room = INLINE_BUDGET - _INLINE["bytes"]
+    bundle = display_bundle(fig, out.get("png"), f"figure {name}: {files}", max_json_bytes=min(INLINE_MAX_JSON, room))
+    if bundle_bytes(bundle) > room:
+        bundle.pop("image/png", None)
+    if PLOTLY_MIME not in bundle and "image/png" not in bundle:
+        bundle["text/plain"] += " (not embedded: too large for this notebook's figure budget; open the HTML file)"
+    _INLINE["bytes"] += bundle_bytes(bundle)
+    if "png" not in out and not _INLINE["noted"]:
+        _INLINE["noted"] = True
+        print("note: no static (PNG) export of figures here (kaleido needs a Chromium: apt-get install chromium; "
+              "or VLMKIT_NO_PNG is set): figures are embedded as interactive plotly outputs, which JupyterLab shows "
+              "offline but static viewers do not; every figure is also saved as figures/<name>.html")
+    _display(bundle)
+    _record_export(run, name, png="png" in out, interactive=PLOTLY_MIME in bundle)
     return out
+
+
+def _record_export(run: Path, name: str, *, png: bool, interactive: bool) -> None:
+    path = run / EXPORT_RECORD
+    try:
+        rec = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        rec = {}
+    figs = rec.get("figures", {})
+    figs[name] = {"png": png, "interactive_inline": interactive}
+    static = all(f["png"] for f in figs.values())
+    atomic_write_json(path, {"static_figures": static,
+                             "note": "" if static else "some figures have no static PNG (no Chromium for kaleido, or VLMKIT_NO_PNG): "
+                                                       "their executed notebooks embed the interactive plotly output only",
+                             "figures": figs})
+
+
+def export_status(run_dir: str | os.PathLike) -> dict | None:
+    """``figures/_export.json`` of a run (``static_figures``, ``note``, per figure ``png`` /
+    ``interactive_inline``), or None before any figure was shown."""
+    p = Path(run_dir) / EXPORT_RECORD
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def truth_protocol(ds: Any) -> str:
+    """What "true" / "positive" means for ``ds``, as table protocols and figure titles say it:
+    ``"exact truth"`` (the generator knows every pair), ``"extended positives"`` (user-given
+    positive sets added to the labels, e.g. ECCV Caption) or ``"one-to-one labels"`` (real data
+    without extended positives: ``ds.positives()`` are the labels)."""
+    if ds.has_exact_truth:
+        return "exact truth"
+    return "extended positives" if ds.has_extended_positives else "one-to-one labels"
 
 
 def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
@@ -231,9 +308,12 @@ def run_dataset(run_dir: str | os.PathLike):
 
 def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per method from the run's tables: R@1 and RSUM (full split, one-to-one labels),
-    mAP@R (exact extended positives), gap, ECE per direction and uncertainty–R@1 Pearson r.
+    mAP@R (extended positives), gap, ECE per direction and uncertainty–R@1 Pearson r.
 
-    Column names carry the protocol (``R@1 i2t [full NxM]`` …), so the table states it.
+    Column names carry the protocol (``R@1 i2t [full NxM]`` …), so the table states it.  The
+    ECE is the labels protocol (``ECE % i2t [one-to-one labels]``: correct = the top-1 is the
+    labelled match, as in the m²-Mix paper's Table 3); the ECE against the dataset's truth is
+    its own column (``ECE % i2t [exact truth]``), present when the data has one.
     """
     ret = read_table(run_dir, "retrieval")
     out: dict[str, dict[str, Any]] = {}
@@ -242,7 +322,12 @@ def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
             if rec["metric"] in ("R@1", "RSUM", "mAP@R") and not str(rec["metric"]).startswith("unc"):
                 col = f"{rec['metric']} {rec['direction']} [{rec['protocol']}]"
                 out.setdefault(rec["method"], {})[col] = rec["value"]
-    for name, cols in (("gap", {"gap": "gap ‖Δ‖"}), ("calibration", {"ece": "ECE %"}),
+    cal = read_table(run_dir, "calibration")
+    for rec in ([] if cal is None else cal.to_dict("records")):
+        for src, proto in (("ece_labels", "one-to-one labels"), ("ece_truth", rec.get("truth", "exact truth"))):
+            if src in rec and not pd.isna(rec[src]):
+                out.setdefault(rec["method"], {})[f"ECE % {rec['direction']} [{proto}]"] = rec[src]
+    for name, cols in (("gap", {"gap": "gap ‖Δ‖"}),
                        ("uncertainty", {"pearson": "unc–R@1 r", "fn_auroc": "FN-vs-TN AUROC"})):
         t = read_table(run_dir, name)
         if t is None or t.empty:

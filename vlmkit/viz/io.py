@@ -1,4 +1,5 @@
-"""Saving figures: offline HTML (one shared ``plotly.min.js`` per folder) and PNG when possible.
+"""Saving figures: offline HTML (one shared ``plotly.min.js`` per folder) and PNG when possible;
+the display bundle that puts a figure inline in a notebook (:func:`display_bundle`).
 
 PNG export needs kaleido and a Chromium; when either is missing, :func:`save_figure` prints
 one note (once per process) and writes HTML only — it never raises for a missing exporter.
@@ -6,8 +7,12 @@ one note (once per process) and writes HTML only — it never raises for a missi
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -68,3 +73,55 @@ def save_figure(fig: go.Figure, path_stem: str | os.PathLike, png: bool | None =
             _PNG_STATE["note"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             print(f"note: PNG export unavailable ({_PNG_STATE['note'][:160]}); writing HTML figures only")
     return out
+
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+def inline_png(path: str | os.PathLike, max_width: int = 800) -> bytes:
+    """The PNG at ``path`` re-encoded for a notebook output: scaled down to at most ``max_width``
+    pixels wide (aspect kept), palette-quantised when that loses no colour, optimised."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGBA") if im.mode in ("P", "LA", "RGBA") else im.convert("RGB")
+        if im.width > max_width:
+            im = im.resize((max_width, max(1, round(im.height * max_width / im.width))), Image.LANCZOS)
+        buf = io.BytesIO()
+        im.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def plotly_mimedata(fig: go.Figure) -> dict[str, Any]:
+    """The figure as the plotly mimetype's JSON (data, layout): what JupyterLab, VS Code and
+    nteract render interactively and offline, with no plotly.js in the notebook."""
+    import plotly.io as pio
+
+    return json.loads(pio.to_json(fig, validate=False))
+
+
+def display_bundle(fig: go.Figure, png: str | os.PathLike | None, text: str, *, interactive: bool = True,
+                   max_width: int = 800, max_json_bytes: int = 1_000_000) -> dict[str, Any]:
+    """A ``display_data`` bundle of one figure (mimetype → data, for ``IPython.display.display(raw=True)``).
+
+    * ``image/png`` (base64): the exported PNG scaled down by :func:`inline_png`, when ``png``
+      is given — the static view every notebook viewer shows;
+    * the plotly mimetype (:func:`plotly_mimedata`) when ``interactive`` and its JSON is at most
+      ``max_json_bytes`` — frontends that know it show the interactive figure instead;
+    * ``text/plain``: ``text``, for viewers that render neither.
+
+    No ``text/html`` and no plotly.js: an executed notebook stays small.
+    """
+    bundle: dict[str, Any] = {"text/plain": text}
+    if png is not None:
+        bundle["image/png"] = base64.b64encode(inline_png(png, max_width)).decode("ascii")
+    if interactive:
+        data = plotly_mimedata(fig)
+        if len(json.dumps(data)) <= max_json_bytes:
+            bundle[PLOTLY_MIME] = data
+    return bundle
+
+
+def bundle_bytes(bundle: dict[str, Any]) -> int:
+    """Bytes a bundle adds to a notebook file (its JSON size, roughly)."""
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in bundle.values())
