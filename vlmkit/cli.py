@@ -7,7 +7,13 @@
 Each run gets ``<out>/<timestamp>[-<grid point>]/`` with the executed notebooks, figures,
 tables, the report and ``run.json``.  A grid runs every combination (``seeds`` is an alias
 of ``seed``; inside a grid value ``+`` separates list items) and ends with
-``<out>/batch-<timestamp>/summary.csv|html``.  Exit code 1 if any run failed.
+``<out>/batch-<timestamp>/summary.csv|html``.  Exit code 1 if any run failed, 2 for bad
+arguments — among them a parameter that no notebook's ``parameters`` cell declares
+(papermill's inspection of the notebooks is the one list of known parameters).
+
+The notebooks come from the checkout's ``notebooks/`` when vlmkit runs from one, else from
+the copy the wheel ships in ``vlmkit/_notebooks`` (see ``setup.py``).  Warnings are never
+silenced: each notebook's displayed warnings are recorded in ``run.json`` (``vlmkit.kernel``).
 """
 
 from __future__ import annotations
@@ -21,20 +27,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .utils import VlmkitError, atomic_write_json
+from .kernel import ensure_kernel  # noqa: F401 (re-exported: vlmkit.cli.ensure_kernel)
+from .utils import VlmkitError, atomic_path, atomic_write_json, atomic_write_text
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-KERNEL_NAME = "vlmkit-python"
+if TYPE_CHECKING:
+    import pandas as pd
+
+CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root when running from a checkout
+PACKAGED_NOTEBOOKS = Path(__file__).resolve().parent / "_notebooks"  # filled by the wheel build (setup.py)
+NB_GLOB = "[0-9][0-9]_*.ipynb"
+INTERNAL = {"run_dir": "set by vlmkit run (use --run-dir to continue a run, --out for the parent folder)",
+            "quick": "set by --quick"}
 
 QUICK = {"test_images": 60, "train_images": 120, "val_images": 40, "epochs": 1, "batch_size": 32,
          "pretrain_steps": 12, "pretrain_images": 600, "pretrain_batch": 64, "vacsr_epochs": 2,
          "projection": "pca", "max_points": 300, "methods": ["contrastive", "m2mix"], "primer_steps": 40,
          "quick": True}
-ALIASES = {"seeds": "seed", "noise_ratios": "noise_ratio", "method": "methods"}
+ALIASES = {"seeds": "seed", "noise_ratios": "noise_ratio"}
 
 
 def _value(text: str) -> Any:
@@ -64,34 +77,72 @@ def parse_grid(items: list[str]) -> list[dict[str, Any]]:
     return [dict(zip([a[0] for a in axes], combo)) for combo in itertools.product(*[a[1] for a in axes])]
 
 
+def in_checkout() -> bool:
+    """True when vlmkit is imported from a source checkout (its ``notebooks/`` beside the package)."""
+    return (CHECKOUT / "pyproject.toml").is_file() and any((CHECKOUT / "notebooks").glob(NB_GLOB))
+
+
+def notebook_dir() -> Path:
+    """Where the workbook notebooks are: the checkout's ``notebooks/`` first (what users edit),
+    else the copy shipped inside the installed package (``vlmkit/_notebooks``)."""
+    if in_checkout():
+        return CHECKOUT / "notebooks"
+    return PACKAGED_NOTEBOOKS
+
+
 def notebooks(only: list[str] | None = None) -> list[Path]:
-    nbs = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        nbs = [p for p in nbs if p.name[:2] in only]
+    """The numbered notebooks in order; ``only`` selects by number (``["00", "03"]``)."""
+    folder = notebook_dir()
+    nbs = sorted(folder.glob(NB_GLOB))
     if not nbs:
-        raise VlmkitError(f"no notebooks found in {NOTEBOOK_DIR} (only={only})")
+        raise VlmkitError(f"no notebooks found in {folder} (neither a checkout's notebooks/ nor an installed copy)")
+    if only:
+        missing = sorted(set(only) - {p.name[:2] for p in nbs})
+        if missing:
+            raise VlmkitError(f"--only {','.join(missing)}: no such notebook; there are {', '.join(p.name[:2] for p in nbs)}")
+        nbs = [p for p in nbs if p.name[:2] in only]
     return nbs
 
 
-def ensure_kernel() -> str:
-    """A kernelspec that runs *this* interpreter (so papermill uses the venv's packages)."""
-    from .workbook import default_cache_dir
+def declared_parameters(nbs: list[Path] | None = None) -> dict[str, list[str]]:
+    """Parameter name → the notebooks (stems) whose ``parameters`` cell declares it, as
+    papermill itself inspects them (``run_dir`` and the other internal names left out)."""
+    import papermill as pm
 
-    root = default_cache_dir() / "jupyter"
-    kdir = root / "kernels" / KERNEL_NAME
-    kdir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "vlmkit (python3)", "language": "python"}
-    (kdir / "kernel.json").write_text(json.dumps(spec, indent=1))
-    paths = os.environ.get("JUPYTER_PATH", "")
-    if str(root) not in paths.split(os.pathsep):
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root)] + ([paths] if paths else []))
-    return KERNEL_NAME
+    out: dict[str, list[str]] = {}
+    for nb in nbs if nbs is not None else notebooks():
+        for name in pm.inspect_notebook(str(nb)):
+            if name not in INTERNAL:
+                out.setdefault(name, []).append(nb.stem)
+    return dict(sorted(out.items()))
+
+
+def check_parameters(given: dict[str, str], declared: dict[str, list[str]]) -> None:
+    """Raise a ``VlmkitError`` for the first key of ``given`` (key → where it came from) that no
+    notebook declares: it names the key and its source, suggests the closest known name and
+    lists every known parameter with its notebooks."""
+    import difflib
+
+    for key, source in given.items():
+        if key in declared:
+            continue
+        if key in INTERNAL:
+            raise VlmkitError(f"parameter {key!r} ({source}) is {INTERNAL[key]}")
+        close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        width = max(map(len, declared), default=0)
+        known = "\n".join(f"  {k:<{width}}  {', '.join(v)}" for k, v in declared.items())
+        raise VlmkitError(f"unknown parameter {key!r} ({source}){hint}\n"
+                          f"known parameters (and the notebooks that declare them):\n{known}")
 
 
 def git_commit() -> str | None:
+    """HEAD of the checkout vlmkit runs from; None for an installed copy (a virtualenv inside
+    some other git repository must not report that repository's commit)."""
+    if not in_checkout():
+        return None
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=NOTEBOOK_DIR.parent, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except Exception:
         return None
@@ -106,10 +157,28 @@ def _version() -> str:
         return "unknown"
 
 
+def _report_warnings(run_name: str, nb_name: str, found: list[dict[str, Any]]) -> None:
+    """Print a notebook's warnings (grouped) to stderr, one line each."""
+    for w in found:
+        msg = w["message"] if len(w["message"]) <= 300 else w["message"][:300] + "…"
+        times = f" (×{w['count']})" if w["count"] > 1 else ""
+        print(f"[{run_name}] {nb_name} warning{times}: {w['category']}: {msg}", file=sys.stderr, flush=True)
+
+
 def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any], only: list[str] | None = None) -> bool:
-    """Execute the notebooks in order into ``run_dir``; stop at the first failure. Returns success."""
+    """Execute the notebooks in order into ``run_dir``; stop at the first failure. Returns success.
+
+    Continuing a run (``run.json`` exists): the parameters recorded there, updated by
+    ``params``, are what the notebooks receive and what ``run.json`` records; each call is
+    listed under ``continued``.  Every notebook's displayed warnings (see ``vlmkit.kernel``)
+    are stored under ``notebooks.<name>.warnings`` as ``[{category, message, count, where}]``
+    and printed to stderr.
+    """
+    import tempfile
+
     import papermill as pm
 
+    from .kernel import LOG_ENV, summarise_warnings
     from .workbook import prepare_run_dir
 
     prepare_run_dir(run_dir)
@@ -120,32 +189,43 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
     if (run_dir / "run.json").is_file():  # continuing a run: keep what earlier notebooks recorded
         old = json.loads((run_dir / "run.json").read_text())
         meta["parameters"] = {**old.get("parameters", {}), **params}
+        meta["grid_point"] = {**old.get("grid_point", {}), **grid_point}
         meta["notebooks"] = old.get("notebooks", {})
         meta["continued"] = old.get("continued", []) + [{"at": now, "git_commit": meta["git_commit"], "parameters": params}]
         meta["started"] = old.get("started", now)
+    merged = meta["parameters"]
     atomic_write_json(run_dir / "run.json", meta)
     ok = True
     for nb in notebooks(only):
         declared = set(pm.inspect_notebook(str(nb)).keys())
-        p = {k: v for k, v in params.items() if k in declared}
+        p = {k: v for k, v in merged.items() if k in declared}
         p["run_dir"] = str(run_dir.resolve())
         out = run_dir / "notebooks" / nb.name
+        fd, log = tempfile.mkstemp(prefix=f".{nb.stem}.", suffix=".warnings.jsonl", dir=run_dir / "notebooks")
+        os.close(fd)
+        os.environ[LOG_ENV] = log  # the kernel started below inherits it
         t0 = time.time()
         try:
             pm.execute_notebook(str(nb), str(out), parameters=p, kernel_name=kernel, progress_bar=False,
                                 log_output=False, cwd=str(run_dir))
-            meta["notebooks"][nb.name] = {"status": "ok", "seconds": round(time.time() - t0, 1)}
+            entry = {"status": "ok", "seconds": round(time.time() - t0, 1)}
             print(f"[{run_dir.name}] {nb.name} ok ({time.time() - t0:.0f} s)", flush=True)
         except pm.PapermillExecutionError as exc:
             msg = f"notebook {nb.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): {exc.ename}: {exc.evalue}"
-            meta["notebooks"][nb.name] = {"status": "failed", "seconds": round(time.time() - t0, 1), "error": msg}
+            entry = {"status": "failed", "seconds": round(time.time() - t0, 1), "error": msg}
             print(f"[{run_dir.name}] {msg}\n  executed notebook kept at {out}", file=sys.stderr, flush=True)
             ok = False
         except Exception as exc:  # kernel died, bad notebook file, ...
             msg = f"notebook {nb.name} could not run: {type(exc).__name__}: {exc}"
-            meta["notebooks"][nb.name] = {"status": "failed", "seconds": round(time.time() - t0, 1), "error": msg}
+            entry = {"status": "failed", "seconds": round(time.time() - t0, 1), "error": msg}
             print(f"[{run_dir.name}] {msg}", file=sys.stderr, flush=True)
             ok = False
+        finally:
+            os.environ.pop(LOG_ENV, None)
+        entry["warnings"] = summarise_warnings(log)
+        Path(log).unlink(missing_ok=True)
+        _report_warnings(run_dir.name, nb.name, entry["warnings"])
+        meta["notebooks"][nb.name] = entry
         atomic_write_json(run_dir / "run.json", meta)
         if not ok:
             break
@@ -153,6 +233,18 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
     meta["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     atomic_write_json(run_dir / "run.json", meta)
     return ok
+
+
+def warnings_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
+    """The warnings ``vlmkit run`` recorded in ``run_dir/run.json``: one row per notebook and
+    distinct (category, message), columns notebook, category, message, count, where.
+    Empty (with those columns) when nothing was warned or the run was not headless."""
+    import pandas as pd
+
+    path = Path(run_dir) / "run.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    rows = [{"notebook": name, **w} for name, nb in meta.get("notebooks", {}).items() for w in nb.get("warnings", [])]
+    return pd.DataFrame(rows, columns=["notebook", "category", "message", "count", "where"])
 
 
 def _tag(point: dict[str, Any]) -> str:
@@ -177,24 +269,47 @@ def new_run_dir(out: Path, name: str) -> Path:
     raise VlmkitError(f"{out}: could not create a new run directory named {name}-N")
 
 
+def _read_config(path: str) -> dict[str, Any]:
+    try:
+        cfg = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise VlmkitError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise VlmkitError(f"--config {path}: not valid YAML: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise VlmkitError(f"{path}: expected a mapping of parameter: value")
+    return cfg
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """Collect the parameters (``--quick`` < ``--config`` < ``-p`` < ``--grid``), reject any that
+    no notebook declares, then run every grid point (or continue ``--run-dir``)."""
     params: dict[str, Any] = dict(QUICK) if args.quick else {}
+    given: dict[str, str] = {}  # user-supplied key → where it came from (for error messages)
     if args.config:
-        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
-        if not isinstance(cfg, dict):
-            raise VlmkitError(f"{args.config}: expected a mapping of parameter: value")
-        params.update({ALIASES.get(k, k): v for k, v in cfg.items()})
+        for k, v in _read_config(args.config).items():
+            params[ALIASES.get(str(k), str(k))] = v
+            given[ALIASES.get(str(k), str(k))] = f"from --config {args.config}"
     for k, v in args.param or []:
         params[ALIASES.get(k, k)] = _value(v)
+        given[ALIASES.get(k, k)] = "from -p"
     if isinstance(params.get("methods"), str):
         params["methods"] = [m for m in params["methods"].replace("+", ",").split(",") if m]
     grid = parse_grid(args.grid or [])
+    for k in grid[0]:
+        given.setdefault(k, "from --grid")
+    only = [s.strip()[:2] for s in args.only.split(",")] if args.only else None
+    declared = declared_parameters()
+    check_parameters(given, declared)
+    selected = {nb.stem for nb in notebooks(only)}
+    for k in given:
+        if not selected & set(declared[k]):
+            print(f"vlmkit: note: {k} is declared only by {', '.join(declared[k])}, which this call does not run "
+                  "(recorded in run.json all the same)", file=sys.stderr)
     out = Path(args.out)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.environ.setdefault("VLMKIT_HEADLESS", "1")
     os.environ.setdefault("VLMKIT_PROGRESS_INTERVAL", "30")
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    only = [s.strip()[:2] for s in args.only.split(",")] if args.only else None
     if args.run_dir and len(grid) > 1:
         raise VlmkitError("--run-dir continues one existing run; it cannot be combined with a --grid of several points")
     run_dirs, failed = [], 0
@@ -217,8 +332,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch = out / f"batch-{stamp}"
         batch.mkdir(parents=True, exist_ok=True)
         summ = summarise_runs(run_dirs)
-        summ.to_csv(batch / "summary.csv", index=False)
-        (batch / "summary.html").write_text(
+        with atomic_path(batch / "summary.csv") as tmp:
+            summ.to_csv(tmp, index=False)
+        atomic_write_text(batch / "summary.html",
             "<html><head><meta charset='utf-8'><title>vlmkit batch summary</title></head><body>"
             + table_html(summ, "Batch summary across runs",
                          "Protocols as named in each row: R@K on the full test split with one-to-one labels "

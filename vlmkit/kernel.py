@@ -1,0 +1,131 @@
+"""The Jupyter kernel that ``vlmkit run`` executes notebooks in, and the warnings it records.
+
+``ensure_kernel()`` writes a kernel spec that runs *this* interpreter (so papermill uses the
+virtualenv's packages) as ``python -m vlmkit.kernel``: an ordinary ipykernel that also
+records every warning the notebook *displays*.  The spec's name carries a hash of the
+interpreter, so two virtualenvs sharing one ``$VLMKIT_CACHE`` never overwrite each other's
+spec, and ``kernel.json`` is written atomically (a concurrent reader sees the old or the new
+file, never a half-written one).
+
+Warnings protocol: the runner points ``$VLMKIT_WARNINGS_LOG`` at a file before starting a
+notebook's kernel; the kernel wraps ``warnings.showwarning`` and appends one JSON line per
+displayed warning (category, message, file, line), then shows it as usual.  Nothing is
+silenced and the filters are left alone, so the count is the number of times Python
+*displayed* the warning: under the default filters a warning repeated with the same text
+from the same line is displayed (and counted) once; ``warnings.simplefilter("always")``
+in a notebook makes every occurrence count.  ``summarise_warnings`` groups a log by
+(category, message) for ``run.json``.  A notebook needs to do nothing for this beyond not
+ignoring warnings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+LOG_ENV = "VLMKIT_WARNINGS_LOG"
+MAX_MESSAGE = 2000  # characters of a warning message kept in run.json
+MAX_DISTINCT = 200  # distinct (category, message) entries kept per notebook
+
+
+def kernel_name(executable: str | None = None, prefix: str | None = None) -> str:
+    """``vlmkit-<10 hex>``: one kernel name per interpreter (hash of ``sys.prefix`` and
+    ``sys.executable``), so each virtualenv has its own spec in the shared cache."""
+    key = f"{prefix or sys.prefix}\n{executable or sys.executable}"
+    return "vlmkit-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def ensure_kernel(root: str | os.PathLike | None = None) -> str:
+    """Write (atomically) the kernel spec of this interpreter under ``root/kernels/<name>``
+    (default ``$VLMKIT_CACHE/jupyter``), put ``root`` on ``$JUPYTER_PATH`` of this process
+    and return the kernel name to pass to papermill."""
+    if root is None:
+        from .workbook import default_cache_dir
+
+        root = default_cache_dir() / "jupyter"
+    from .utils import atomic_write_json  # imported here: the kernel itself starts without torch
+
+    root = Path(root)
+    name = kernel_name()
+    spec = {"argv": [sys.executable, "-m", "vlmkit.kernel", "-f", "{connection_file}"],
+            "display_name": f"vlmkit ({sys.prefix})", "language": "python",
+            "metadata": {"vlmkit_prefix": sys.prefix}}
+    path = root / "kernels" / name / "kernel.json"
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        current = None
+    if current != spec:
+        atomic_write_json(path, spec)
+    paths = os.environ.get("JUPYTER_PATH", "")
+    if str(root) not in paths.split(os.pathsep):
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root)] + ([paths] if paths else []))
+    return name
+
+
+def install_recorder(log: str | os.PathLike) -> None:
+    """Wrap ``warnings.showwarning`` so that every displayed warning is also appended to
+    ``log`` as one JSON line, then displayed as before."""
+    shown = warnings.showwarning
+    log = str(log)
+
+    def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        try:
+            entry = {"category": getattr(category, "__name__", str(category)), "message": str(message)[:MAX_MESSAGE],
+                     "filename": str(filename), "lineno": lineno}
+            with open(log, "a", encoding="utf-8") as fh:  # one short append per warning
+                fh.write(json.dumps(entry) + "\n")
+        except Exception:  # recording must never break the notebook
+            pass
+        return shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = record
+
+
+def summarise_warnings(log: str | os.PathLike) -> list[dict[str, Any]]:
+    """Group a warnings log by (category, message): ``[{category, message, count, where}]``
+    in order of first appearance (``where`` = file:line of the first one). Beyond
+    ``MAX_DISTINCT`` entries the rest are folded into one ``"…"`` entry."""
+    path = Path(log)
+    if not path.is_file():
+        return []
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            e = json.loads(raw)
+        except ValueError:  # a line cut short by a killed kernel
+            continue
+        key = (e.get("category", "?"), e.get("message", ""))
+        if key in groups:
+            groups[key]["count"] += 1
+        else:
+            groups[key] = {"category": key[0], "message": key[1], "count": 1,
+                           "where": f"{e.get('filename')}:{e.get('lineno')}"}
+    out = list(groups.values())
+    if len(out) > MAX_DISTINCT:
+        rest = out[MAX_DISTINCT:]
+        out = out[:MAX_DISTINCT] + [{"category": "…", "message": f"{len(rest)} more distinct warnings",
+                                     "count": sum(r["count"] for r in rest), "where": ""}]
+    return out
+
+
+def main() -> None:
+    """``python -m vlmkit.kernel -f CONNECTION_FILE``: ipykernel, recording warnings when
+    ``$VLMKIT_WARNINGS_LOG`` is set."""
+    if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
+        del sys.path[0]  # as ipykernel_launcher: no imports from the notebook's folder while starting
+    log = os.environ.get(LOG_ENV)
+    if log:
+        install_recorder(log)
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
+
+
+if __name__ == "__main__":
+    main()
