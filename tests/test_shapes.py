@@ -12,7 +12,7 @@ from vlmkit.utils import VlmkitError
 
 @pytest.fixture(scope="module")
 def test_split():
-    return make_shapes("test", n_images=200, seed=3)
+    return make_shapes("test", n_images=200, seed=3, preset="stress")
 
 
 def obj(shape, colour, size, position):
@@ -130,7 +130,7 @@ def test_web_captions_have_exact_truth():
 def test_noise_injection_moves_exactly_the_fraction(test_split, ratio):
     noisy = inject_noise(test_split, ratio, seed=5)
     m = test_split.num_captions
-    moved = noisy.caption_meta["noisy"]
+    moved = noisy.caption_meta["moved"]
     assert moved.sum() == round(ratio * m)
     assert np.array_equal(noisy.caption_image, test_split.caption_image)  # labels stay
     texts_same = np.array([a == b for a, b in zip(noisy.captions, test_split.captions)])
@@ -166,3 +166,91 @@ def test_bad_arguments():
         ShapesConfig(image_size=8)
     with pytest.raises(VlmkitError, match="noise ratio"):
         inject_noise(make_shapes("test", 5), 1.5)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _census(ds):
+    pos = ds.positives()
+    caps = np.array(ds.captions)
+    return pos, pos.sum(0), 1 - len(set(ds.captions)) / len(caps)
+
+
+@pytest.fixture(scope="module")
+def coco_test():
+    return make_shapes("test")  # the default benchmark: coco preset, seed 0, 1,000 × 5,000
+
+
+def test_coco_preset_is_the_default_and_in_the_papers_regime(coco_test):
+    ds = coco_test
+    assert ds.name == "shapes-test-s0" and ds.num_images == 1000 and ds.num_captions == 5000
+    pos, per_caption, dup = _census(ds)
+    assert dup <= 0.05  # at most 5 % of caption strings are duplicates
+    assert 1.5 <= per_caption.mean() <= 10  # a caption is true of a handful of images (ECCV Caption: ×8.5)
+    assert pos[ds.caption_image, np.arange(ds.num_captions)].all()  # truth consistent with labels
+    spec_ = ds.caption_meta["specificity"]
+    assert per_caption[spec_ == 4].mean() < 1.1  # a full description is (nearly) unique
+    assert per_caption[spec_ == 0].mean() > per_caption[spec_ == 3].mean()  # the gist is looser
+    assert set(ds.image_meta["background"]) == {0, 1, 2, 3}
+    assert 2 <= ds.image_meta["count"].min() and ds.image_meta["count"].max() <= 3
+
+
+def test_stress_preset_keeps_the_false_negative_heavy_mix():
+    ds = make_shapes("test", n_images=300, preset="stress")
+    _, per_caption, dup = _census(ds)
+    assert ds.name == "shapes-stress-test-s0"
+    assert per_caption.mean() > 30 and dup > 0.5  # generic captions true of a large share of the gallery
+    assert "background" not in ds.image_meta
+
+
+@pytest.mark.parametrize("preset", ["coco", "stress"])
+def test_presets_are_deterministic_per_seed(preset):
+    a, b = make_shapes("val", 40, seed=4, preset=preset), make_shapes("val", 40, seed=4, preset=preset)
+    c = make_shapes("val", 40, seed=5, preset=preset)
+    assert a.captions == b.captions and np.array_equal(a.images.array, b.images.array)
+    assert np.array_equal(a.relevance(), b.relevance())
+    assert a.captions != c.captions
+
+
+def test_coco_captions_state_what_the_scene_holds(coco_test):
+    from vlmkit.data.shapes import BACKGROUNDS
+    for i in range(20):
+        objs = scene_of(coco_test, i)
+        full = coco_test.captions[5 * i]
+        bg = BACKGROUNDS[coco_test.image_meta["background"][i]]
+        assert f"{bg} background" in full
+        assert ["two shapes", "three shapes"][len(objs) - 2] in full
+        for o in objs:
+            assert f"{o['size']} {o['colour']} {o['shape']}" in full
+
+
+def test_background_atom_counts_in_truth():
+    img = scene(obj("circle", "red", "large", "left"))
+    sp = spec(clause("circle"))
+    sp_bg = CaptionSpec(sp.clauses, sp.count, np.array([1], dtype=np.int8))
+    assert match_atoms(img, sp_bg, np.array([1]))[0, 0] == 2
+    assert match_atoms(img, sp_bg, np.array([2]))[0, 0] == 1  # wrong background
+    assert match_atoms(img, sp_bg, None)[0, 0] == 1  # a plain image fits no background claim
+
+
+def test_coco_web_captions_mention_backgrounds_and_keep_exact_truth():
+    ds = make_shapes("pretrain", n_images=200, captions="web", web_per_image=2)
+    assert any("background" in c for c in ds.captions)
+    own = ds.positives()[ds.caption_image, np.arange(ds.num_captions)]
+    assert 0.6 < own.mean() < 1.0
+
+
+def test_noisy_marks_only_truly_mismatched_captions():
+    ds = make_shapes("train", n_images=300, preset="stress", seed=1)
+    noisy = inject_noise(ds, 0.5, seed=2)
+    moved, flagged = noisy.caption_meta["moved"], noisy.caption_meta["noisy"]
+    own_true = noisy.positives()[noisy.caption_image, np.arange(noisy.num_captions)]
+    assert moved.sum() == round(0.5 * ds.num_captions)
+    assert np.array_equal(flagged, moved & ~own_true)  # noisy = moved and not true of its labelled image
+    assert flagged.sum() < moved.sum()  # generic stress captions often stay true after moving
+
+
+def test_bad_preset():
+    with pytest.raises(VlmkitError, match="preset"):
+        make_shapes("test", 5, preset="flickr")

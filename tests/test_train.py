@@ -162,6 +162,8 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     (dict(method="vacsr-joint", vacsr={"lr": 0}), "lr"),
     (dict(method="vacsr-joint", vacsr={"latent_dmi": 3}), "latent_dmi"),
     (dict(vacsr={"lr": 1e-3}), "vacsr"),
+    (dict(captions_per_image=0), "captions_per_image"),
+    (dict(captions_per_image=1.5), "captions_per_image"),
 ])
 def test_bad_config_fails_early(kw, match):
     with pytest.raises(VlmkitError, match=match):
@@ -219,8 +221,76 @@ def test_noisy_correspondence_permutes_the_requested_share():
 
     clean, _ = load_splits(TrainConfig(train_images=40, val_images=6, device="cpu"))
     noisy, val = load_splits(TrainConfig(train_images=40, val_images=6, noise_ratio=0.5, device="cpu"))
-    assert int(noisy.caption_meta["noisy"].sum()) == 100  # 50 % of 200 captions moved to another slot
+    assert int(noisy.caption_meta["moved"].sum()) == 100  # 50 % of 200 captions moved to another slot
+    assert int(noisy.caption_meta["noisy"].sum()) <= 100  # of which those not true of their labelled image
     changed = sum(a != b for a, b in zip(clean.captions, noisy.captions))
     assert 90 <= changed <= 100  # a moved caption can land on an identical text ("two shapes")
     assert sorted(clean.captions) == sorted(noisy.captions)
     assert val.num_images == 6
+
+
+def test_captions_per_image_one_gives_one_step_pair_per_image(tmp_path):
+    """The m²-Mix authors' epoch: the first caption of each image, each image exactly once."""
+    import numpy as np
+
+    from vlmkit.train import load_splits
+    from vlmkit.train.loop import epoch_batches, training_captions
+
+    cfg = TrainConfig(train_images=16, val_images=6, batch_size=4, captions_per_image=1, device="cpu")
+    train, _ = load_splits(cfg)
+    ci = np.asarray(train.caption_image)
+    first = {int(i): int(np.flatnonzero(ci == i)[0]) for i in range(train.num_images)}
+    for epoch in (0, 1):
+        batches = epoch_batches(cfg, training_captions(cfg, train), epoch)
+        js = np.concatenate(batches)
+        assert len(batches) == 4 and sorted(ci[js].tolist()) == list(range(16))  # one pair per image
+        assert all(first[int(ci[j])] == j for j in js)  # ... with its first caption
+    two = TrainConfig(**{**cfg.to_dict(), "captions_per_image": 2})
+    js = np.concatenate(epoch_batches(two, training_captions(two, train), 0))
+    assert np.bincount(ci[js], minlength=16).tolist() == [2] * 16
+    full = TrainConfig(**{**cfg.to_dict(), "captions_per_image": None})
+    assert sum(map(len, epoch_batches(full, training_captions(full, train), 0))) == train.num_captions
+    # the loop trains on exactly those pairs: 8 images, batch 8 → one step an epoch (not five)
+    torch.set_num_threads(1)
+    res = finetune(TrainConfig(method="contrastive", epochs=2, captions_per_image=1, **TINY), tmp_path / "r")
+    assert [r["step"] for r in res.history] == [1, 2]
+
+
+def test_warmup_cosine_is_a_torch_scheduler_with_the_clip_numbers():
+    import math
+
+    from vlmkit.train.schedule import warmup_cosine
+
+    def ref(s, warm, total):  # linear warm-up, then cosine to 0 (held at 0 past total)
+        return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [p], "lr": 2e-3}, {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4}])
+    sched = warmup_cosine(opt, 3, 10)
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
+    for s in range(12):
+        assert opt.param_groups[0]["lr"] == pytest.approx(2e-3 * ref(s, 3, 10), rel=1e-12, abs=1e-18), s
+        assert opt.param_groups[1]["lr"] == pytest.approx(1e-4 * ref(s, 3, 10), rel=1e-12, abs=1e-18), s
+        opt.step()
+        sched.step()
+    assert [round(ref(s, 3, 10), 6) for s in (0, 2, 3, 10)] == [0.333333, 1.0, 1.0, 0.0]
+    # rebuilt mid-run (resume): the same lr at the same step
+    rebuilt = warmup_cosine(opt, 3, 10, last_step=5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2e-3 * ref(6, 3, 10), rel=1e-12)
+    assert rebuilt.last_epoch == 6
+    with pytest.raises(VlmkitError, match="warmup_steps"):
+        warmup_cosine(opt, 11, 10)
+
+
+def test_the_loop_follows_the_scheduler_and_not_pretrain():
+    """The fine-tuning loop takes its schedule from vlmkit.train.schedule, not from the
+    stand-in pretraining module."""
+    import ast
+    import inspect
+
+    from vlmkit.train import loop
+
+    tree = ast.parse(inspect.getsource(loop))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "pretrain" not in imported and ".pretrain" not in imported and "schedule" in imported
+    assert not hasattr(loop, "cosine_lr") and loop.warmup_cosine.__module__ == "vlmkit.train.schedule"

@@ -43,8 +43,8 @@ from PIL import Image, ImageDraw
 from ..utils import VlmkitError
 from .base import ArrayImages, PairDataset, Truth
 
-SHAPES = ("circle", "square", "triangle", "star", "cross")
-COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
+SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon", "diamond", "ring")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "pink", "cyan")
 SIZES = ("small", "large")
 POSITIONS = ("left", "middle", "right")
 COUNT_WORDS = ("no", "one", "two", "three")
@@ -55,7 +55,10 @@ RGB = {
     "yellow": (235, 205, 30),
     "purple": (140, 50, 180),
     "orange": (245, 130, 20),
+    "pink": (250, 120, 190),
+    "cyan": (40, 200, 215),
 }
+BACKGROUNDS = ("white", "dark", "striped", "checkered")
 POSITION_PHRASE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 # Attribute columns of an object / clause: shape, colour, size, position (−1 = absent/unspecified).
 ATTRS = ("shape", "colour", "size", "position")
@@ -66,18 +69,40 @@ DEFAULT_SIZES = {"pretrain": 10_000, "train": 5_000, "val": 1_000, "test": 1_000
 
 @dataclass
 class ShapesConfig:
-    """How the embedded dataset is drawn.  Defaults: 64×64 images, 1–3 objects."""
+    """How the embedded dataset is drawn (see :data:`PRESETS` for the two regimes)."""
 
     image_size: int = 64
     min_objects: int = 1
     max_objects: int = 3
     noise_std: float = 6.0  # per-pixel Gaussian noise on the background (0–255 scale)
+    n_shapes: int = 5  # the first n of SHAPES are drawn
+    n_colours: int = 6  # the first n of COLOURS are drawn
+    backgrounds: bool = False  # draw one of BACKGROUNDS per image (an attribute captions can state)
 
     def __post_init__(self) -> None:
         if self.image_size < 32:
             raise VlmkitError(f"ShapesConfig.image_size must be ≥ 32, got {self.image_size}")
         if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
             raise VlmkitError(f"ShapesConfig needs 1 ≤ min_objects ≤ max_objects ≤ {MAX_OBJECTS}, got {self.min_objects}, {self.max_objects}")
+        if not 2 <= self.n_shapes <= len(SHAPES) or not 2 <= self.n_colours <= len(COLOURS):
+            raise VlmkitError(f"ShapesConfig.n_shapes must be in 2..{len(SHAPES)} and n_colours in 2..{len(COLOURS)}, got {self.n_shapes}, {self.n_colours}")
+
+
+#: The two regimes of the embedded data.  ``coco`` (the default): 2–3 objects drawn from 8 shapes ×
+#: 8 colours on one of 4 backgrounds, five near-unique captions per image written from different
+#: angles, as COCO annotators do.  ``stress``: 1–3 objects, 5 shapes × 6 colours, plain background,
+#: captions from a full description down to "two shapes" — false negatives everywhere (for teaching).
+PRESETS: dict[str, ShapesConfig] = {
+    "coco": ShapesConfig(min_objects=2, max_objects=3, n_shapes=8, n_colours=8, backgrounds=True),
+    "stress": ShapesConfig(),
+}
+
+
+def preset_config(preset: str) -> ShapesConfig:
+    """The :class:`ShapesConfig` of a preset name (``"coco"`` or ``"stress"``)."""
+    if preset not in PRESETS:
+        raise VlmkitError(f"shapes preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    return PRESETS[preset]
 
 
 # --------------------------------------------------------------------------- scenes
@@ -95,11 +120,18 @@ def sample_scenes(n: int, rng: np.random.Generator, cfg: ShapesConfig) -> np.nda
     counts = rng.integers(cfg.min_objects, cfg.max_objects + 1, size=n)
     for i, k in enumerate(counts):
         positions = np.sort(rng.choice(len(POSITIONS), size=k, replace=False))
-        objs[i, :k, 0] = rng.integers(len(SHAPES), size=k)
-        objs[i, :k, 1] = rng.integers(len(COLOURS), size=k)
+        objs[i, :k, 0] = rng.integers(cfg.n_shapes, size=k)
+        objs[i, :k, 1] = rng.integers(cfg.n_colours, size=k)
         objs[i, :k, 2] = rng.integers(len(SIZES), size=k)
         objs[i, :k, 3] = positions
     return objs
+
+
+def sample_backgrounds(n: int, rng: np.random.Generator, cfg: ShapesConfig) -> np.ndarray:
+    """Background index per image (n,) int8; all −1 (plain grey, no attribute) unless ``cfg.backgrounds``."""
+    if not cfg.backgrounds:
+        return np.full(n, -1, dtype=np.int8)
+    return rng.integers(len(BACKGROUNDS), size=n).astype(np.int8)
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -116,6 +148,10 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
             rad = 1.0 if j % 2 == 0 else 0.45
             pts.append((rad * np.cos(a), rad * np.sin(a)))
         r = r * 1.2
+    elif shape == "hexagon":
+        pts = [(np.cos(a), np.sin(a)) for a in np.arange(6) * np.pi / 3]
+    elif shape == "diamond":
+        pts = [(0.72 * np.cos(a), 1.1 * np.sin(a)) for a in np.arange(4) * np.pi / 2]
     elif shape == "cross":
         w = 0.36
         pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
@@ -125,16 +161,38 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     return [(cx + r * (x * ca - y * sa), cy + r * (x * sa + y * ca)) for x, y in pts]
 
 
-def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig) -> np.ndarray:
-    """Draw one scene (MAX_OBJECTS, 4) into a uint8 (S, S, 3) array.
+def _background(big: int, background: int, rng: np.random.Generator) -> Image.Image:
+    """The canvas: plain grey (−1, the stress preset) or one of :data:`BACKGROUNDS`."""
+    name = BACKGROUNDS[background] if background >= 0 else "grey"
+    if name == "dark":
+        level = int(rng.integers(35, 71))
+        return Image.new("RGB", (big, big), (level, level, level))
+    if name == "grey":
+        level = int(rng.integers(200, 246))
+        return Image.new("RGB", (big, big), (level, level, level))
+    level = int(rng.integers(225, 251))
+    if name == "white":
+        return Image.new("RGB", (big, big), (level, level, level))
+    period = big // 8
+    yy, xx = np.mgrid[0:big, 0:big]
+    phase = int(rng.integers(period))
+    if name == "striped":
+        dark = ((xx + yy + phase) // (period // 2)) % 2 == 0
+    else:  # checkered
+        dark = ((xx + phase) // period + (yy + phase) // period) % 2 == 0
+    arr = np.where(dark, level - 55, level).astype(np.uint8)
+    return Image.fromarray(np.repeat(arr[:, :, None], 3, axis=2))
 
-    Drawn at 2× and downsampled for anti-aliasing; background grey level, small jitter of
+
+def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig, background: int = -1) -> np.ndarray:
+    """Draw one scene (MAX_OBJECTS, 4) on ``background`` into a uint8 (S, S, 3) array.
+
+    Drawn at 2× and downsampled for anti-aliasing; background level, small jitter of
     position, rotation and hue, and pixel noise come from ``rng``.
     """
     s = cfg.image_size
     big = 2 * s
-    bg = int(rng.integers(200, 246))
-    img = Image.new("RGB", (big, big), (bg, bg, bg))
+    img = _background(big, int(background), rng)
     draw = ImageDraw.Draw(img)
     slot_w = big / len(POSITIONS)
     for shape_i, colour_i, size_i, pos_i in objs:
@@ -147,6 +205,8 @@ def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig) 
         shape = SHAPES[shape_i]
         if shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
+        elif shape == "ring":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=rgb, width=max(2, int(round(0.38 * r))))
         else:
             angle = float(rng.uniform(-0.25, 0.25)) if shape != "star" else float(rng.uniform(-0.2, 0.2))
             draw.polygon(_polygon(shape, cx, cy, r, angle), fill=rgb)
@@ -164,18 +224,24 @@ class CaptionSpec:
     """Structured content of captions: clause attributes and count, for computing truth.
 
     ``clauses``: (M, MAX_OBJECTS, 4) int8, −1 = unspecified attribute; a clause with all
-    attributes −1 is absent.  ``count``: (M,) int8, −1 = no count claim.
+    attributes −1 is absent.  ``count``: (M,) int8, −1 = no count claim.  ``background``:
+    (M,) int8 index into :data:`BACKGROUNDS`, −1 = no background claim (``None``: none at all).
     """
 
     clauses: np.ndarray
     count: np.ndarray
+    background: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.background is None:
+            self.background = np.full(len(self.count), -1, dtype=np.int8)
 
     def take(self, idx: np.ndarray) -> "CaptionSpec":
-        return CaptionSpec(self.clauses[idx], self.count[idx])
+        return CaptionSpec(self.clauses[idx], self.count[idx], self.background[idx])
 
     @property
     def n_atoms(self) -> np.ndarray:
-        return (self.clauses >= 0).sum(axis=(1, 2)) + (self.count >= 0)
+        return (self.clauses >= 0).sum(axis=(1, 2)) + (self.count >= 0) + (self.background >= 0)
 
 
 def describe_object(shape: int, colour: int, size: int, position: int) -> str:
@@ -196,12 +262,25 @@ def count_phrase(k: int) -> str:
     return f"{COUNT_WORDS[k]} shape" + ("" if k == 1 else "s")
 
 
-def caption_text(clauses: np.ndarray, count: int) -> str:
+def background_phrase(b: int) -> str:
+    return f"a {BACKGROUNDS[b]} background"
+
+
+def join_list(parts: list[str]) -> str:
+    """"a", "a and b", "a, b and c" ("" for none)."""
+    if not parts:
+        return ""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def caption_text(clauses: np.ndarray, count: int, background: int = -1) -> str:
+    """The plain grammar (stress preset and web captions): ``[count [on bg] ":"] clauses [on bg]``."""
     parts = [describe_object(*map(int, c)) for c in clauses if (c >= 0).any()]
+    bg = f" on {background_phrase(background)}" if background >= 0 else ""
     if count >= 0 and not parts:
-        return count_phrase(count)
-    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{count_phrase(count)}: {body}" if count >= 0 else body
+        return count_phrase(count) + bg
+    body = join_list(parts)
+    return f"{count_phrase(count)}{bg}: {body}" if count >= 0 else body + bg
 
 
 def exact_captions(objs: np.ndarray, rng: np.random.Generator) -> tuple[list[str], CaptionSpec, np.ndarray]:
@@ -227,6 +306,78 @@ def exact_captions(objs: np.ndarray, rng: np.random.Generator) -> tuple[list[str
     return texts, spec, specificity
 
 
+COCO_TEMPLATES = {
+    4: ("{count}{bg}: {objs}", "{objs}; {count} in all{bg}", "a picture of {count}{bg}: {objs}"),
+    3: ("{objs}", "there is {objs}", "a drawing of {objs}", "{objs} side by side"),
+    2: ("{objs}", "{objs} in a row", "an image with {objs}"),
+    1: ("{objs}{bg}", "{bg_lead}, {objs}", "{objs} against {bg_bare}"),
+    0: ("{count}{bg}, one of them {objs}", "{count}{bg}, including {objs}", "{count}{bg}; one is {objs}",
+        "{objs} and more: {count}{bg}", "{count}{bg}, among them {objs}"),
+    -1: ("{count}{bg}", "a picture of {count}{bg}", "just {count}{bg}", "a simple image: {count}{bg}"),  # the rare purely generic caption (spec 0)
+}
+# Which attributes (shape, colour, size, position) each COCO-style form states of each object.
+COCO_FORMS = {4: (1, 1, 1, 1), 3: (1, 1, 1, 0), 2: (1, 1, 0, 1), 1: (1, 0, 1, 0), 0: (1, 1, 1, 0)}
+
+
+def coco_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator,
+                  p_generic: float = 0.08) -> tuple[list[str], CaptionSpec, np.ndarray]:
+    """Five COCO-style captions per image, each from its own angle (see module docstring).
+
+    ====  =============================================  ===========================================
+    spec  what it states                                 example
+    ====  =============================================  ===========================================
+    4     count, background, every object in full        "two shapes on a dark background: a large red
+                                                         circle on the left and a small blue star on
+                                                         the right"
+    3     every object: size, colour, shape              "there is a small blue star and a large red
+                                                         circle"
+    2     every object: colour, shape, position          "a red circle on the left and a blue star on
+                                                         the right in a row"
+    1     every object: size, shape; background          "a large circle and a small star against a
+                                                         dark background"
+    0     count, background, one object (size, colour,   "two shapes on a dark background, one of them
+          shape); with ``p_generic`` count and           a large red circle" / "two shapes on a dark
+          background only                                background"
+    ====  =============================================  ===========================================
+
+    Wording varies by template (drawn from ``rng``); truth depends only on the stated atoms.
+    """
+    n = len(objs)
+    clauses = np.full((n, 5, MAX_OBJECTS, len(ATTRS)), -1, dtype=np.int8)
+    count = np.full((n, 5), -1, dtype=np.int8)
+    bgs = np.full((n, 5), -1, dtype=np.int8)
+    texts: list[str] = []
+    for i, o in enumerate(objs):
+        present = np.flatnonzero(o[:, 0] >= 0)
+        k, bg = len(present), int(backgrounds[i])
+        for slot, spec_level in enumerate((4, 3, 2, 1, 0)):
+            keep = np.array(COCO_FORMS[spec_level], dtype=bool)
+            if spec_level == 0:
+                chosen = present[[int(rng.integers(k))]]
+            elif spec_level in (3, 1):
+                chosen = rng.permutation(present)
+            else:
+                chosen = present
+            form = spec_level
+            if spec_level == 0 and rng.random() < p_generic:
+                form, chosen = -1, present[:0]
+            c = o[chosen].copy()
+            c[:, ~keep] = -1
+            clauses[i, slot, : len(chosen)] = c
+            if spec_level in (4, 0):
+                count[i, slot] = k
+            if spec_level in (4, 1, 0):
+                bgs[i, slot] = bg
+            template = COCO_TEMPLATES[form][int(rng.integers(len(COCO_TEMPLATES[form])))]
+            bare = background_phrase(bg) if bg >= 0 else "a grey background"
+            texts.append(template.format(
+                count=count_phrase(k), bg=f" on {bare}", bg_bare=bare, bg_lead=f"on {bare}",
+                objs=join_list([describe_object(*map(int, x)) for x in c])))
+    spec = CaptionSpec(clauses.reshape(n * 5, MAX_OBJECTS, len(ATTRS)), count.reshape(n * 5), bgs.reshape(n * 5))
+    specificity = np.tile(np.array([4, 3, 2, 1, 0], dtype=np.int8), n)
+    return texts, spec, specificity
+
+
 WEB_WRAPPERS = (
     "{}",
     "a photo of {}",
@@ -239,20 +390,25 @@ WEB_WRAPPERS = (
 )
 
 
-def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int = 1, p_drop: float = 0.35, p_wrong: float = 0.05, p_other: float = 0.1) -> tuple[list[str], CaptionSpec]:
+def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int = 1, p_drop: float = 0.35, p_wrong: float = 0.05,
+                      p_other: float = 0.1, backgrounds: np.ndarray | None = None, p_background: float = 0.4,
+                      cfg: ShapesConfig | None = None) -> tuple[list[str], CaptionSpec]:
     """Noisy alt-text style captions ("web-like") for pretraining.
 
     Each caption describes 1..all objects with each attribute dropped with ``p_drop``,
     one attribute replaced by a wrong value with ``p_wrong``, and with ``p_other`` it is
-    about another image altogether.  Its :class:`CaptionSpec` is what it *says*, so truth
-    stays exact.
+    about another image altogether.  With ``backgrounds`` (the coco preset), clauses come in
+    random order and the background is stated with ``p_background``.  Its
+    :class:`CaptionSpec` is what it *says*, so truth stays exact.
     """
+    cfg = cfg or ShapesConfig()
     n = len(objs)
     m = n * per_image
     clauses = np.full((m, MAX_OBJECTS, len(ATTRS)), -1, dtype=np.int8)
     count = np.full(m, -1, dtype=np.int8)
+    bgs = np.full(m, -1, dtype=np.int8)
     texts = []
-    sizes = (len(SHAPES), len(COLOURS), len(SIZES), len(POSITIONS))
+    sizes = (cfg.n_shapes, cfg.n_colours, len(SIZES), len(POSITIONS))
     for row in range(m):
         i = row // per_image
         if rng.random() < p_other:
@@ -269,12 +425,16 @@ def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int
         if rng.random() < p_wrong:
             a, b = int(rng.integers(k)), int(rng.integers(len(ATTRS)))
             c[a, b] = int(rng.integers(sizes[b]))
+        if backgrounds is not None:
+            c = c[rng.permutation(k)]
         clauses[row, :k] = c
         if rng.random() < 0.3:
             count[row] = len(present)
+        if backgrounds is not None and rng.random() < p_background:
+            bgs[row] = backgrounds[i]
         wrapper = WEB_WRAPPERS[int(rng.integers(len(WEB_WRAPPERS)))]
-        texts.append(wrapper.format(caption_text(clauses[row], int(count[row]))))
-    return texts, CaptionSpec(clauses, count)
+        texts.append(wrapper.format(caption_text(clauses[row], int(count[row]), int(bgs[row]))))
+    return texts, CaptionSpec(clauses, count, bgs)
 
 
 # --------------------------------------------------------------------------- truth
@@ -283,12 +443,14 @@ def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int
 _PERMS = np.array(list(itertools.permutations(range(MAX_OBJECTS))), dtype=np.int64)
 
 
-def match_atoms(objs: np.ndarray, spec: CaptionSpec) -> np.ndarray:
+def match_atoms(objs: np.ndarray, spec: CaptionSpec, backgrounds: np.ndarray | None = None) -> np.ndarray:
     """Best number of satisfied atoms for every (image, caption) pair: int16 (N, M).
 
     Clauses are assigned to distinct objects (all 3! assignments of clause slots to
     object slots are tried; an empty object slot satisfies nothing); the count atom holds
-    when it equals the image's number of objects.
+    when it equals the image's number of objects; the background atom when it equals the
+    image's background (``backgrounds``, (N,) int8; −1 or ``None``: a plain grey image that
+    no background claim fits).
     """
     present = objs[:, :, 0] >= 0  # (N, 3)
     cl = spec.clauses  # (M, 3, 4)
@@ -307,7 +469,10 @@ def match_atoms(objs: np.ndarray, spec: CaptionSpec) -> np.ndarray:
         np.maximum(best, total, out=best)
     n_obj = present.sum(axis=1)
     count_ok = (spec.count[None, :] >= 0) & (spec.count[None, :] == n_obj[:, None])
-    return best + count_ok
+    best += count_ok
+    if backgrounds is not None:
+        best += (spec.background[None, :] >= 0) & (spec.background[None, :] == np.asarray(backgrounds)[:, None])
+    return best
 
 
 class ShapesTruth(Truth):
@@ -315,9 +480,10 @@ class ShapesTruth(Truth):
 
     exact = True
 
-    def __init__(self, objs: np.ndarray, spec: CaptionSpec):
+    def __init__(self, objs: np.ndarray, spec: CaptionSpec, backgrounds: np.ndarray | None = None):
         self.objs = objs
         self.spec = spec
+        self.backgrounds = np.full(len(objs), -1, dtype=np.int8) if backgrounds is None else np.asarray(backgrounds, dtype=np.int8)
         self._atoms = spec.n_atoms
 
     def relevance(self, img_idx: np.ndarray, cap_idx: np.ndarray) -> np.ndarray:
@@ -326,19 +492,19 @@ class ShapesTruth(Truth):
         atoms = np.maximum(self._atoms[cap_idx], 1).astype(np.float32)
         for start in range(0, len(img_idx), 256):  # bounded memory
             rows = img_idx[start : start + 256]
-            out[start : start + len(rows)] = match_atoms(self.objs[rows], sub) / atoms
+            out[start : start + len(rows)] = match_atoms(self.objs[rows], sub, self.backgrounds[rows]) / atoms
         return out
 
     def positives(self, img_idx: np.ndarray, cap_idx: np.ndarray) -> np.ndarray:
         return self.relevance(img_idx, cap_idx) >= 1.0
 
     def subset(self, img_idx: np.ndarray, cap_idx: np.ndarray) -> "ShapesTruth":
-        return ShapesTruth(self.objs[img_idx], self.spec.take(cap_idx))
+        return ShapesTruth(self.objs[img_idx], self.spec.take(cap_idx), self.backgrounds[img_idx])
 
     def fingerprint(self) -> str:
         from ..utils import fingerprint
 
-        return fingerprint(self.objs, self.spec.clauses, self.spec.count)
+        return fingerprint(self.objs, self.spec.clauses, self.spec.count, self.spec.background, self.backgrounds)
 
 
 # --------------------------------------------------------------------------- factory
@@ -351,6 +517,7 @@ def make_shapes(
     captions: str = "exact",
     config: ShapesConfig | None = None,
     web_per_image: int = 1,
+    preset: str = "coco",
 ) -> PairDataset:
     """Generate a split of the embedded dataset, deterministically from ``seed``.
 
@@ -360,43 +527,55 @@ def make_shapes(
         n_images: images in the split (defaults: pretrain 10,000, train 5,000, val and
             test 1,000 — the test split mirrors COCO 1K: 1,000 images × 5,000 captions).
         seed: the master seed.
-        captions: ``"exact"`` (five graded captions per image) or ``"web"`` (noisy
-            alt-text, ``web_per_image`` per image; the default for ``split="pretrain"``
-            is still ``"exact"`` unless asked).
+        captions: ``"exact"`` (five captions per image in the preset's style) or ``"web"``
+            (noisy alt-text, ``web_per_image`` per image, for pretraining).
+        config: overrides the preset's :class:`ShapesConfig`.
+        preset: ``"coco"`` (default: near-unique COCO-style captions, a handful of true
+            images per caption) or ``"stress"`` (generic captions true of a third of the
+            gallery; false negatives everywhere).  See :data:`PRESETS` and data/README.md.
     """
-    cfg = config or ShapesConfig()
+    base = preset_config(preset)
+    cfg = config or base
     rng = _rng(seed, split)  # validates the split name
     n = DEFAULT_SIZES[split] if n_images is None and split in DEFAULT_SIZES else n_images
     if n is None or n < 1:
         raise VlmkitError(f"n_images must be a positive integer, got {n_images!r}")
     objs = sample_scenes(n, rng, cfg)
+    backgrounds = sample_backgrounds(n, np.random.default_rng([seed, SPLITS[split], 3]), cfg)
     render_rng = np.random.default_rng([seed, SPLITS[split], 1])
-    images = np.stack([render_scene(o, render_rng, cfg) for o in objs])
+    images = np.stack([render_scene(o, render_rng, cfg, b) for o, b in zip(objs, backgrounds)])
     cap_rng = np.random.default_rng([seed, SPLITS[split], 2])
     if captions == "exact":
-        texts, spec, specificity = exact_captions(objs, cap_rng)
+        if preset == "coco":
+            texts, spec, specificity = coco_captions(objs, backgrounds, cap_rng)
+        else:
+            texts, spec, specificity = exact_captions(objs, cap_rng)
         per = 5
         meta = {"specificity": specificity}
     elif captions == "web":
         if web_per_image < 1:
             raise VlmkitError(f"web_per_image must be ≥ 1, got {web_per_image}")
-        texts, spec = make_web_captions(objs, cap_rng, per_image=web_per_image)
+        texts, spec = make_web_captions(objs, cap_rng, per_image=web_per_image, cfg=cfg,
+                                        backgrounds=backgrounds if cfg.backgrounds else None)
         per = web_per_image
         meta = {"specificity": np.full(len(texts), -1, dtype=np.int8)}
     else:
         raise VlmkitError(f"captions must be 'exact' or 'web', got {captions!r}")
     meta["noisy"] = np.zeros(len(texts), dtype=bool)
-    ds = PairDataset(
-        name=f"shapes-{split}" + ("-web" if captions == "web" else "") + f"-s{seed}",
+    prefix = "shapes" if preset == "coco" else f"shapes-{preset}"
+    image_meta = {"count": (objs[:, :, 0] >= 0).sum(axis=1).astype(np.int8)}
+    if cfg.backgrounds:
+        image_meta["background"] = backgrounds
+    return PairDataset(
+        name=f"{prefix}-{split}" + ("-web" if captions == "web" else "") + f"-s{seed}",
         images=ArrayImages(images),
         captions=texts,
         caption_image=np.repeat(np.arange(n), per),
         image_ids=[f"{split}-{seed}-{i:06d}" for i in range(n)],
-        truth=ShapesTruth(objs, spec),
+        truth=ShapesTruth(objs, spec, backgrounds),
         caption_meta=meta,
-        image_meta={"count": (objs[:, :, 0] >= 0).sum(axis=1).astype(np.int8)},
+        image_meta=image_meta,
     )
-    return ds
 
 
 def scene_of(ds: PairDataset, i: int) -> list[dict]:
@@ -416,8 +595,11 @@ def inject_noise(ds: PairDataset, ratio: float, seed: int = 0) -> PairDataset:
     The chosen captions are shuffled by a random derangement of their positions, so each
     moves to another caption's slot (and, almost always, another image).  The one-to-one
     labels (``caption_image``) stay, the texts move: exactly the "mismatched pair" noise
-    of the noisy-correspondence literature.  ``caption_meta["noisy"]`` marks the moved
-    captions; extended truth follows the texts, so it stays exact.
+    of the noisy-correspondence literature.  ``caption_meta["moved"]`` marks the moved
+    captions; ``caption_meta["noisy"]`` marks the captions whose text is *not true* of their
+    labelled image (a moved caption can still be true of it, e.g. "two shapes on a dark
+    background" moved to another such image; without extended truth, noisy = moved).
+    Extended truth follows the texts, so it stays exact.
     """
     if not 0.0 <= ratio <= 1.0:
         raise VlmkitError(f"noise ratio must be in [0, 1], got {ratio}")
@@ -431,18 +613,30 @@ def inject_noise(ds: PairDataset, ratio: float, seed: int = 0) -> PairDataset:
         # A derangement: rotate a random order by one, so no caption stays in place.
         order = chosen[shift]
         perm[order] = np.roll(order, 1)
-    moved = perm != np.arange(m)
     all_img = np.arange(ds.num_images)
     meta = {key: np.asarray(v)[perm] for key, v in ds.caption_meta.items()}
-    meta["noisy"] = moved | ds.caption_meta.get("noisy", np.zeros(m, bool))
+    moved = (perm != np.arange(m)) | np.asarray(ds.caption_meta.get("moved", ds.caption_meta.get("noisy", np.zeros(m, bool))), bool)
+    truth = None if ds.truth is None else ds.truth.subset(all_img, perm)
+    meta["moved"] = moved
+    meta["noisy"] = moved & ~_labelled_pair_true(truth, ds.caption_image, moved) if truth is not None else moved.copy()
     return PairDataset(
         name=f"{ds.name}-noise{ratio:g}",
         images=ds.images,
         captions=[ds.captions[j] for j in perm],
         caption_image=ds.caption_image.copy(),
         image_ids=list(ds.image_ids),
-        truth=None if ds.truth is None else ds.truth.subset(all_img, perm),
+        truth=truth,
         caption_meta=meta,
         image_meta=dict(ds.image_meta),
         skipped=list(ds.skipped),
     )
+
+
+def _labelled_pair_true(truth: Truth, caption_image: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """For each caption flagged in ``which``: is its text true of its labelled image?  (False elsewhere.)"""
+    out = np.zeros(len(caption_image), dtype=bool)
+    caps = np.flatnonzero(which)
+    for img in np.unique(caption_image[caps]):
+        mine = caps[caption_image[caps] == img]
+        out[mine] = truth.positives(np.array([img]), mine)[0]
+    return out
