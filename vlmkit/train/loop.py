@@ -1,11 +1,13 @@
 """The fine-tuning loop: :func:`finetune` (see :class:`~vlmkit.train.config.TrainConfig`).
 
-Reproducibility: the caption order of epoch ``e`` is ``default_rng([seed, e]).permutation``,
-and the mixup λs / VACSR samples of global step ``s`` come from a generator seeded with
-``(seed, s)``; so a run resumed from ``checkpoint.pt`` (model, optimiser, scaler, step, RNG
-states, history, best RSUM) replays exactly what an uninterrupted run does (on CPU).
-Batches are ``batch_size`` captions with the image each was written for (the last partial
-batch of an epoch is dropped); under DDP each of R ranks takes ``batch_size / R`` of them and
+Reproducibility: the caption order of epoch ``e`` is ``default_rng([seed, e]).permutation``
+of the training captions (all, or the first ``captions_per_image`` of each image), and the
+mixup λs / VACSR samples of global step ``s`` come from a generator seeded with ``(seed, s)``;
+the learning rate follows :func:`vlmkit.train.schedule.warmup_cosine`, rebuilt at the
+checkpoint's step on resume; so a run resumed from ``checkpoint.pt`` (model, optimiser,
+scaler, step, RNG states, history, best RSUM) replays exactly what an uninterrupted run does
+(on CPU). Batches are ``batch_size`` captions with the image each was written for (the last
+partial batch of an epoch is dropped); under DDP each of R ranks takes ``batch_size / R`` of them and
 the contrastive / mixup / sigmoid losses see the global batch through
 :func:`vlmkit.losses.gather_features` in local-loss mode.
 
@@ -37,10 +39,11 @@ from ..features import encode_dataset
 from ..losses import LOSS_PRESETS, contrastive_loss, gather_features, make_loss, sigmoid_loss
 from ..metrics import coco_recall, protocol_name, rsum
 from ..models.factory import LoadedModel, load_model, save_model
-from ..pretrain import cosine_lr
-from ..utils import VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, progress, seed_everything
+from ..utils import (VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, first_captions, progress,
+                     seed_everything)
 from . import distributed as D
 from .config import TrainConfig
+from .schedule import warmup_cosine
 
 CHECKPOINT = "checkpoint.pt"
 TIME_KEYS = ("seconds", "step_ms")  # history fields that differ between identical runs
@@ -97,6 +100,22 @@ def load_splits(cfg: TrainConfig):
     return train, val
 
 
+def training_captions(cfg: TrainConfig, train) -> np.ndarray:
+    """Caption indices (ascending) the epochs draw from: every caption of ``train``
+    (``captions_per_image=None``), or the first ``captions_per_image`` of each image (1 = the
+    m²-Mix authors' epoch of one caption per image)."""
+    return first_captions(train.caption_image, train.num_images, cfg.captions_per_image)
+
+
+def epoch_batches(cfg: TrainConfig, captions: np.ndarray, epoch: int) -> list[np.ndarray]:
+    """The global batches of ``epoch``: ``captions`` shuffled by ``default_rng([seed, epoch])``,
+    cut into ``batch_size`` captions (each with the image it was written for); the last
+    partial batch is dropped."""
+    order = np.asarray(captions)[np.random.default_rng([cfg.seed, epoch]).permutation(len(captions))]
+    b = cfg.batch_size
+    return [order[s * b : (s + 1) * b] for s in range(len(order) // b)]
+
+
 # --------------------------------------------------------------------------- model / optimiser
 
 
@@ -121,13 +140,13 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable) -> torch.optim.Opti
         decay = tower != "logit" and p.ndim >= 2 and "embedding" not in name
         lr = cfg.lr * (mult.get(tower, 1.0))
         groups.setdefault((tower, decay, lr), []).append(p)
-    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "base_lr": lr, "name": f"{tower}{'' if decay else '-nodecay'}"}
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr, "name": f"{tower}{'' if decay else '-nodecay'}"}
                     for (tower, decay, lr), ps in groups.items()]
     if trainable.head is not None:
-        param_groups.append({"params": list(trainable.head.parameters()), "weight_decay": 0.0, "base_lr": cfg.lr, "name": "siglip-head"})
+        param_groups.append({"params": list(trainable.head.parameters()), "weight_decay": 0.0, "lr": cfg.lr, "name": "siglip-head"})
     if trainable.vacsr is not None:
         param_groups.append({"params": list(trainable.vacsr.parameters()), "weight_decay": cfg.vacsr_option("weight_decay"),
-                             "base_lr": cfg.vacsr_option("lr"), "name": "vacsr-adapter"})
+                             "lr": cfg.vacsr_option("lr"), "name": "vacsr-adapter"})
     if not any(g["params"] for g in param_groups):
         raise VlmkitError("TrainConfig: every parameter is frozen; nothing to train")
     return torch.optim.AdamW(param_groups, lr=cfg.lr)
@@ -238,13 +257,16 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         raise VlmkitError("TrainConfig.batch_size: fewer captions than processes")
     train, val = load_splits(cfg)
     n_local = cfg.batch_size // info.world_size
-    steps_per_epoch = train.num_captions // cfg.batch_size
+    captions = training_captions(cfg, train)
+    steps_per_epoch = len(captions) // cfg.batch_size
     if steps_per_epoch < 1:
-        raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} exceeds the {train.num_captions} training captions of {train.name}")
+        per = "" if cfg.captions_per_image is None else f" (captions_per_image={cfg.captions_per_image})"
+        raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} exceeds the {len(captions)} training captions{per} of {train.name}")
     ckpt_path = out_dir / CHECKPOINT
     ckpt = None
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt["config"] = {**TrainConfig().to_dict(), **ckpt["config"]}  # fields added since take their defaults
         if _comparable(ckpt["config"]) != _comparable(cfg.to_dict()):
             diff = sorted(k for k in _comparable(cfg.to_dict()) if ckpt["config"].get(k) != cfg.to_dict()[k])
             raise VlmkitError(f"{ckpt_path}: written for a different configuration (fields {diff}); use another out_dir or resume=False")
@@ -268,6 +290,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim)).to(dev)
     trainable = _Trainable(loaded.model, head, vacsr)
     opt = build_optimizer(cfg, trainable)
+    total = cfg.epochs * steps_per_epoch
+    sched = warmup_cosine(opt, int(cfg.warmup_frac * total), total)
     autocast, scaler, enc_amp = _amp(cfg, dev)
     loss_fn = make_loss(cfg.method, **cfg.loss_overrides) if cfg.method in LOSS_PRESETS else None
 
@@ -276,6 +300,10 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     if ckpt is not None:
         trainable.load_state_dict(ckpt["trainable"])
         opt.load_state_dict(ckpt["optimizer"])
+        for g in opt.param_groups:  # checkpoints from before the scheduler kept the peak lr as base_lr
+            g.setdefault("initial_lr", g.get("base_lr", g["lr"]))
+        # the schedule rebuilt at the checkpoint's step (re-planned when epochs changed)
+        sched = warmup_cosine(opt, int(cfg.warmup_frac * total), total, last_step=ckpt["step"] - 1)
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, start_epoch = ckpt["step"], ckpt["epoch"]
@@ -292,8 +320,6 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
 
     tensors = ImageTensors(train, loaded.preprocess, loaded.preprocess_cfg)
     pairs = CaptionPairs(train, tensors, tokenize_all(loaded.tokenizer, train.captions))
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(cfg.warmup_frac * total)
     params = [p for g in opt.param_groups for p in g["params"]]
     learn_scale = cfg.learnable_scale and cfg.method in LOSS_PRESETS
     epochs_run = 0
@@ -302,18 +328,15 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         if stop_after is not None and epochs_run >= stop_after:
             break
         trainable.train(not cfg.eval_mode)
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(pairs))
+        batches = epoch_batches(cfg, captions, epoch)
         sums: dict[str, float] = {}
         t_epoch = time.time()
         steps = range(steps_per_epoch)
         bar = progress(steps, desc=f"epoch {epoch + 1}/{cfg.epochs} ({cfg.method})") if info.is_main else steps
         for s in bar:
-            js = order[s * cfg.batch_size : (s + 1) * cfg.batch_size][info.rank * n_local : (info.rank + 1) * n_local]
+            js = batches[s][info.rank * n_local : (info.rank + 1) * n_local]
             x, tokens, _, img_idx = pairs.collate_fast(js)
             x, tokens = x.to(dev, non_blocking=True), tokens.to(dev, non_blocking=True)
-            factor = cosine_lr(step, total, warmup, 1.0) if warmup or total else 1.0
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * factor
             gen = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + step)
             with autocast():
                 img, txt, scale = model(x, tokens)
@@ -351,6 +374,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
                 scaler.update()
             else:
                 opt.step()
+            lr_used = opt.param_groups[0]["lr"]
+            sched.step()
             if learn_scale:
                 with torch.no_grad():
                     loaded.model.logit_scale.clamp_(0, math.log(100))
@@ -362,7 +387,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
         train_seconds = time.time() - t_epoch
         sums = D.mean_over_ranks(sums, info, dev)  # each rank logged its local-loss share
-        row = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"]}
+        row = {"epoch": epoch + 1, "step": step, "lr": lr_used}  # the lr of the epoch's last step
         row.update({("train_" + k if k != "loss" else "train_loss"): v / steps_per_epoch for k, v in sums.items()})
         row.update(validate(loaded, val, trainable.vacsr.adapter if vacsr is not None else None, batch_size=cfg.eval_batch_size, amp=enc_amp))
         row["seconds"] = round(time.time() - t_epoch, 2)
