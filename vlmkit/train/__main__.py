@@ -27,6 +27,15 @@ def _none_or_str(s: str) -> str | None:
     return None if s.lower() in ("none", "") else s
 
 
+def _none_or_int(s: str) -> int | None:
+    if s.lower() in ("none", "all", ""):
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {s!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vlmkit.train", description="Fine-tune a CLIP-style model (vlmkit.train.finetune).")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, best/, history.json/.csv, config.json)")
@@ -45,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=int, default=default)
         elif isinstance(default, float):
             p.add_argument(flag, type=float, default=default)
+        elif default is None and str(f.type).replace(" ", "") in ("int|None", "Optional[int]"):
+            p.add_argument(flag, type=_none_or_int, default=default, metavar="INT|none")
         else:
             p.add_argument(flag, type=_none_or_str, default=default)
     return p
