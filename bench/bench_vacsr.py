@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("VLMKIT_NO_PROGRESS", "1")
 
-from vlmkit.utils import resolve_device  # noqa: E402
+from vlmkit.utils import atomic_write_text, resolve_device  # noqa: E402
 from vlmkit.vacsr import VACSRAdapter, VACSRConfig, map_at_r, score_all, score_pairs_naive, train_on_features  # noqa: E402
 from vlmkit.vacsr.scoring import default_dtype  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
         for x in topk:
             print(json.dumps({"topk_on": shape, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in x.items()}}))
     if args.json:
-        Path(args.json).write_text(json.dumps({"info": info, "params": params, "rows": rows, "topk": topk}, indent=2))
+        atomic_write_text(args.json, json.dumps({"info": info, "params": params, "rows": rows, "topk": topk}, indent=2))
     return 0
 
 

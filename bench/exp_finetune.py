@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from vlmkit.models import load_model
     from vlmkit.pretrain import PretrainConfig, pretrain_tiny
     from vlmkit.train import TrainConfig, finetune
+    from vlmkit.utils import atomic_to_csv
     from vlmkit.workbook import default_cache_dir
 
     out = Path(args.out)
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"protocol: {part.protocol.iloc[0]}")
         print(wide.to_string())
     print(json.dumps(timing, indent=1))
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "results.csv", index=False)
+    atomic_to_csv(table, out / "results.csv")  # creates out/
 
 
 if __name__ == "__main__":
