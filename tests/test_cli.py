@@ -49,8 +49,11 @@ with warnings.catch_warnings():
         warnings.warn("every time", RuntimeWarning)
 if table:
     from vlmkit.data import load_dataset
-    ds = load_dataset("csv:" + table, on_error="skip")
-    assert len(ds.skipped) == 1"""
+    from vlmkit.kernel import record_skipped
+    ds = load_dataset("csv:" + table, on_error="skip")  # a bad row: skipped and warned
+    assert record_skipped(ds, "train") == 1
+    folder = load_dataset("folder:" + str(Path(table).parent / "imgs"))  # a stray file: left out by design, not warned
+    assert record_skipped(folder, "test") == 1"""
 
 
 @pytest.fixture()
@@ -61,6 +64,9 @@ def workbook(tmp_path, monkeypatch):
     nbs.mkdir()
     Image.new("RGB", (8, 8), "red").save(tmp_path / "a.png")
     (tmp_path / "t.csv").write_text("filepath,caption\na.png,a red square\nmissing.png,a lost image\n")
+    (tmp_path / "imgs" / "red").mkdir(parents=True)
+    shutil.copy(tmp_path / "a.png", tmp_path / "imgs" / "red" / "a.png")
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     _notebook(nbs / "00_first.ipynb",
               'run_dir: str = "x"  # run directory\nalpha: int = 1  # first\nbeta: int = 2  # second\n'
               'table: str = ""  # caption table',
@@ -140,8 +146,15 @@ def test_warnings_are_recorded_per_notebook_in_run_json(workbook, capsys):
     assert warned["every time"]["count"] == 3 and warned["every time"]["category"] == "RuntimeWarning"
     skip = warned[table]  # the dataset's documented skip, as a headless user sees it
     assert skip["category"] == "SkippedItemsWarning" and "skipped 1 bad item" in skip["message"] and "row 3" in skip["message"]
-    assert meta["notebooks"]["01_second.ipynb"]["warnings"] == []
+    assert meta["notebooks"]["01_second.ipynb"]["warnings"] == meta["notebooks"]["01_second.ipynb"]["skipped"] == []
     assert "00_first.ipynb warning: SkippedItemsWarning" in err and "warning (×3): RuntimeWarning: every time" in err
+    # dataset.skipped of both loads, the by-design skip (never warned) included
+    skipped = {s["role"]: s for s in meta["notebooks"]["00_first.ipynb"]["skipped"]}
+    assert skipped["train"]["count"] == 1 and skipped["train"]["items"][0]["where"] == f"{table}:row 3"
+    assert skipped["test"]["count"] == 1 and skipped["test"]["items"][0]["where"].endswith("notes.txt")
+    assert "left out" in skipped["test"]["items"][0]["reason"]
+    assert "test data folder" in err and "1 item(s) left out; first: " in err
+    assert list(cli.skipped_table(run)["role"]) == ["train", "test"]
     assert not list((run / "notebooks").glob("*.jsonl"))  # the per-notebook logs are folded into run.json
     rows = cli.warnings_table(run)
     assert set(rows.category) == {"UserWarning", "RuntimeWarning", "SkippedItemsWarning"}

@@ -157,12 +157,16 @@ def _version() -> str:
         return "unknown"
 
 
-def _report_warnings(run_name: str, nb_name: str, found: list[dict[str, Any]]) -> None:
-    """Print a notebook's warnings (grouped) to stderr, one line each."""
+def _report_warnings(run_name: str, nb_name: str, found: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+    """Print a notebook's warnings (grouped) and dataset skips to stderr, one line each."""
     for w in found:
         msg = w["message"] if len(w["message"]) <= 300 else w["message"][:300] + "…"
         times = f" (×{w['count']})" if w["count"] > 1 else ""
         print(f"[{run_name}] {nb_name} warning{times}: {w['category']}: {msg}", file=sys.stderr, flush=True)
+    for sk in skipped:
+        first = sk["items"][0] if sk.get("items") else {"where": "?", "reason": "?"}
+        print(f"[{run_name}] {nb_name} {sk['role']} data {sk['dataset']}: {sk['count']} item(s) left out; "
+              f"first: {first['where']}: {first['reason']} (all in run.json)", file=sys.stderr, flush=True)
 
 
 def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any], only: list[str] | None = None) -> bool:
@@ -170,15 +174,16 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
 
     Continuing a run (``run.json`` exists): the parameters recorded there, updated by
     ``params``, are what the notebooks receive and what ``run.json`` records; each call is
-    listed under ``continued``.  Every notebook's displayed warnings (see ``vlmkit.kernel``)
-    are stored under ``notebooks.<name>.warnings`` as ``[{category, message, count, where}]``
-    and printed to stderr.
+    listed under ``continued``.  Every notebook's displayed warnings and the dataset skips it
+    recorded (see ``vlmkit.kernel``) are stored under ``notebooks.<name>.warnings``
+    (``[{category, message, count, where}]``) and ``.skipped`` (``[{dataset, role, count,
+    items}]``) and printed to stderr.
     """
     import tempfile
 
     import papermill as pm
 
-    from .kernel import LOG_ENV, summarise_warnings
+    from .kernel import LOG_ENV, summarise_skipped, summarise_warnings
     from .workbook import prepare_run_dir
 
     prepare_run_dir(run_dir)
@@ -222,9 +227,9 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
             ok = False
         finally:
             os.environ.pop(LOG_ENV, None)
-        entry["warnings"] = summarise_warnings(log)
+        entry["warnings"], entry["skipped"] = summarise_warnings(log), summarise_skipped(log)
         Path(log).unlink(missing_ok=True)
-        _report_warnings(run_dir.name, nb.name, entry["warnings"])
+        _report_warnings(run_dir.name, nb.name, entry["warnings"], entry["skipped"])
         meta["notebooks"][nb.name] = entry
         atomic_write_json(run_dir / "run.json", meta)
         if not ok:
@@ -245,6 +250,20 @@ def warnings_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
     meta = json.loads(path.read_text()) if path.is_file() else {}
     rows = [{"notebook": name, **w} for name, nb in meta.get("notebooks", {}).items() for w in nb.get("warnings", [])]
     return pd.DataFrame(rows, columns=["notebook", "category", "message", "count", "where"])
+
+
+def skipped_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
+    """The dataset skips recorded in ``run_dir/run.json`` (``vlmkit.kernel.record_skipped``):
+    one row per notebook, dataset and role, columns notebook, dataset, role, count, first
+    (``where: reason`` of the first item left out)."""
+    import pandas as pd
+
+    path = Path(run_dir) / "run.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    rows = [{"notebook": name, "dataset": sk["dataset"], "role": sk["role"], "count": sk["count"],
+             "first": f"{sk['items'][0]['where']}: {sk['items'][0]['reason']}" if sk.get("items") else ""}
+            for name, nb in meta.get("notebooks", {}).items() for sk in nb.get("skipped", [])]
+    return pd.DataFrame(rows, columns=["notebook", "dataset", "role", "count", "first"])
 
 
 def _tag(point: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The Jupyter kernel that ``vlmkit run`` executes notebooks in, and the warnings it records.
+"""The Jupyter kernel that ``vlmkit run`` executes notebooks in, and what it records.
 
 ``ensure_kernel()`` writes a kernel spec that runs *this* interpreter (so papermill uses the
 virtualenv's packages) as ``python -m vlmkit.kernel``: an ordinary ipykernel that also
@@ -7,15 +7,21 @@ interpreter, so two virtualenvs sharing one ``$VLMKIT_CACHE`` never overwrite ea
 spec, and ``kernel.json`` is written atomically (a concurrent reader sees the old or the new
 file, never a half-written one).
 
-Warnings protocol: the runner points ``$VLMKIT_WARNINGS_LOG`` at a file before starting a
-notebook's kernel; the kernel wraps ``warnings.showwarning`` and appends one JSON line per
-displayed warning (category, message, file, line), then shows it as usual.  Nothing is
-silenced and the filters are left alone, so the count is the number of times Python
-*displayed* the warning: under the default filters a warning repeated with the same text
-from the same line is displayed (and counted) once; ``warnings.simplefilter("always")``
-in a notebook makes every occurrence count.  ``summarise_warnings`` groups a log by
-(category, message) for ``run.json``.  A notebook needs to do nothing for this beyond not
-ignoring warnings.
+Protocol: the runner points ``$VLMKIT_WARNINGS_LOG`` at a fresh file before starting a
+notebook's kernel; the kernel appends one JSON line per event, and after the notebook the
+runner folds the file into ``run.json`` (``notebooks.<name>.warnings`` / ``.skipped``).
+
+* Warnings: the kernel wraps ``warnings.showwarning`` and logs each displayed warning
+  (category, message, file, line), then shows it as usual.  Nothing is silenced and the
+  filters are left alone, so a count is the number of times Python *displayed* the
+  warning: under the default filters a warning repeated with the same text from the same
+  line is displayed (and counted) once; ``warnings.simplefilter("always")`` in a notebook
+  makes every occurrence count.  A notebook needs nothing for this beyond not ignoring
+  warnings.
+* Dataset skips: a notebook calls ``record_skipped(ds, "test")`` after loading a dataset;
+  what ``ds.skipped`` lists (problems skipped with ``on_error="skip"`` and the items a
+  loader leaves out by design, which are not warned about) is logged.  Outside
+  ``vlmkit run`` (no log) it does nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 LOG_ENV = "VLMKIT_WARNINGS_LOG"
 MAX_MESSAGE = 2000  # characters of a warning message kept in run.json
 MAX_DISTINCT = 200  # distinct (category, message) entries kept per notebook
+MAX_SKIP_ITEMS = 20  # skipped items listed per dataset (the count covers all)
 
 
 def kernel_name(executable: str | None = None, prefix: str | None = None) -> str:
@@ -76,10 +83,8 @@ def install_recorder(log: str | os.PathLike) -> None:
 
     def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
         try:
-            entry = {"category": getattr(category, "__name__", str(category)), "message": str(message)[:MAX_MESSAGE],
-                     "filename": str(filename), "lineno": lineno}
-            with open(log, "a", encoding="utf-8") as fh:  # one short append per warning
-                fh.write(json.dumps(entry) + "\n")
+            _append(log, {"kind": "warning", "category": getattr(category, "__name__", str(category)),
+                          "message": str(message)[:MAX_MESSAGE], "filename": str(filename), "lineno": lineno})
         except Exception:  # recording must never break the notebook
             pass
         return shown(message, category, filename, lineno, file, line)
@@ -87,19 +92,55 @@ def install_recorder(log: str | os.PathLike) -> None:
     warnings.showwarning = record
 
 
-def summarise_warnings(log: str | os.PathLike) -> list[dict[str, Any]]:
-    """Group a warnings log by (category, message): ``[{category, message, count, where}]``
-    in order of first appearance (``where`` = file:line of the first one). Beyond
-    ``MAX_DISTINCT`` entries the rest are folded into one ``"…"`` entry."""
+def _append(log: str, entry: dict[str, Any]) -> None:
+    with open(log, "a", encoding="utf-8") as fh:  # one short append per event
+        fh.write(json.dumps(entry, default=str) + "\n")
+
+
+def record_skipped(dataset: Any, role: str) -> int:
+    """Log what ``dataset.skipped`` lists (count, and the first ``MAX_SKIP_ITEMS`` as
+    where/reason) under ``role`` (e.g. ``"test"``, ``"train"``) for this notebook's entry in
+    ``run.json``; returns the count.  Does nothing but count outside ``vlmkit run``."""
+    skipped = list(getattr(dataset, "skipped", None) or [])
+    log = os.environ.get(LOG_ENV)
+    if log and skipped:
+        items = [{"where": str(getattr(r, "where", r)), "reason": str(getattr(r, "reason", ""))}
+                 for r in skipped[:MAX_SKIP_ITEMS]]
+        _append(log, {"kind": "skipped", "dataset": str(getattr(dataset, "name", "?")), "role": role,
+                      "count": len(skipped), "items": items})
+    return len(skipped)
+
+
+def _entries(log: str | os.PathLike, kind: str) -> list[dict[str, Any]]:
     path = Path(log)
     if not path.is_file():
         return []
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    out = []
     for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             e = json.loads(raw)
         except ValueError:  # a line cut short by a killed kernel
             continue
+        if e.get("kind", "warning") == kind:
+            out.append(e)
+    return out
+
+
+def summarise_skipped(log: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``record_skipped`` entries of a log: ``[{dataset, role, count, items}]`` in order
+    (a dataset recorded twice under one role keeps its last entry)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in _entries(log, "skipped"):
+        latest[(e.get("dataset", "?"), e.get("role", ""))] = {k: e.get(k) for k in ("dataset", "role", "count", "items")}
+    return list(latest.values())
+
+
+def summarise_warnings(log: str | os.PathLike) -> list[dict[str, Any]]:
+    """Group a warnings log by (category, message): ``[{category, message, count, where}]``
+    in order of first appearance (``where`` = file:line of the first one). Beyond
+    ``MAX_DISTINCT`` entries the rest are folded into one ``"…"`` entry."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in _entries(log, "warning"):
         key = (e.get("category", "?"), e.get("message", ""))
         if key in groups:
             groups[key]["count"] += 1
