@@ -6,6 +6,11 @@ saturates to exactly 1.0 in float32 for μ ≳ 17 and would create ties) and the
 No sampling: z = Σ_k α_k μ_k (``config.inference="mean"``) or the most likely component's
 mean (``"mode"``); the same inputs give the same outputs.
 
+Precision: the hidden layers run in the compute dtype (bf16 by default on CUDA; the GEMMs
+accumulate in fp32), the last layer — hidden state → (logit, raw σ²) — and the cosine skip path
+run in float32, so bf16 scoring keeps the fp32 ranking (distinct scores, no ties at the top;
+``tests/test_vacsr_precision.py``).
+
 Exact and fast: the first encoder layer on s = v ⊙ t factorises, W s = (W diag v) t, so a
 block of b images against m captions is one (m × d) @ (d × b·H) matrix product whose output
 rows are already the pairs; the (b, m, d) pair tensor is never built. The rest of the network
@@ -59,7 +64,11 @@ class FastScorer:
             else:
                 self.head = (prep(w.t()).contiguous(), prep(b))
             self.dec = [(prep(lin.weight.t()).contiguous(), prep(lin.bias)) for lin in adapter.dec]
-            self.dec_out = (prep(adapter.dec_out.weight.t()).contiguous(), prep(adapter.dec_out.bias))
+            # the last layer in float32 (input upcast, fp32 product and output): a bf16 logit has
+            # ~3 significant digits, a handful of distinct scores per row and ties at the top
+            self.out_dtype = torch.promote_types(dtype, torch.float32)  # float64 stays float64
+            self.dec_out = (adapter.dec_out.weight.detach().t().to(device, self.out_dtype).contiguous(),
+                            adapter.dec_out.bias.detach().to(device, self.out_dtype))
             self.skip = float(adapter.skip_scale) if c.cosine_skip > 0 else 0.0  # logit += a·(v·t)
 
     def _act_(self, h: Tensor) -> Tensor:
@@ -94,7 +103,7 @@ class FastScorer:
         del out
         for w, b in self.dec:
             z = self._act_(torch.addmm(b, z, w))
-        o = torch.addmm(self.dec_out[1], z, self.dec_out[0]).float()
+        o = torch.addmm(self.dec_out[1], z.to(self.out_dtype), self.dec_out[0]).float()
         logit, raw = o[:, 0], o[:, 1]
         var = torch.sigmoid(raw) if c.sigmoid_var else raw.exp()
         return logit, var
