@@ -84,7 +84,7 @@ def test_ste_gradient_at_logit_is_prediction_minus_label(use_ste):
     g = torch.Generator().manual_seed(0)
     logit = (4 * torch.randn(6, 9, generator=g, dtype=torch.float64)).requires_grad_()
     y = torch.rand(6, 9, generator=g) < 0.3
-    cfg = _small(lambda_kl=0, lambda_pos=0, lambda_neg=0, recon_reduction="sum", use_ste=use_ste)
+    cfg = _small(lambda_kl=0, lambda_pos=0, lambda_neg=0, recon_reduction="sum", use_ste=use_ste, mechanism="side")
     total, terms = vacsr_loss(_out_from_logit(logit), y, cfg)
     total.backward()
     y_hat = torch.sigmoid(logit.detach())
@@ -93,8 +93,8 @@ def test_ste_gradient_at_logit_is_prediction_minus_label(use_ste):
     torch.testing.assert_close(terms["recon"], (0.5 * (y_hat - y.double()) ** 2).sum())
     # "mean" divides by the number of pairs
     logit.grad = None
-    vacsr_loss(_out_from_logit(logit), y, _small(lambda_kl=0, lambda_pos=0, lambda_neg=0,
-                                                  use_ste=use_ste))[0].backward()
+    vacsr_loss(_out_from_logit(logit), y, _small(lambda_kl=0, lambda_pos=0, lambda_neg=0, recon_reduction="mean",
+                                                  use_ste=use_ste, mechanism="side"))[0].backward()
     torch.testing.assert_close(logit.grad, expected / y.numel(), atol=1e-12, rtol=0)
 
 
@@ -289,7 +289,8 @@ def test_bad_input_fails_with_clear_messages():
 
 @pytest.mark.parametrize("kw", [dict(n_components=1), dict(n_components=4, gumbel_hard=True),
                                 dict(sigmoid_var=False), dict(use_ste=False, hard_negatives=3),
-                                dict(logit_noise=True, gumbel_tau=0.3), dict(mixing="global"),
+                                dict(logit_noise=True, gumbel_tau=0.3, mechanism="side"), dict(mixing="global"),
+                                dict(mechanism="side", recon_reduction="mean", prior_bias=False),
                                 dict(lambda_kl=0, lambda_pos=0, lambda_neg=0)])
 def test_ablation_switches_train_step(kw):
     cfg = _small(**kw)

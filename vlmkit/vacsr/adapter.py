@@ -17,6 +17,7 @@ Deterministic inference (``sample=False``; the default in eval mode) uses no ran
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +91,14 @@ class VACSRAdapter(nn.Module):
         self.act = _act(c.activation)
         if c.cosine_skip > 0:  # logit += a·(v·t): start from the encoder's own ranking
             self.skip_scale = nn.Parameter(torch.tensor(float(c.cosine_skip)))
+
+    @torch.no_grad()
+    def init_prior_bias(self, batch_size: int) -> None:
+        """Set the decoder's logit bias to −log B (SigLIP's prior: one positive among B
+        captions), so every pair starts near the base rate 1/(B + 1) instead of ½."""
+        if batch_size < 1:
+            raise VlmkitError(f"batch_size={batch_size}: expected a positive number of captions per batch")
+        self.dec_out.bias[0] = -math.log(batch_size)
 
     # ---- input checks ------------------------------------------------------------------
     def check_features(self, x: Tensor, name: str) -> None:

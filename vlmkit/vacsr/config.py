@@ -17,6 +17,9 @@ from typing import Any
 from vlmkit.utils import VlmkitError
 
 _ACTIVATIONS = ("relu", "gelu", "silu")
+#: how σ² acts on the label's gradient (see VACSRConfig.mechanism)
+MECHANISMS = ("hetero", "side")
+RECON_REDUCTIONS = ("batch", "mean", "sum")
 
 
 @dataclass
@@ -47,19 +50,33 @@ class VACSRConfig:
         sigmoid_var: σ² = sigmoid(raw) ∈ (0, 1) (paper); False: σ² = exp(raw) ∈ (0, ∞) (ablation).
         inference: deterministic scoring; "mean" — z = Σ_k α_k μ_k (component means weighted
             by α, no sampling); "mode" — z = μ of the most likely component (argmax α).
-        logit_noise: the paper's §3.2 reading where the decoder output is itself sampled,
-            logit = μ + σ·ε with the decoder's σ² (one sample), in the reconstruction term.
-            Default False: unit-variance MSE as in DESIGN.md §4 / paper Eq. 8.
+        logit_noise: legacy ablation (only with ``mechanism="side"``): the decoder output is
+            itself sampled in the reconstruction, logit = μ + σ·ε with the decoder's σ².
     Loss
+        mechanism: how σ² acts on the label (module docstring of :mod:`vlmkit.vacsr`).
+            "hetero" (default) — heteroscedastic reconstruction ½(ŷ − y)²/σ² + ½ log σ²
+            (paper Eq. 8 with a learned σ²): the label's gradient at the logit is (ŷ − y)/σ²,
+            so a pair with k× the uncertainty gets 1/k of its label's pull.
+            "side" — the previous behaviour, kept as an ablation: unit-variance MSE, σ² only
+            regressed beside the score by the variance loss (σ² never weights the label).
+        recon_reduction: "batch" (default; SigLIP's normalisation: the sum over all
+            B_v × B_t pairs ÷ B_t, the number of captions, so a caption's positive weighs as much
+            as all its negatives' errors together), "mean" over all pairs (the previous
+            default: every positive's pull is divided by ≈ B), or "sum". L_KL is always the
+            mean over pairs (λ_KL is per pair, independent of B).
+        prior_bias: the trainers set the decoder's logit bias to −log B_t at initialisation
+            (SigLIP's prior for one positive among B), so training starts at the base rate
+            instead of sigmoid(0) = ½ for every pair.
         lambda_kl, lambda_pos, lambda_neg: weights; 0 switches a term off.
         lambda_recon: weight of the reconstruction term (1; 0 switches it off, for ablations).
         hard_negatives: k, hardest negatives per query for the variance loss (target y = 1).
         hard_neg_dirs: queries whose hardest negatives are taken: "both" (image rows and
             caption columns, averaged), "i2t" (per image) or "t2i" (per caption).
         use_ste: straight-through estimator on the sigmoid in the reconstruction (Appendix B.1).
-        recon_reduction: "mean" over all B_v × B_t pairs (default) or "sum".
         var_eps: numerical floor added to σ² inside the variance loss (0 reproduces the
             paper's loss exactly; the default 1e-6 keeps it bounded below).
+        recon_var_floor: floor added to σ² in the heteroscedastic reconstruction
+            (``mechanism="hetero"``): the label weight 1/(σ² + floor) is at most 1/floor.
     """
 
     dim: int = 512
@@ -74,6 +91,7 @@ class VACSRConfig:
     sigmoid_var: bool = True
     inference: str = "mean"
     logit_noise: bool = False
+    mechanism: str = "hetero"
     lambda_recon: float = 1.0
     lambda_kl: float = 5e-4
     lambda_pos: float = 1.0
@@ -81,8 +99,10 @@ class VACSRConfig:
     hard_negatives: int = 1
     hard_neg_dirs: str = "both"
     use_ste: bool = True
-    recon_reduction: str = "mean"
+    recon_reduction: str = "batch"
+    prior_bias: bool = True
     var_eps: float = 1e-6
+    recon_var_floor: float = 0.05
     cosine_skip: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -122,11 +142,15 @@ class VACSRConfig:
             bad("hard_negatives", "k ≥ 0 hardest negatives per query")
         if self.hard_neg_dirs not in ("both", "i2t", "t2i"):
             bad("hard_neg_dirs", "'both', 'i2t' or 't2i'")
-        if self.recon_reduction not in ("mean", "sum"):
-            bad("recon_reduction", "'mean' or 'sum'")
+        if self.recon_reduction not in RECON_REDUCTIONS:
+            bad("recon_reduction", f"one of {RECON_REDUCTIONS}")
+        if self.mechanism not in MECHANISMS:
+            bad("mechanism", f"one of {MECHANISMS} (how σ² weights the label)")
+        if self.logit_noise and self.mechanism != "side":
+            bad("logit_noise", "False unless mechanism='side' (a legacy ablation of the side regressor)")
         if not (float(self.cosine_skip) >= 0 and math.isfinite(float(self.cosine_skip))):
             bad("cosine_skip", "a finite number ≥ 0 (0 switches the skip path off)")
-        for name in ("lambda_recon", "lambda_kl", "lambda_pos", "lambda_neg", "var_eps"):
+        for name in ("lambda_recon", "lambda_kl", "lambda_pos", "lambda_neg", "var_eps", "recon_var_floor"):
             if not float(getattr(self, name)) >= 0:
                 bad(name, "a non-negative number")
 

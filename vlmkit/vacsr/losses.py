@@ -2,11 +2,13 @@
 
     L = λ_rec·L_recon + λ_KL·L_KL + λ_pos·L_pos + λ_neg·L_neg
 
-- L_recon: unit-variance Gaussian NLL of the binary label given ŷ = sigmoid(μ), i.e.
-  ½ (ŷ − y)², over all B_v × B_t pairs of the batch, pair by pair (no softmax). With the
-  straight-through estimator (Appendix B.1) the sigmoid's derivative is replaced by 1, so the
-  gradient reaching the logit μ is exactly (ŷ − y) per pair ("sum" reduction; ÷ #pairs with
-  "mean"), the gradient of the sigmoid loss.
+- L_recon: Gaussian NLL of the binary label given ŷ = sigmoid(μ), over all B_v × B_t pairs of
+  the batch, pair by pair (no softmax), reduced by ``config.recon_reduction`` ("batch": ÷ B_t).
+  ``mechanism="hetero"``: ½ (ŷ − y)² / σ² + ½ log σ² (σ² + ``recon_var_floor``), paper Eq. 8
+  with the learned σ²; ``"side"``: ½ (ŷ − y)² (σ² fixed to 1). With the straight-through
+  estimator (Appendix B.1) the sigmoid's derivative is replaced by 1, so the gradient reaching
+  the logit μ is exactly (ŷ − y)/σ² per pair (before the reduction), the sigmoid loss's
+  gradient weighted by 1/σ².
 - L_KL: mean over pairs of Σ_k α_k KL(N(μ_k, σ_k²) ‖ N(0, I)), an upper bound on the KL of
   the mixture posterior (convexity of KL, Appendix B.2).
 - L_pos, L_neg: the variance ("distributional") loss sg[(ŷ − y)²] / (2σ²) + ½ log σ², whose
@@ -41,6 +43,28 @@ def variance_loss(y_hat: Tensor, target: Tensor | float, log_var: Tensor, eps: f
     err = (y_hat.detach() - target).pow(2)
     lv = log_var if eps <= 0 else torch.logaddexp(log_var, torch.full_like(log_var, math.log(eps)))
     return 0.5 * err * torch.exp(-lv) + 0.5 * lv
+
+
+def reconstruction(y_hat: Tensor, y: Tensor, log_var: Tensor, config: VACSRConfig) -> Tensor:
+    """Per-pair reconstruction term (module docstring); ``y_hat`` carries the STE if used.
+
+    "hetero": ½ (ŷ − y)² / s + ½ log s with s = σ² + ``recon_var_floor``: d/dŷ = (ŷ − y)/s,
+    so the label's pull on a pair is inversely proportional to its uncertainty, and the
+    optimum over σ² is (ŷ − y)² − floor (σ² also learns from every pair). "side": ½ (ŷ − y)².
+    """
+    err2 = (y_hat - y).pow(2)
+    if config.mechanism == "side":
+        return 0.5 * err2
+    floor = float(config.recon_var_floor)
+    lv = log_var if floor <= 0 else torch.logaddexp(log_var, torch.full_like(log_var, math.log(floor)))
+    return 0.5 * err2 * torch.exp(-lv) + 0.5 * lv
+
+
+def reduce_pairs(per_pair: Tensor, how: str) -> Tensor:
+    """"batch": Σ over the (B_v, B_t) grid ÷ B_t (SigLIP's 1/|B|); "mean"; "sum"."""
+    if how == "batch":
+        return per_pair.sum() / max(per_pair.shape[-1], 1)
+    return per_pair.mean() if how == "mean" else per_pair.sum()
 
 
 def hardest_negative_mask(scores: Tensor, labels: Tensor, k: int, dim: int) -> Tensor:
@@ -83,9 +107,8 @@ def vacsr_loss(out: VACSROutput, labels: Tensor, config: VACSRConfig) -> tuple[T
     labels = _check_labels(labels, out.logit.shape)
     y = labels.to(out.logit.dtype)
     y_hat = ste_sigmoid(out.logit, c.use_ste)
-    recon_pp = 0.5 * (y_hat - y).pow(2)
-    red = torch.mean if c.recon_reduction == "mean" else torch.sum
-    terms: dict[str, Tensor] = {"recon": red(recon_pp), "kl": red(out.kl)}
+    recon_pp = reconstruction(y_hat, y, out.log_var, c)
+    terms: dict[str, Tensor] = {"recon": reduce_pairs(recon_pp, c.recon_reduction), "kl": reduce_pairs(out.kl, c.recon_reduction)}
 
     zero = out.logit.new_zeros(())
     y_plain = torch.sigmoid(out.logit)
@@ -123,9 +146,13 @@ class VACSRLoss(nn.Module):
     module's parameters: put them in the optimiser, DDP wrapper and checkpoint with the encoders.
     """
 
-    def __init__(self, adapter: VACSRAdapter | VACSRConfig) -> None:
+    def __init__(self, adapter: VACSRAdapter | VACSRConfig, batch_size: int | None = None) -> None:
+        """batch_size: captions per (local) batch; with ``config.prior_bias`` a new adapter's
+        logit bias starts at −log(batch_size) (SigLIP's prior)."""
         super().__init__()
         self.adapter = adapter if isinstance(adapter, VACSRAdapter) else VACSRAdapter(adapter)
+        if batch_size is not None and self.adapter.config.prior_bias:
+            self.adapter.init_prior_bias(batch_size)
 
     def forward(self, img_emb: Tensor, txt_emb: Tensor, labels: Tensor | None = None,
                 image_ids: Tensor | None = None, caption_image_ids: Tensor | None = None,

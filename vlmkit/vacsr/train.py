@@ -78,6 +78,8 @@ def train_on_features(img_feats: Tensor, txt_feats: Tensor, caption_image: Tenso
     dev = resolve_device(device)
     seed_everything(seed)
     adapter = VACSRAdapter(config)
+    if config.prior_bias:
+        adapter.init_prior_bias(batch_size)
     adapter.check_features(img_feats, "img_feats")
     adapter.check_features(txt_feats, "txt_feats")
     ci = _check_caption_image(caption_image, img_feats.shape[0], txt_feats.shape[0], "caption_image")
