@@ -1,0 +1,56 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Similarity by pair type
+#
+# One-to-one labels call every other caption a negative; the exact truth (or user-given extended
+# positives) splits those into **false negatives** (the caption is true of the image) and **true
+# negatives**. On data with only one-to-one labels there are no false negatives to show. A good
+# model scores false negatives like positives — and a loss that pushes them down hurts.
+
+# %% tags=["parameters"]
+run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes
+max_negatives: int = 200000  # true negatives sampled per histogram
+
+# %%
+import numpy as np
+import pandas as pd
+
+from vlmkit import viz
+from vlmkit import workbook as wb
+
+run = wb.prepare_run_dir(run_dir)
+HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
+ds = wb.run_dataset(run)
+L, P = ds.labels(), ds.positives()
+reg = wb.list_methods(run)
+truth = wb.truth_protocol(ds)
+
+# %%
+rows = []
+for name, info in reg.items():
+    m = wb.load_method(run, name)
+    S = m["scores"].numpy()
+    kind = "VACSR logit μ" if info.get("score_kind") == "logit" else "cosine similarity"
+    fig = viz.similarity_histogram(S, L, P, title=f"{name}: {kind} by pair type ({ds.name}, {truth})", x_label=kind,
+                                   max_negatives=max_negatives)
+    wb.show(fig, run, f"06_similarity_{name}")
+    t = viz.pair_types(L, P)
+    for k, label in enumerate(("positive", "false negative", "true negative")):
+        rows.append({"method": name, "pair_type": label, "n": int((t == k).sum()), "mean": float(S[t == k].mean()) if (t == k).any() else np.nan})
+tab = pd.DataFrame(rows)
+wb.write_table(run, "similarity_by_type", tab, protocol=f"mean score per pair type over all {ds.num_images}x{ds.num_captions} pairs, pair type by one-to-one labels and {truth}")
+print(tab.to_string())
