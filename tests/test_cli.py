@@ -75,7 +75,8 @@ def workbook(tmp_path, monkeypatch):
               SEEN.format(nb="01", keys=["beta", "gamma"]))
     monkeypatch.setattr(cli, "notebook_dir", lambda: nbs)
     for var in ("VLMKIT_HEADLESS", "VLMKIT_PROGRESS_INTERVAL", "JUPYTER_PATH", "PYTHONWARNINGS"):
-        monkeypatch.delenv(var, raising=False)  # restored after the test: main() sets some of them
+        monkeypatch.setenv(var, "")  # records the original value, restored after the test (main() sets some)
+        monkeypatch.delenv(var)
     monkeypatch.setenv("VLMKIT_CACHE", str(tmp_path / "cache"))
     return tmp_path
 
