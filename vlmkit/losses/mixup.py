@@ -173,65 +173,42 @@ def m2mix_loss(
     return F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)
 
 
-def v_mix_loss(
-    img_feats: torch.Tensor,
-    txt_feats: torch.Tensor,
-    lam: float,
-    *,
-    temperature: float = TAU,
-    local_offset: int | None = None,
-    local_size: int | None = None,
-    normalize: bool = True,
-) -> torch.Tensor:
+def _flip_mix_loss(img_feats, txt_feats, lam, mix_img: bool, mix_txt: bool, w_self: float, w_flip: float,
+                   temperature, local_offset, local_size, normalize) -> torch.Tensor:
+    """The V/L/VL-Mix pattern: mix the chosen modalities with the flipped batch (one λ), then
+    the symmetric soft CE against ``w_self·I + w_flip·flip(I)`` (symmetric, so the text→image
+    direction uses the same target rows)."""
+    lam = _check_lam(lam)
+    n, off, size, v, t = _prepare(img_feats, txt_feats, local_offset, local_size, normalize, temperature)
+    v = slerp(v, v.flip(0), lam) if mix_img else v
+    t = slerp(t, t.flip(0), lam) if mix_txt else t
+    y = _flip_targets(n, off, size, w_self, w_flip, v.device, v.dtype)
+    rows = slice(off, off + size)
+    return _symmetric_soft_ce(v[rows], t, t[rows], v, y, 1.0 / temperature)
+
+
+def v_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *, temperature: float = TAU,
+               local_offset: int | None = None, local_size: int | None = None, normalize: bool = True) -> torch.Tensor:
     """V-Mix: ``ṽ_i = slerp(v_i, v_{N−1−i}; λ)``, logits ``Ṽ·Tᵀ/τ``, soft targets
     ``λ·I + (1−λ)·flip(I)``, symmetric CE (mean of the two directions)."""
-    lam = _check_lam(lam)
-    n, off, size, v, t = _prepare(img_feats, txt_feats, local_offset, local_size, normalize, temperature)
-    v_mix = slerp(v, v.flip(0), lam)
-    y = _flip_targets(n, off, size, lam, 1.0 - lam, v.device, v.dtype)
-    rows = slice(off, off + size)
-    return _symmetric_soft_ce(v_mix[rows], t, t[rows], v_mix, y, 1.0 / temperature)
+    return _flip_mix_loss(img_feats, txt_feats, lam, True, False, float(lam), 1.0 - float(lam), temperature,
+                          local_offset, local_size, normalize)
 
 
-def l_mix_loss(
-    img_feats: torch.Tensor,
-    txt_feats: torch.Tensor,
-    lam: float,
-    *,
-    temperature: float = TAU,
-    local_offset: int | None = None,
-    local_size: int | None = None,
-    normalize: bool = True,
-) -> torch.Tensor:
+def l_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *, temperature: float = TAU,
+               local_offset: int | None = None, local_size: int | None = None, normalize: bool = True) -> torch.Tensor:
     """L-Mix: ``t̃_j = slerp(t_j, t_{N−1−j}; λ)``, logits ``V·T̃ᵀ/τ``, soft targets
     ``λ·I + (1−λ)·flip(I)``, symmetric CE."""
-    lam = _check_lam(lam)
-    n, off, size, v, t = _prepare(img_feats, txt_feats, local_offset, local_size, normalize, temperature)
-    t_mix = slerp(t, t.flip(0), lam)
-    y = _flip_targets(n, off, size, lam, 1.0 - lam, v.device, v.dtype)
-    rows = slice(off, off + size)
-    return _symmetric_soft_ce(v[rows], t_mix, t_mix[rows], v, y, 1.0 / temperature)
+    return _flip_mix_loss(img_feats, txt_feats, lam, False, True, float(lam), 1.0 - float(lam), temperature,
+                          local_offset, local_size, normalize)
 
 
-def vl_mix_loss(
-    img_feats: torch.Tensor,
-    txt_feats: torch.Tensor,
-    lam: float,
-    *,
-    temperature: float = TAU,
-    local_offset: int | None = None,
-    local_size: int | None = None,
-    normalize: bool = True,
-) -> torch.Tensor:
+def vl_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *, temperature: float = TAU,
+                local_offset: int | None = None, local_size: int | None = None, normalize: bool = True) -> torch.Tensor:
     """VL-Mix: both modalities mixed with the flipped batch with the same λ, logits
     ``Ṽ·T̃ᵀ/τ``, targets ``I + flip(I)`` (the authors' unnormalised targets: every row sums
     to 2, i.e. twice the CE of the normalised targets), symmetric CE."""
-    lam = _check_lam(lam)
-    n, off, size, v, t = _prepare(img_feats, txt_feats, local_offset, local_size, normalize, temperature)
-    v_mix, t_mix = slerp(v, v.flip(0), lam), slerp(t, t.flip(0), lam)
-    y = _flip_targets(n, off, size, 1.0, 1.0, v.device, v.dtype)
-    rows = slice(off, off + size)
-    return _symmetric_soft_ce(v_mix[rows], t_mix, t_mix[rows], v_mix, y, 1.0 / temperature)
+    return _flip_mix_loss(img_feats, txt_feats, lam, True, True, 1.0, 1.0, temperature, local_offset, local_size, normalize)
 
 
 _TERM_FNS = {"vmix": v_mix_loss, "lmix": l_mix_loss, "vlmix": vl_mix_loss, "m2mix": m2mix_loss}
