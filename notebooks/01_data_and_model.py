@@ -43,6 +43,7 @@ from IPython.display import display
 from vlmkit import viz
 from vlmkit import workbook as wb
 from vlmkit.features import encode_dataset
+from vlmkit.kernel import record_skipped
 from vlmkit.metrics import false_negative_census
 from vlmkit.models.factory import load_model
 from vlmkit.pretrain import PretrainConfig, pretrain_tiny
@@ -60,6 +61,7 @@ else:
     pretrained_dir = str(cache / "pretrained" / cfg.key())
     loaded = pretrain_tiny(pretrained_dir, cfg, device=device)
 ds = wb.load_test_dataset(dataset, test_images, seed)
+record_skipped(ds, "test")  # what the loader left out goes into run.json under vlmkit run
 wb.save_data_spec(run, dataset, test_images, seed, model=model, pretrained_dir=pretrained_dir, name=ds.name)
 print(ds, "| model:", model, "from", pretrained_dir)
 

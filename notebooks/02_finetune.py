@@ -50,6 +50,7 @@ import torch
 
 from vlmkit import workbook as wb
 from vlmkit.features import encode_dataset
+from vlmkit.kernel import record_skipped
 from vlmkit.models.factory import load_model
 from vlmkit.train import finetune
 from vlmkit.utils import resolve_device
@@ -93,6 +94,7 @@ if vacsr and (spec["dataset"] == "shapes" or train_dataset):
     from vlmkit.vacsr import VACSRConfig, train_on_features
     pre = load_model(spec["model"], pretrained=spec["pretrained_dir"], device=device)
     train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed)
+    record_skipped(train, "train")
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
     adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),
                                       VACSRConfig(dim=int(tf.images.shape[1]), cosine_skip=vacsr_cosine_skip), epochs=vacsr_epochs,

@@ -227,3 +227,10 @@ def test_load_model_always_gets_the_run_model_name():
             assert has_name, f"{name} line {call.lineno}: load_model(...) without the model name"
             arg = ast.unparse(call.args[0]) if call.args else ""
             assert arg in ("model", 'spec["model"]', "spec['model']"), f"{name} line {call.lineno}: load_model({arg}, ...)"
+
+
+def test_data_notebooks_record_what_loaders_skipped():
+    """``vlmkit run`` folds ``vlmkit.kernel.record_skipped`` into run.json: 01 records the test
+    data, 02 the training data it loads itself (VACSR on frozen features)."""
+    assert 'record_skipped(ds, "test")' in _code(SOURCES[1])
+    assert 'record_skipped(train, "train")' in _code(SOURCES[2])

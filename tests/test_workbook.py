@@ -299,6 +299,18 @@ def test_batch_of_two_runs_executes_every_notebook(batch):
             assert html.is_file(), name
             assert _plotly_points(html) > 0, f"{name} holds no data"
         assert (run / "figures" / "plotly.min.js").stat().st_size > 1_000_000  # offline viewing
+        # every figure is inline in its executed notebook (interactive only here: VLMKIT_NO_PNG=1), each notebook < 5 MB
+        inline = {}
+        for path in sorted((run / "notebooks").glob("*.ipynb")):
+            assert path.stat().st_size < 5_000_000, f"{path.name}: {path.stat().st_size} bytes"
+            for cell in nbformat.read(path, as_version=4).cells:
+                for o in cell.get("outputs", []):
+                    if o.output_type == "display_data" and "application/vnd.plotly.v1+json" in o.data:
+                        inline[o.data["text/plain"].split(":")[0].removeprefix("figure ")] = o.data["application/vnd.plotly.v1+json"]
+        assert set(FIGURES) <= set(inline), set(FIGURES) - set(inline)
+        assert all(fig["data"] for fig in inline.values())
+        export = json.loads((run / "figures" / "_export.json").read_text())
+        assert export["static_figures"] is False and set(FIGURES) <= set(export["figures"])
 
 
 @pytest.mark.slow
@@ -316,7 +328,8 @@ def test_batch_tables_hold_numbers_with_protocols(batch):
             t = pd.read_csv(run / "tables" / f"{name}.csv")
             assert len(t) > 0 and t.protocol.notna().all(), name
         cal = pd.read_csv(run / "tables" / "calibration.csv")
-        assert cal.ece.between(0, 100).all() and len(cal) == 8
+        assert cal.ece_labels.between(0, 100).all() and cal.ece_truth.between(0, 100).all() and len(cal) == 8
+        assert (cal.truth == "exact truth").all() and cal.protocol.str.contains("correct = one-to-one labels").all()
         unc = pd.read_csv(run / "tables" / "uncertainty.csv")
         assert unc.pearson.dropna().between(-1, 1).all() and unc.fn_auroc.dropna().between(0, 1).all()
         gap = pd.read_csv(run / "tables" / "gap.csv")
@@ -324,7 +337,8 @@ def test_batch_tables_hold_numbers_with_protocols(batch):
         hist = pd.read_csv(run / "tables" / "history_contrastive.csv")
         assert list(hist.epoch) == [1] and hist.rsum.notna().all()
         report = (run / "report" / "report.html").read_text()
-        assert "Summary per method" in report and "vacsr" in report and "ECE" in report
+        assert "Summary per method" in report and "vacsr" in report and "ECE % i2t [one-to-one labels]" in report
+        assert "ECE % i2t [exact truth]" in report
     batch_dir = next(p for p in out.iterdir() if p.name.startswith("batch-"))
     summ = pd.read_csv(batch_dir / "summary.csv")
     assert len(summ) == 8 and set(summ.noise_ratio) == {0, 0.5} and (summ.status == "ok").all()
@@ -366,16 +380,20 @@ def test_failing_notebook_stops_its_chain_and_the_batch_goes_on(tmp_path, env):
 @pytest.mark.slow
 @pytest.mark.skipif(not COCO_MINI.is_dir(), reason="../shared/data/coco-mini is absent")
 def test_real_data_and_local_checkpoint_through_the_same_command(tmp_path, env):
-    """coco-mini (80 real COCO images) as test and training data, a local checkpoint as the model."""
+    """coco-mini (80 real COCO images) as test and training data; the model as docs/workbook.md
+    documents it: an architecture other than the default and a weights file
+    (``-p model vlmkit-base -p pretrained w.safetensors``), which every load in 01/02 must honour."""
     import torch
+    from safetensors.torch import save_file
 
-    from vlmkit.models import load_model, save_model
+    from vlmkit.models import load_model
 
     torch.manual_seed(0)
-    save_model(load_model("vlmkit-tiny", device="cpu"), tmp_path / "ckpt")
+    weights = tmp_path / "vlmkit_base.safetensors"
+    save_file({k: v.contiguous() for k, v in load_model("vlmkit-base", device="cpu").model.state_dict().items()}, str(weights))
     spec = f"coco:{COCO_MINI / 'annotations' / 'captions_train2017.json'}:{COCO_MINI / 'train2017'}"
     r = _vlmkit(["run", "--quick", "--only", "01,02,03,06,07,08", "--out", str(tmp_path / "runs"),
-                 "-p", "dataset", spec, "-p", "train_dataset", spec, "-p", "pretrained", str(tmp_path / "ckpt"),
+                 "-p", "dataset", spec, "-p", "train_dataset", spec, "-p", "model", "vlmkit-base", "-p", "pretrained", str(weights),
                  "-p", "val_images", "20", "-p", "methods", "contrastive"], env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     run = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
@@ -386,4 +404,12 @@ def test_real_data_and_local_checkpoint_through_the_same_command(tmp_path, env):
     assert ret[ret.metric == "mAP@R"].protocol.str.startswith("one-to-one labels").all()
     assert not ret.protocol.str.contains("extended").any()
     data = json.loads((run / "data.json").read_text())
-    assert data["pretrained_dir"] == str(tmp_path / "ckpt")
+    assert data["pretrained_dir"] == str(weights) and data["model"] == "vlmkit-base"
+    # labels only: no table and no figure claims exact truth; the summary's ECE is the labels one
+    for table in (run / "tables").glob("*.csv"):
+        assert not pd.read_csv(table).get("protocol", pd.Series(dtype=str)).astype(str).str.contains("exact truth").any(), table.name
+    cal = pd.read_csv(run / "tables" / "calibration.csv")
+    assert "ece_labels" in cal and "ece_truth" not in cal
+    assert "ECE % i2t [one-to-one labels]" in pd.read_csv(run / "tables" / "summary.csv")
+    for fig in (run / "figures").glob("0[5-8]_*.html"):
+        assert "exact truth" not in fig.read_text(), fig.name
