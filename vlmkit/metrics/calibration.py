@@ -26,23 +26,14 @@ import torch
 from ..utils import VlmkitError, as_tensor
 from .core import scan
 from .positives import Positives, as_positives
-from .scores import Scores, as_scores
+from .scores import Scores, as_scores, per_query
 
 
 def _conf_correct(confidence: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
-    c = as_tensor(confidence, "confidence").reshape(-1).double().cpu().numpy()
-    y = as_tensor(correct, "correct").reshape(-1).cpu().numpy()
-    if c.shape != y.shape:
-        raise VlmkitError(f"confidence has {c.size} entries but correct has {y.size}")
-    if c.size == 0:
-        raise VlmkitError("calibration: no predictions given (empty confidence)")
+    c, y = per_query(confidence, "confidence", correct, "calibration: no predictions given (empty confidence)")
     if not np.isfinite(c).all() or c.min() < 0 or c.max() > 1:
         raise VlmkitError("confidence: expected probabilities in [0, 1] (finite); "
                           f"got min {np.nanmin(c)} max {np.nanmax(c)}")
-    if y.dtype != bool:
-        if not np.isin(y, (0, 1)).all():
-            raise VlmkitError("correct: expected booleans or 0/1")
-        y = y.astype(bool)
     return c, y
 
 

@@ -206,6 +206,22 @@ def similarity_matrix(queries: ArrayLike, gallery: ArrayLike, *, normalize: bool
 # --------------------------------------------------------------------------- helpers
 
 
+def per_query(values: ArrayLike, name: str, correct: ArrayLike, empty: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(values as float64, correct as bool)``, flat, one entry per query: equal sizes, at
+    least one entry (else ``empty`` is the error), ``correct`` booleans or 0/1."""
+    v = as_tensor(values, name).reshape(-1).double().cpu().numpy()
+    y = as_tensor(correct, "correct").reshape(-1).cpu().numpy()
+    if v.shape != y.shape:
+        raise VlmkitError(f"{name} has {v.size} entries but correct has {y.size}")
+    if v.size == 0:
+        raise VlmkitError(empty)
+    if y.dtype != bool:
+        if not np.isin(y, (0, 1)).all():
+            raise VlmkitError("correct: expected booleans or 0/1")
+        y = y.astype(bool)
+    return v, y
+
+
 def _as_matrix(x: ArrayLike, name: str):
     if isinstance(x, np.ndarray):  # kept as NumPy (memmap-friendly): blocks are sliced first
         m = x

@@ -29,7 +29,7 @@ from scipy import stats as sstats
 from ..utils import VlmkitError, as_tensor
 from .core import scan
 from .positives import Positives, as_positives
-from .scores import Scores, as_scores
+from .scores import Scores, as_scores, per_query
 
 
 def top1_uncertainty(scores: Scores | Any, positives: Positives | Any, uncertainty: Any | None = None, *,
@@ -42,18 +42,9 @@ def top1_uncertainty(scores: Scores | Any, positives: Positives | Any, uncertain
 
 
 def _uc(uncertainty: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
-    u = as_tensor(uncertainty, "uncertainty").reshape(-1).double().cpu().numpy()
-    y = as_tensor(correct, "correct").reshape(-1).cpu().numpy()
-    if u.shape != y.shape:
-        raise VlmkitError(f"uncertainty has {u.size} entries but correct has {y.size}")
-    if u.size == 0:
-        raise VlmkitError("uncertainty: no queries")
+    u, y = per_query(uncertainty, "uncertainty", correct, "uncertainty: no queries")
     if not np.isfinite(u).all():
         raise VlmkitError(f"uncertainty: non-finite value at query {int(np.flatnonzero(~np.isfinite(u))[0])}")
-    if y.dtype != bool:
-        if not np.isin(y, (0, 1)).all():
-            raise VlmkitError("correct: expected booleans or 0/1")
-        y = y.astype(bool)
     return u, y
 
 
