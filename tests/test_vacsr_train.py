@@ -94,3 +94,28 @@ def test_training_rejects_bad_input():
     with pytest.raises(VlmkitError, match="val relevance"):
         train_on_features(tr.img, tr.txt, tr.caption_image, cfg, epochs=1, device="cpu",
                           val=(tr.img, tr.txt, tr.relevance[:, :3]))
+
+
+def test_joint_training_config_follows_the_paper_recipe():
+    from vlmkit.train.config import TrainConfig
+    from vlmkit.train.loop import _schedule
+
+    cfg = TrainConfig(method="vacsr-joint", epochs=25, lr=1e-5, vacsr={"preset": "paper"})
+    assert cfg.vacsr_option("contrastive_weight") == 0.0  # Eq. 13: no InfoNCE unless asked for
+    assert cfg.vacsr_option("lr") == 5e-4 and cfg.lr < cfg.vacsr_option("lr")  # backbone lower
+    vc = cfg.vacsr_config(512)
+    assert vc == VACSRConfig.paper_sized(512) and vc.mechanism == "hetero"
+    assert TrainConfig(method="vacsr-joint", vacsr={"latent_dim": 8}).vacsr_config(16).latent_dim == 8
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [p], "lr": 1e-5}, {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 5e-4}])
+    sched = _schedule(cfg, opt, total=25 * 4, steps_per_epoch=4)
+    lrs = []
+    for _ in range(25 * 4):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert lrs[0] == [1e-5, 5e-4] and lrs[15 * 4 - 1] == [1e-5, 5e-4]  # no warm-up, constant to epoch 15
+    assert lrs[15 * 4] == pytest.approx([1e-6, 5e-5]) and lrs[-1] == pytest.approx([1e-6, 5e-5])  # ×0.1 at epoch 15
+    for bad, match in (({"preset": "huge"}, "preset"), ({"schedule": "linear"}, "schedule"), ({"step_frac": 0}, "step_frac")):
+        with pytest.raises(VlmkitError, match=match):
+            TrainConfig(method="vacsr-joint", vacsr=bad)

@@ -13,7 +13,10 @@ from ..utils import VlmkitError
 METHODS = ("contrastive", "sigmoid", "m2mix", "vmix", "lmix", "vlmix", "all", "vacsr-joint")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 #: keys of ``TrainConfig.vacsr`` that belong to the loop, not to :class:`~vlmkit.vacsr.VACSRConfig`
-VACSR_LOOP_KEYS = {"lr": 1e-3, "weight_decay": 0.0, "contrastive_weight": 1.0}
+VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
+                   "step_frac": 0.6}
+VACSR_PRESETS = (None, "paper")
+VACSR_SCHEDULES = ("step", "cosine")
 
 
 @dataclass
@@ -35,9 +38,17 @@ class TrainConfig:
     bias initialised to log 10 and −10), the mixup presets ``m2mix/vmix/lmix/vlmix/all``
     (``loss_overrides`` tweak any :class:`~vlmkit.losses.GeodesicMixupLoss` field) and
     ``"vacsr-joint"`` (encoders and a VACSR adapter trained together; ``vacsr`` holds
-    :class:`~vlmkit.vacsr.VACSRConfig` fields plus ``lr`` (adapter lr, 1e-3),
-    ``weight_decay`` (0) and ``contrastive_weight`` (1: weight of the InfoNCE term added to
-    the VACSR loss, which keeps the embedding space aligned)).
+    :class:`~vlmkit.vacsr.VACSRConfig` fields plus the loop keys ``lr`` (adapter lr, 5e-4 as
+    in the paper), ``weight_decay`` (0), ``contrastive_weight`` (0: the paper's Eq. 13 has no
+    InfoNCE term; > 0 adds that weight of InfoNCE on the global batch, an ablation),
+    ``preset`` (None: ``VACSRConfig`` defaults; ``"paper"``: :meth:`VACSRConfig.paper_sized`,
+    5.25 M parameters at d = 512), ``schedule`` (``"step"``: the paper's constant lr ×0.1 from
+    epoch round(``step_frac`` · epochs) on, no warm-up, for every group; ``"cosine"``: the loop's
+    warm-up + cosine) and ``step_frac`` (0.6: paper 25 epochs, ×0.1 at epoch 15). The encoders
+    run at ``lr`` (the backbone's lower lr, e.g. 1e-5 for a real CLIP), the adapter at
+    ``vacsr["lr"]``. The paper's recipe: ``TrainConfig(method="vacsr-joint", lr=1e-5,
+    vacsr={"preset": "paper"})``; the cheap path on frozen features is
+    :func:`vlmkit.vacsr.train_on_features`).
 
     Optimisation: AdamW, linear warm-up over ``warmup_frac`` of the steps then cosine decay to
     0, gradient-norm clipping (``grad_clip=0`` switches it off). ``freeze`` freezes a whole
@@ -157,6 +168,12 @@ class TrainConfig:
                 v = self.vacsr.get(key, VACSR_LOOP_KEYS[key])
                 if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0):
                     raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number {'> 0' if key == 'lr' else '≥ 0'}")
+            for key, choices in (("preset", VACSR_PRESETS), ("schedule", VACSR_SCHEDULES)):
+                if self.vacsr.get(key, VACSR_LOOP_KEYS[key]) not in choices:
+                    raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={self.vacsr[key]!r}: expected one of {choices}")
+            f = self.vacsr.get("step_frac", VACSR_LOOP_KEYS["step_frac"])
+            if not (isinstance(f, (int, float)) and 0 < f <= 1):
+                raise VlmkitError(f"TrainConfig.vacsr['step_frac']={f!r}: expected a fraction in (0, 1]")
 
     def vacsr_config(self, dim: int):
         """The adapter's :class:`~vlmkit.vacsr.VACSRConfig` (``dim`` = the model's embedding size)."""
@@ -167,10 +184,14 @@ class TrainConfig:
         unknown = sorted(set(kw) - allowed)
         if unknown:
             raise VlmkitError(f"TrainConfig.vacsr: unknown key {unknown[0]!r}; expected VACSRConfig fields or {sorted(VACSR_LOOP_KEYS)}")
+        if self.vacsr.get("preset", VACSR_LOOP_KEYS["preset"]) == "paper":
+            return VACSRConfig.paper_sized(dim, **kw)
         return VACSRConfig(**{"dim": dim, **kw})
 
-    def vacsr_option(self, key: str) -> float:
-        return float(self.vacsr.get(key, VACSR_LOOP_KEYS[key]))
+    def vacsr_option(self, key: str) -> Any:
+        """A loop key of ``vacsr`` (numbers as float), its default when absent."""
+        v = self.vacsr.get(key, VACSR_LOOP_KEYS[key])
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

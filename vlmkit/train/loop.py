@@ -152,6 +152,15 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable) -> torch.optim.Opti
     return torch.optim.AdamW(param_groups, lr=cfg.lr)
 
 
+def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int, steps_per_epoch: int, last_step: int = -1):
+    """warm-up + cosine (:func:`warmup_cosine`), or for ``vacsr-joint`` with ``vacsr["schedule"]
+    == "step"`` the VACSR paper's: constant, ×0.1 from epoch round(step_frac · epochs) on."""
+    if cfg.method == "vacsr-joint" and cfg.vacsr_option("schedule") == "step":
+        at = int(round(cfg.vacsr_option("step_frac") * cfg.epochs)) * steps_per_epoch
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 if s >= at else 1.0, last_epoch=last_step)
+    return warmup_cosine(opt, int(cfg.warmup_frac * total), total, last_step=last_step)
+
+
 def _amp(cfg: TrainConfig, dev: torch.device):
     """(autocast context factory, GradScaler or None, amp argument for encode_dataset)."""
     if dev.type != "cuda" or cfg.amp == "off":
@@ -287,11 +296,11 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     elif cfg.method == "vacsr-joint":
         from ..vacsr import VACSRLoss
 
-        vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim)).to(dev)
+        vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim), batch_size=n_local).to(dev)  # −log B prior on the local batch
     trainable = _Trainable(loaded.model, head, vacsr)
     opt = build_optimizer(cfg, trainable)
     total = cfg.epochs * steps_per_epoch
-    sched = warmup_cosine(opt, int(cfg.warmup_frac * total), total)
+    sched = _schedule(cfg, opt, total, steps_per_epoch)
     autocast, scaler, enc_amp = _amp(cfg, dev)
     loss_fn = make_loss(cfg.method, **cfg.loss_overrides) if cfg.method in LOSS_PRESETS else None
 
@@ -303,7 +312,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         for g in opt.param_groups:  # checkpoints from before the scheduler kept the peak lr as base_lr
             g.setdefault("initial_lr", g.get("base_lr", g["lr"]))
         # the schedule rebuilt at the checkpoint's step (re-planned when epochs changed)
-        sched = warmup_cosine(opt, int(cfg.warmup_frac * total), total, last_step=ckpt["step"] - 1)
+        sched = _schedule(cfg, opt, total, steps_per_epoch, last_step=ckpt["step"] - 1)
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, start_epoch = ckpt["step"], ckpt["epoch"]
