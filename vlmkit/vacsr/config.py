@@ -35,7 +35,8 @@ class VACSRConfig:
         dec_hidden: hidden widths of the decoder MLP z → (logit μ, raw variance); may be empty.
         activation: "relu" (default; cheapest on GPU), "gelu" or "silu".
         cosine_skip: initial scale a of a learnable skip path, logit += a·(v·t) (vlmkit's
-            addition, not in the paper; the default 0 is the paper's adapter). v·t = Σ s is
+            addition, not in the paper; the default 0 is the paper's adapter; a run with a > 0
+            is labelled ``vacsr+skip``, never plain VACSR). v·t = Σ s is
             the encoder's own score, so with a > 0 the adapter starts from the encoder's
             ranking and learns a correction. On frozen embedded features it keeps VACSR
             close to cosine where the paper's adapter falls far below it (bench/README.md,
