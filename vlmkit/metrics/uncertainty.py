@@ -51,6 +51,20 @@ def _uc(uncertainty: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
 def uncertainty_bins(uncertainty: Any, correct: Any, n_bins: int = 10, strategy: str = "width") -> pd.DataFrame:
     """Rows ``bin, lo, hi, count, uncertainty (mean), r1`` (NaN for empty bins)."""
     u, y = _uc(uncertainty, correct)
+    idx, los, his = bin_index(u, n_bins, strategy)
+    count = np.bincount(idx, minlength=n_bins)
+    su = np.bincount(idx, weights=u, minlength=n_bins)
+    sy = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(count > 0, su / count, np.nan)
+        r1 = np.where(count > 0, sy / count, np.nan)
+    return pd.DataFrame({"bin": np.arange(n_bins), "lo": los, "hi": his, "count": count,
+                         "uncertainty": mu, "r1": r1})
+
+
+def bin_index(u: np.ndarray, n_bins: int = 10, strategy: str = "width") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(bin of each value, lo edges, hi edges)`` of the binning :func:`uncertainty_bins` uses."""
+    u = np.asarray(u, dtype=np.float64)
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise VlmkitError(f"n_bins must be a positive integer, got {n_bins!r}")
     if strategy == "width":
@@ -68,14 +82,7 @@ def uncertainty_bins(uncertainty: Any, correct: Any, n_bins: int = 10, strategy:
         his = np.array([u[g].max() if g.size else np.nan for g in groups])
     else:
         raise VlmkitError(f"strategy must be 'width' or 'count', got {strategy!r}")
-    count = np.bincount(idx, minlength=n_bins)
-    su = np.bincount(idx, weights=u, minlength=n_bins)
-    sy = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.where(count > 0, su / count, np.nan)
-        r1 = np.where(count > 0, sy / count, np.nan)
-    return pd.DataFrame({"bin": np.arange(n_bins), "lo": los, "hi": his, "count": count,
-                         "uncertainty": mu, "r1": r1})
+    return idx, los, his
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

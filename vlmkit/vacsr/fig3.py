@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from vlmkit.metrics.uncertainty import auroc
+from vlmkit.metrics.uncertainty import auroc, bin_index
 from vlmkit.utils import VlmkitError
 
 DIRECTIONS = ("i2t", "t2i")
@@ -70,25 +70,8 @@ def ap_at_r(order: Tensor, relevant: Tensor) -> Tensor:
     return torch.where(R > 0, ap, torch.full_like(ap, float("nan")))
 
 
-def _bins(u: np.ndarray, y: np.ndarray, n_bins: int, binning: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bin index per query, lo edges, hi edges): equal width over [min, max] (left-closed, last
-    bin closed) or equal count (sorted by u, ties by query index, sizes differ by ≤ 1)."""
-    if binning == "width":
-        lo, hi = float(u.min()), float(u.max())
-        edges = np.linspace(lo, hi, n_bins + 1)
-        idx = np.clip(np.searchsorted(edges, u, side="right") - 1, 0, n_bins - 1) if hi > lo else np.zeros(u.size, int)
-        return idx, edges[:-1], edges[1:]
-    order = np.argsort(u, kind="stable")
-    idx = np.empty(u.size, dtype=np.int64)
-    groups = np.array_split(order, n_bins)
-    for b, g in enumerate(groups):
-        idx[g] = b
-    return (idx, np.array([u[g].min() if g.size else np.nan for g in groups]),
-            np.array([u[g].max() if g.size else np.nan for g in groups]))
-
-
 def _bin_stats(u: np.ndarray, y: np.ndarray, n_bins: int, binning: str) -> pd.DataFrame:
-    idx, lo, hi = _bins(u, y, n_bins, binning)
+    idx, lo, hi = bin_index(u, n_bins, binning)
     count = np.bincount(idx, minlength=n_bins)
     hits = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins).astype(np.int64)
     su = np.bincount(idx, weights=u, minlength=n_bins)
@@ -180,7 +163,7 @@ def fig3_report(scores: Any, uncertainty: Any, labels: Any, truth: Any | None = 
                                     "pearson_r": binned_pearson(unc, y, n_bins, binning), "ci_low": lo, "ci_high": hi,
                                     "r1": float(y.mean()), "n_queries": int(y.size),
                                     "n_bins_used": int((b["count"] > 0).sum())})
-            sidx, slo, shi = _bins(q["top_score"], y, n_strata, "count")
+            sidx, slo, shi = bin_index(q["top_score"], n_strata, "count")
             for k in range(n_strata):
                 m = sidx == k
                 strata.append({**key, "stratum": k, "score_lo": slo[k], "score_hi": shi[k], "n": int(m.sum()),
@@ -204,7 +187,7 @@ def fig3_report(scores: Any, uncertainty: Any, labels: Any, truth: Any | None = 
 
 def _binned_mean_corr(x: np.ndarray, v: np.ndarray, n_bins: int) -> float:
     """Pearson r of the equal-width bins' mean x vs their mean v (non-empty bins)."""
-    idx, _, _ = _bins(x, v, n_bins, "width")
+    idx, _, _ = bin_index(x, n_bins, "width")
     count = np.bincount(idx, minlength=n_bins)
     ok = count > 0
     mx = np.bincount(idx, weights=x, minlength=n_bins)[ok] / count[ok]
