@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .losses import contrastive_loss
+from .train.schedule import warmup_cosine
 from .data.loading import CaptionPairs, ImageTensors, tokenize_all
 from .data.shapes import make_shapes
 from .models.factory import CONFIG_NAME, LoadedModel, load_model, save_model
@@ -64,21 +65,19 @@ class PretrainConfig:
         return fingerprint("pretrain-v2", d)
 
 
-def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up then cosine decay to 0 (the CLIP schedule)."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress_ = (step - warmup) / max(1, total - warmup)
-    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress_)))
-
-
 def pretrain_tiny(
     out_dir: str | os.PathLike,
     config: PretrainConfig | None = None,
     device: str | torch.device | None = "auto",
     force: bool = False,
-) -> LoadedModel:
-    """Train (or load the cached) stand-in checkpoint in ``out_dir``; returns it loaded."""
+    stop_after_steps: int | None = None,
+) -> LoadedModel | None:
+    """Train (or load the cached) stand-in checkpoint in ``out_dir``; returns it loaded.
+
+    ``stop_after_steps=k`` stops after step ``k`` (counted from 0, not from a resumed step)
+    with a resumable partial checkpoint in ``out_dir/.partial.pt`` and returns ``None``: a
+    later call with the same configuration resumes there.
+    """
     cfg = config or PretrainConfig()
     out_dir = Path(out_dir)
     cached = _cached(out_dir, cfg)
@@ -108,6 +107,9 @@ def pretrain_tiny(
         gen.bit_generator.state = state["gen"]
         order, history, seconds = state["order"], state["history"], state["seconds"]
         torch.set_rng_state(state["torch_rng"])
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", cfg.lr)
+    sched = warmup_cosine(opt, cfg.warmup_steps, cfg.steps, last_step=len(history) - 1)
     start = time.time() - seconds
     bar = progress(range(len(history), cfg.steps), desc="pretrain stand-in CLIP", initial=len(history), total=cfg.steps)
     for step in bar:
@@ -115,27 +117,26 @@ def pretrain_tiny(
             order = np.concatenate([order, gen.permutation(len(pairs))])
         js, order = order[: cfg.batch_size], order[cfg.batch_size :]
         x, tokens, _, img = pairs.collate_fast(js)
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.warmup_steps, cfg.lr)
         img_f, txt_f, scale = model(x.to(dev), tokens.to(dev))
-        logits = scale * img_f @ txt_f.T
         # Two captions of one image may share a batch: both count as the image's positives.
-        same = (img[:, None] == img[None, :]).to(dev).float()
-        target = same / same.sum(1, keepdim=True)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        loss = contrastive_loss(logits=scale * img_f @ txt_f.T, positives=img[:, None] == img[None, :])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         history.append(float(loss.detach()))
         bar.set_postfix(loss=f"{history[-1]:.3f}", refresh=False)
         done = step + 1
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        stop = stop_after_steps is not None and done >= stop_after_steps and done < cfg.steps
+        if (done % cfg.checkpoint_every == 0 and done < cfg.steps) or stop:
             out_dir.mkdir(parents=True, exist_ok=True)
             atomic_torch_save({"key": cfg.key(), "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.bit_generator.state,
                                "order": order, "history": history, "seconds": time.time() - start,
                                "torch_rng": torch.get_rng_state()}, partial)
+        if stop:
+            return None
     model.eval()
     extra = {"pretrain_config": asdict(cfg), "pretrain_key": cfg.key(), "loss_history": history,
              "seconds": round(time.time() - start, 1), "torch": torch.__version__, "threads": torch.get_num_threads()}

@@ -67,3 +67,42 @@ def false_negative_census(datasets: Any | Mapping[str, Any], *, by: str | None =
                          "fn_per_caption": f / k if k else float("nan"),
                          "captions_with_fn": float((fn[mask] > 0).mean()) if k else float("nan")})
     return pd.DataFrame(rows)
+
+
+def caption_census(dataset: Any, *, by: str | None = "specificity", chunk_size: int = 2048) -> pd.DataFrame:
+    """How specific the captions are: one row per ``by`` value plus ``"all"``.
+
+    Columns: ``n_captions``; ``duplicate_share`` = 1 − distinct strings / captions;
+    ``positives_mean`` / ``positives_median`` = images each caption is true of (its own one
+    included; ECCV Caption found ×8.5 on COCO); ``moved`` / ``mismatched`` = captions that
+    noise injection moved / whose text is not true of their labelled image
+    (``caption_meta["moved"]`` / ``["noisy"]``, 0 without noise).
+    """
+    per_caption = false_negative_counts(dataset, chunk_size) + _own_true(dataset)
+    texts = np.asarray(dataset.captions, dtype=object)
+    meta = dataset.caption_meta
+    m = len(texts)
+    moved = np.asarray(meta.get("moved", meta.get("noisy", np.zeros(m, bool))), bool)
+    noisy = np.asarray(meta.get("noisy", np.zeros(m, bool)), bool)
+    groups: list[tuple[Any, np.ndarray]] = [("all", np.ones(m, bool))]
+    if by is not None and by in meta:
+        col = np.asarray(meta[by])
+        groups += [(v.item() if hasattr(v, "item") else v, col == v) for v in np.unique(col)]
+    rows = []
+    for value, mask in groups:
+        k = int(mask.sum())
+        rows.append({by or "group": value, "truth": "exact" if dataset.has_exact_truth else "partial",
+                     "n_captions": k, "duplicate_share": 1 - len(set(texts[mask])) / k,
+                     "positives_mean": float(per_caption[mask].mean()), "positives_median": float(np.median(per_caption[mask])),
+                     "moved": int(moved[mask].sum()), "mismatched": int(noisy[mask].sum())})
+    return pd.DataFrame(rows)
+
+
+def _own_true(dataset: Any) -> np.ndarray:
+    """Whether each caption is true of its labelled image (chunked by image)."""
+    out = np.zeros(dataset.num_captions, dtype=np.int64)
+    ci = np.asarray(dataset.caption_image)
+    for img in np.unique(ci):
+        caps = np.flatnonzero(ci == img)
+        out[caps] = dataset.positives(np.array([img]), caps)[0]
+    return out

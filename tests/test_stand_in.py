@@ -1,0 +1,52 @@
+"""The shipped stand-in CLIP: it loads offline, records the documented recipe, reproduces its
+training, and behaves like a CLIP (zero-shot far above chance, a modality gap)."""
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from vlmkit.models import stand_in, stand_in_record
+from vlmkit.models.factory import CONFIG_NAME
+from vlmkit.pretrain import PretrainConfig, pretrain_tiny
+
+SMALL = dict(n_images=64, web_per_image=1, steps=6, batch_size=16, warmup_steps=2, checkpoint_every=2)
+
+
+def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
+    whole = pretrain_tiny(tmp_path / "whole", PretrainConfig(**SMALL), device="cpu")
+    assert pretrain_tiny(tmp_path / "cut", PretrainConfig(**SMALL), device="cpu", stop_after_steps=3) is None
+    assert (tmp_path / "cut" / ".partial.pt").is_file() and not (tmp_path / "cut" / CONFIG_NAME).exists()
+    resumed = pretrain_tiny(tmp_path / "cut", PretrainConfig(**SMALL), device="cpu")
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+    hist = [json.loads((tmp_path / d / CONFIG_NAME).read_text())["vlmkit"]["loss_history"] for d in ("whole", "cut")]
+    np.testing.assert_allclose(hist[0], hist[1], rtol=1e-5)
+    assert not (tmp_path / "cut" / ".partial.pt").exists()  # removed once the run completed
+
+
+def test_a_partial_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    pretrain_tiny(tmp_path / "x", PretrainConfig(**SMALL), device="cpu", stop_after_steps=2)
+    other = PretrainConfig(**{**SMALL, "lr": 1e-3})
+    pretrain_tiny(tmp_path / "x", other, device="cpu")
+    meta = json.loads((tmp_path / "x" / CONFIG_NAME).read_text())["vlmkit"]
+    assert meta["pretrain_config"]["lr"] == 1e-3 and len(meta["loss_history"]) == SMALL["steps"]
+
+
+def test_shipped_stand_in_loads_offline_and_records_the_documented_recipe():
+    loaded = stand_in(device="cpu")
+    rec = stand_in_record()
+    assert rec["pretrain_config"] == asdict(PretrainConfig())  # the checkpoint is what the docs say
+    assert len(rec["loss_history"]) == PretrainConfig().steps and rec["stored_dtype"] == "float16"
+    assert rec["loss_history"][-1] < 0.5 * rec["loss_history"][0]
+    assert loaded.name == "vlmkit-base" and all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert not loaded.model.training
+
+
+@pytest.mark.slow
+def test_first_steps_of_a_fresh_run_reproduce_the_recorded_loss_history(tmp_path):
+    pretrain_tiny(tmp_path / "again", PretrainConfig(), device="cpu", stop_after_steps=3)
+    state = torch.load(tmp_path / "again" / ".partial.pt", weights_only=False)
+    np.testing.assert_allclose(state["history"][:3], stand_in_record()["loss_history"][:3], rtol=2e-4)

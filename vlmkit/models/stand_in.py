@@ -1,0 +1,57 @@
+"""The shipped stand-in CLIP: :func:`stand_in` loads it, offline, in any fresh clone.
+
+vlmkit cannot download CLIP weights, so it ships a small CLIP (``vlmkit-base``: ViT 4×128,
+patch 8 on 64 px; text transformer 3×128, context 48) trained once by
+:func:`vlmkit.pretrain.pretrain_tiny` with the default :class:`~vlmkit.pretrain.PretrainConfig`
+on the web-like split of the embedded data (noisy alt-text captions of coco-preset scenes).
+It is stored as fp16 safetensors in ``vlmkit/models/weights/stand-in/`` (open_clip's
+``local-dir`` layout), with its training configuration and loss history in the config JSON.
+
+Retrain it with ``python -m vlmkit.pretrain --out DIR`` and load the result with
+``load_model(pretrained=DIR)``; :func:`export_stand_in` writes a trained directory into the
+shipped fp16 form.  Zero-shot figures: data/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..utils import VlmkitError, atomic_dir
+from .factory import CONFIG_NAME, WEIGHTS_NAME, LoadedModel, load_model
+
+SHIPPED_DIR = Path(__file__).parent / "weights" / "stand-in"
+
+
+def stand_in(device: str | torch.device | None = "auto") -> LoadedModel:
+    """The shipped stand-in CLIP, loaded (eval mode, fp32)."""
+    if not (SHIPPED_DIR / WEIGHTS_NAME).is_file():
+        raise VlmkitError(f"the shipped stand-in checkpoint is missing from {SHIPPED_DIR} (a broken install?); "
+                          "retrain it with `python -m vlmkit.pretrain --out DIR` and pass pretrained=DIR")
+    loaded = load_model(pretrained=SHIPPED_DIR, device=device)
+    loaded.model.float().eval()
+    return loaded
+
+
+def stand_in_record() -> dict:
+    """What the shipped checkpoint records of its training: ``pretrain_config``, ``loss_history``, ``seconds`` …"""
+    meta = json.loads((SHIPPED_DIR / CONFIG_NAME).read_text())
+    return dict(meta.get("vlmkit", {}))
+
+
+def export_stand_in(trained_dir: str | os.PathLike, out_dir: str | os.PathLike = SHIPPED_DIR) -> Path:
+    """Write a :func:`~vlmkit.pretrain.pretrain_tiny` directory as the shipped fp16 checkpoint (atomically)."""
+    from safetensors.torch import load_file, save_file
+
+    src = Path(trained_dir)
+    meta = json.loads((src / CONFIG_NAME).read_text())
+    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src / WEIGHTS_NAME)).items()}
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        save_file(state, str(tmp / WEIGHTS_NAME))
+        meta["vlmkit"]["stored_dtype"] = "float16"
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=1))
+    return out_dir
