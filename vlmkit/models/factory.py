@@ -6,6 +6,7 @@ tokenizer). ``name`` is an open_clip architecture (``"ViT-B-32"``, ``"RN50"``, �
 CLIPs sized for a CPU); ``pretrained`` is one of
 
 * ``None`` — random weights;
+* ``"stand-in"`` — the shipped stand-in CLIP (``vlmkit-base``, :mod:`vlmkit.models.stand_in`);
 * an open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``, …) whose weights are already in the
   local cache: the Hugging Face hub cache (``HF_HUB_CACHE``) or, for OpenAI's tags, OpenAI's
   TorchScript files in ``~/.cache/clip`` (checked against the SHA-256 in their URL); the tag's
@@ -57,6 +58,9 @@ open_clip.add_model_config(CONFIG_DIR)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 WEIGHTS_NAME = "open_clip_model.safetensors"
 CONFIG_NAME = "open_clip_config.json"
+#: ``pretrained="stand-in"``: the shipped stand-in CLIP (:mod:`vlmkit.models.stand_in`)
+STAND_IN = "stand-in"
+STAND_IN_DIR = Path(__file__).parent / "weights" / "stand-in"
 DIR_WEIGHTS = (WEIGHTS_NAME, "open_clip_pytorch_model.bin")  # save_model's, an open_clip hub snapshot's
 DEFAULT_MODEL = "vlmkit-tiny"
 
@@ -105,6 +109,8 @@ def load_model(
     """Build a model, its eval preprocessing and its tokenizer (forms and errors: module docstring)."""
     dev = resolve_device(device)
     pretrained = None if pretrained in (None, "", "none") else pretrained
+    if pretrained == STAND_IN:
+        pretrained = STAND_IN_DIR
     pretrained_path = Path(pretrained) if pretrained is not None else None
 
     if name is not None and name.startswith("local-dir:"):

@@ -7,7 +7,8 @@ on the web-like split of the embedded data (noisy alt-text captions of coco-pres
 It is stored as fp16 safetensors in ``vlmkit/models/weights/stand-in/`` (open_clip's
 ``local-dir`` layout), with its training configuration and loss history in the config JSON.
 
-Retrain it with ``python -m vlmkit.pretrain --out DIR`` and load the result with
+``load_model(pretrained="stand-in")`` is the same model (the form ``TrainConfig`` and the
+notebooks take).  Retrain it with ``python -m vlmkit.pretrain --out DIR`` and load the result with
 ``load_model(pretrained=DIR)``; :func:`export_stand_in` writes a trained directory into the
 shipped fp16 form.  Zero-shot figures: data/README.md.
 """
@@ -21,9 +22,9 @@ from pathlib import Path
 import torch
 
 from ..utils import VlmkitError, atomic_dir
-from .factory import CONFIG_NAME, WEIGHTS_NAME, LoadedModel, load_model
+from .factory import CONFIG_NAME, STAND_IN_DIR, WEIGHTS_NAME, LoadedModel, load_model
 
-SHIPPED_DIR = Path(__file__).parent / "weights" / "stand-in"
+SHIPPED_DIR = STAND_IN_DIR
 
 
 def stand_in(device: str | torch.device | None = "auto") -> LoadedModel:
