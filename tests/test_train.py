@@ -19,7 +19,7 @@ from vlmkit.train.loop import CHECKPOINT, TIME_KEYS
 from vlmkit.utils import VlmkitError
 
 os.environ.setdefault("VLMKIT_NO_PROGRESS", "1")
-TINY = dict(train_images=8, val_images=6, batch_size=8, device="cpu", warmup_frac=0.0, eval_batch_size=64)
+TINY = dict(model="vlmkit-tiny", pretrained=None, train_images=8, val_images=6, batch_size=8, device="cpu", warmup_frac=0.0, eval_batch_size=64)
 SMALL_VACSR = {"enc_hidden": [16], "dec_hidden": [16], "latent_dim": 4, "lr": 1e-3}
 
 

@@ -105,6 +105,14 @@ def preset_config(preset: str) -> ShapesConfig:
     return PRESETS[preset]
 
 
+def shapes_preset(spec: str) -> str:
+    """The preset named by a dataset spec ``"shapes"`` (coco) or ``"shapes:PRESET"``; checked."""
+    _, _, preset = spec.partition(":")
+    preset = preset or "coco"
+    preset_config(preset)
+    return preset
+
+
 # --------------------------------------------------------------------------- scenes
 
 

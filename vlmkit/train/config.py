@@ -24,7 +24,8 @@ class TrainConfig:
     """What to fine-tune, on what, and how.
 
     Data: ``dataset="shapes"`` builds the embedded train/val splits (``train_images``,
-    ``val_images``, ``data_seed``). Any other string is a :func:`vlmkit.data.load_dataset`
+    ``val_images``, ``data_seed``) of the default coco preset; ``"shapes:stress"`` those of the
+    false-negative-heavy stress preset. Any other string is a :func:`vlmkit.data.load_dataset`
     spec for the training data; validation then comes from ``val_dataset`` (another spec,
     e.g. ``"karpathy:dataset_coco.json:ROOT:val"``) or, when that is ``None``, from the last
     ``val_images`` images of the loaded dataset, held out of training. ``noise_ratio``
@@ -84,8 +85,8 @@ class TrainConfig:
     """
 
     method: str = "contrastive"
-    model: str = "vlmkit-tiny"
-    pretrained: str | None = None
+    model: str | None = None  # None: the pretrained directory's own config (else vlmkit-tiny)
+    pretrained: str | None = "stand-in"  # the shipped stand-in CLIP; None = random weights
     dataset: str = "shapes"
     val_dataset: str | None = None
     train_images: int = 5000

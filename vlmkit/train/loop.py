@@ -77,11 +77,12 @@ class _Trainable(nn.Module):
 def load_splits(cfg: TrainConfig):
     """(train, val) :class:`PairDataset` s as described in :class:`TrainConfig`."""
     from ..data.formats import load_dataset
-    from ..data.shapes import inject_noise, make_shapes
+    from ..data.shapes import inject_noise, make_shapes, shapes_preset
 
-    if cfg.dataset == "shapes":
-        train = make_shapes("train", n_images=cfg.train_images, seed=cfg.data_seed)
-        val = make_shapes("val", n_images=cfg.val_images, seed=cfg.data_seed)
+    if cfg.dataset.split(":")[0] == "shapes":
+        preset = shapes_preset(cfg.dataset)
+        train = make_shapes("train", n_images=cfg.train_images, seed=cfg.data_seed, preset=preset)
+        val = make_shapes("val", n_images=cfg.val_images, seed=cfg.data_seed, preset=preset)
     else:
         full = load_dataset(cfg.dataset, pairs=True)
         if cfg.val_dataset is not None:
