@@ -88,11 +88,11 @@ wb.show(viz.gap_shift_figure(shift_free, title=f"Free embeddings (τ={min(temper
 shift_free
 
 # %% [markdown]
-# ## 4 · Interactive: pick τ, drag the shift (static figures above when headless)
+# ## 4 · Interactive: pick τ, drag the shift (JupyterLab; the figures above are in every run)
 
 # %%
 if HEADLESS:
-    print("headless run: the figures above are the static views")
+    print("headless run: the figures are above (the τ picker and the shift slider need JupyterLab)")
 else:
     import ipywidgets as W
     def _tau(tau):

@@ -516,7 +516,7 @@ def test_display_bundle_png_scaled_plotly_json_capped_no_html(tmp_path):
     b = viz.display_bundle(_fig(), tmp_path / "f.png", "figure f", max_width=400)
     assert set(b) == {"text/plain", "image/png", viz_io.PLOTLY_MIME} and b["text/plain"] == "figure f"
     with Image.open(io.BytesIO(base64.b64decode(b["image/png"]))) as im:
-        assert im.size == (400, 200) and im.getpixel((10, 10))[:3] == (0, 0, 255)
+        assert im.size == (400, 200) and im.convert("RGB").getpixel((10, 10)) == (0, 0, 255)
     assert b[viz_io.PLOTLY_MIME]["data"][0]["y"] == [4, 5, 6]
     # small images are not scaled up; an oversized interactive JSON is left out, a figure without PNG has none
     Image.new("RGB", (120, 80)).save(tmp_path / "s.png")
