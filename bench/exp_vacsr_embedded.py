@@ -1,6 +1,6 @@
 """VACSR on frozen features of the embedded data vs the frozen cosine baseline.
 
-Pretrains (or loads the cached) stand-in CLIP, encodes the train and test splits, trains the
+Loads the shipped stand-in CLIP, encodes the train and test splits, trains the
 adapter on train features with one-to-one labels, and scores the test split against the
 exact truth: mAP@R / R-Precision / R@1 (ECCV-style, extended positives), the
 uncertainty–accuracy analysis (``vlmkit.vacsr.fig3_report``: paper Fig. 3 under one-to-one
@@ -39,13 +39,11 @@ def main() -> None:
     from vlmkit.data import inject_noise, make_shapes
     from vlmkit.features import encode_dataset
     from vlmkit.metrics import Positives, Scores, ranking_metrics
-    from vlmkit.pretrain import PretrainConfig, pretrain_tiny
-    from vlmkit.workbook import default_cache_dir
+    from vlmkit.models import load_model
     from vlmkit.vacsr import VACSRConfig, false_negative_auroc, fig3_report, score_all, train_on_features
 
     out = Path(args.out)
-    pcfg = PretrainConfig()  # the workbook's stand-in checkpoint, shared through the cache
-    model = pretrain_tiny(default_cache_dir() / "pretrained" / pcfg.key(), pcfg, device=args.device)
+    model = load_model(pretrained="stand-in", device=args.device)
     train = make_shapes("train", n_images=args.train_images)
     if args.noise:
         train = inject_noise(train, args.noise)
