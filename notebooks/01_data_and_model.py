@@ -17,20 +17,19 @@
 # # 01 · Data and model
 #
 # Loads the evaluation data (the **embedded shapes** test split by default: exact truth for every
-# image–caption pair) and the model (the **stand-in tiny CLIP** pretrained here by `pretrain_tiny`,
-# cached across runs, or any open_clip model/checkpoint), encodes the test set, and counts the
-# **false negatives** that one-to-one labels create.
+# image–caption pair; `shapes_preset` picks the COCO-like `coco` regime or the false-negative-heavy
+# `stress` one) and the model (the **stand-in CLIP** shipped with vlmkit, or any open_clip
+# model/checkpoint), encodes the test set, and counts the **false negatives** that one-to-one
+# labels create.
 
 # %% tags=["parameters"]
 run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes
 dataset: str = "shapes"  # shapes (the embedded data) or a vlmkit.data.load_dataset spec of real test data
+shapes_preset: str = "coco"  # embedded data regime: coco (near-unique captions, the papers' regime) or stress (generic captions)
 test_images: int = 1000  # test images of the embedded data (5 captions each)
 seed: int = 0  # data and training seed
-model: str = "vlmkit-tiny"  # open_clip architecture name
-pretrained: str = ""  # empty: the embedded stand-in (pretrain_tiny); else an open_clip tag or a checkpoint file/dir
-pretrain_steps: int = 170  # pretraining steps of the stand-in checkpoint
-pretrain_images: int = 10000  # images of the web-like pretraining split
-pretrain_batch: int = 256  # pretraining batch size
+model: str = ""  # open_clip architecture of `pretrained` (empty: the stand-in's or a save_model directory's own config)
+pretrained: str = "stand-in"  # stand-in (shipped), an open_clip tag in the local cache, a .pt/.safetensors file or a save_model dir
 cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
 device: str = "auto"  # auto (GPU when present), cpu or cuda
 
@@ -46,24 +45,18 @@ from vlmkit.features import encode_dataset
 from vlmkit.kernel import record_skipped
 from vlmkit.metrics import false_negative_census
 from vlmkit.models.factory import load_model
-from vlmkit.pretrain import PretrainConfig, pretrain_tiny
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
 cache = Path(cache_dir) if cache_dir else wb.default_cache_dir()
 
 # %%
-if pretrained:
-    loaded = load_model(model, pretrained=pretrained, device=device)
-    pretrained_dir = pretrained
-else:
-    cfg = PretrainConfig(model=model, n_images=pretrain_images, steps=pretrain_steps, batch_size=pretrain_batch, seed=seed)
-    pretrained_dir = str(cache / "pretrained" / cfg.key())
-    loaded = pretrain_tiny(pretrained_dir, cfg, device=device)
-ds = wb.load_test_dataset(dataset, test_images, seed)
+loaded = load_model(model, pretrained=pretrained, device=device)
+data_spec = wb.embedded_spec(dataset, shapes_preset)
+ds = wb.load_test_dataset(data_spec, test_images, seed)
 record_skipped(ds, "test")  # what the loader left out goes into run.json under vlmkit run
-wb.save_data_spec(run, dataset, test_images, seed, model=model, pretrained_dir=pretrained_dir, name=ds.name)
-print(ds, "| model:", model, "from", pretrained_dir)
+wb.save_data_spec(run, data_spec, test_images, seed, model=loaded.name, pretrained_dir=pretrained, name=ds.name)
+print(ds, "| model:", loaded.name, "from", pretrained or "random weights")
 
 # %%
 feats = encode_dataset(loaded, ds, cache_dir=cache / "features")

@@ -62,7 +62,7 @@ spec = wb.run_data_spec(run)
 cache = Path(cache_dir) if cache_dir else wb.default_cache_dir()
 ds = wb.run_dataset(run)
 method_list = wb.parse_methods(methods)
-if spec["dataset"] != "shapes" and not train_dataset and method_list:
+if not wb.is_embedded(spec["dataset"]) and not train_dataset and method_list:
     print(f"NOTE: real test data and no train_dataset: fine-tuning of {method_list} skipped (zero-shot only)")
     method_list = []
 print("device:", resolve_device(device), "| methods:", method_list, "| noise ratio:", noise_ratio)
@@ -90,10 +90,10 @@ for name in method_list:
 # The adapter scores every pair and gives it an uncertainty; trained on the noisy training split.
 
 # %%
-if vacsr and (spec["dataset"] == "shapes" or train_dataset):
+if vacsr and (wb.is_embedded(spec["dataset"]) or train_dataset):
     from vlmkit.vacsr import VACSRConfig, train_on_features
     pre = load_model(spec["model"], pretrained=spec["pretrained_dir"], device=device)
-    train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed)
+    train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed, val_images=val_images)
     record_skipped(train, "train")
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
     adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),

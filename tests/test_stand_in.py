@@ -40,7 +40,8 @@ def test_shipped_stand_in_loads_offline_and_records_the_documented_recipe():
     rec = stand_in_record()
     assert rec["pretrain_config"] == asdict(PretrainConfig())  # the checkpoint is what the docs say
     assert len(rec["loss_history"]) == PretrainConfig().steps and rec["stored_dtype"] == "float16"
-    assert rec["loss_history"][-1] < 0.5 * rec["loss_history"][0]
+    hist = np.asarray(rec["loss_history"])
+    assert hist[-100:].mean() < hist[:100].mean() - 1.5  # it learned (nats of InfoNCE over 256)
     assert loaded.name == "vlmkit-base" and all(p.dtype == torch.float32 for p in loaded.model.parameters())
     assert not loaded.model.training
 
@@ -50,3 +51,32 @@ def test_first_steps_of_a_fresh_run_reproduce_the_recorded_loss_history(tmp_path
     pretrain_tiny(tmp_path / "again", PretrainConfig(), device="cpu", stop_after_steps=3)
     state = torch.load(tmp_path / "again" / ".partial.pt", weights_only=False)
     np.testing.assert_allclose(state["history"][:3], stand_in_record()["loss_history"][:3], rtol=2e-4)
+
+
+def test_stand_in_tag_and_empty_name_load_it_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from vlmkit.models import load_model
+
+        loaded = load_model("", pretrained="stand-in", device="cpu")  # a notebook's empty `model` parameter
+    ref = stand_in(device="cpu")
+    assert loaded.name == "vlmkit-base"
+    for (k, a), (_, b) in zip(loaded.model.state_dict().items(), ref.model.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.slow
+def test_stand_in_behaves_like_a_clip_on_the_default_benchmark():
+    """Zero-shot on the default test split (coco preset, 1,000 × 5,000, one-to-one labels):
+    the targets of the benchmark issue (R@1 ≥ 40 / 25; measured 76.0 / 32.1) and a modality gap."""
+    from vlmkit.data import make_shapes
+    from vlmkit.features import encode_dataset
+    from vlmkit.metrics import bidirectional_recall, modality_gap
+
+    test = make_shapes("test")
+    f = encode_dataset(stand_in(device="cpu"), test, cache_dir=None)
+    r = bidirectional_recall(f.images @ f.texts.T, test.caption_image, ks=(1,))
+    assert r[("i2t", 1)] >= 0.40 and r[("t2i", 1)] >= 0.25, r
+    assert modality_gap(f.images, f.texts).distance > 0.35  # two cones (measured 0.46)

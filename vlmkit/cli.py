@@ -44,7 +44,7 @@ INTERNAL = {"run_dir": "set by vlmkit run (use --run-dir to continue a run, --ou
             "quick": "set by --quick"}
 
 QUICK = {"test_images": 60, "train_images": 120, "val_images": 40, "epochs": 1, "batch_size": 32,
-         "pretrain_steps": 12, "pretrain_images": 600, "pretrain_batch": 64, "vacsr_epochs": 2,
+         "vacsr_epochs": 2,
          "projection": "pca", "max_points": 300, "methods": ["contrastive", "m2mix"], "primer_steps": 40,
          "quick": True}
 ALIASES = {"seeds": "seed", "noise_ratios": "noise_ratio"}

@@ -205,45 +205,59 @@ def truth_protocol(ds: Any) -> str:
     return "extended positives" if ds.has_extended_positives else "one-to-one labels"
 
 
+def is_embedded(dataset: str) -> bool:
+    """Whether a data spec names the embedded generator: ``"shapes"`` or ``"shapes:PRESET"``."""
+    return dataset.split(":")[0] == "shapes"
+
+
+def embedded_spec(dataset: str, shapes_preset: str = "coco") -> str:
+    """The run's data spec: ``"shapes"`` with a non-default ``shapes_preset`` becomes
+    ``"shapes:PRESET"`` (checked); real-data specs are returned unchanged."""
+    from .data.shapes import shapes_preset as check
+
+    if dataset != "shapes":
+        return dataset
+    check(f"shapes:{shapes_preset}")
+    return "shapes" if shapes_preset == "coco" else f"shapes:{shapes_preset}"
+
+
 def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
-    """The evaluation split: ``"shapes"`` = the embedded test split; anything else goes to
+    """The evaluation split: ``"shapes[:PRESET]"`` = the embedded test split; anything else goes to
     :func:`vlmkit.data.load_dataset` (a spec string, e.g. ``karpathy:/path/dataset_coco.json:test``)."""
     from .data import load_dataset, make_shapes
+    from .data.shapes import shapes_preset
 
-    if dataset == "shapes":
-        return make_shapes("test", n_images=test_images, seed=seed)
+    if is_embedded(dataset):
+        return make_shapes("test", n_images=test_images, seed=seed, preset=shapes_preset(dataset))
     return load_dataset(dataset, pairs=True)
 
 
-def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio: float, seed: int):
-    """The training split the workbook fine-tunes on: the embedded train split when the run's
-    data is ``shapes``, else ``train_dataset`` (a :func:`vlmkit.data.load_dataset` spec); with
-    ``noise_ratio`` of its captions permuted (:func:`vlmkit.data.inject_noise`)."""
-    from .data import inject_noise, load_dataset, make_shapes
+def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio: float, seed: int, val_images: int | None = None):
+    """The training split the workbook trains on — exactly what fine-tuning trains on
+    (:func:`vlmkit.train.load_splits` of :func:`train_config`): the embedded train split of the
+    run's preset, or ``train_dataset`` (a :func:`vlmkit.data.load_dataset` spec) less its
+    held-out validation images; ``noise_ratio`` of its captions permuted."""
+    from .train import load_splits
 
-    if spec["dataset"] == "shapes":
-        train = make_shapes("train", n_images=train_images, seed=seed)
-    elif train_dataset:
-        train = load_dataset(train_dataset, pairs=True)
-    else:
-        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to train on real data")
-    return inject_noise(train, noise_ratio, seed=seed) if noise_ratio > 0 else train
+    extra = {} if val_images is None else {"val_images": val_images}
+    return load_splits(train_config(spec, "contrastive", train_dataset=train_dataset, train_images=train_images,
+                                    noise_ratio=noise_ratio, seed=seed, **extra))[0]
 
 
 def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: Any):
     """The :class:`~vlmkit.train.TrainConfig` of one workbook method: the run's model and
-    pretrained checkpoint (``data.json``), the embedded train/val splits (``seed`` also seeds
-    the data) or ``train_dataset`` for real data, and the given fields."""
+    pretrained checkpoint (``data.json``), the embedded train/val splits of the run's preset
+    (``seed`` also seeds the data) or ``train_dataset`` for real data, and the given fields."""
     from .train import TrainConfig
 
-    if spec["dataset"] == "shapes":
-        data = {"dataset": "shapes", "data_seed": int(fields.get("seed", 0))}
+    if is_embedded(spec["dataset"]):
+        data = {"dataset": spec["dataset"], "data_seed": int(fields.get("seed", 0))}
     elif train_dataset:
         data = {"dataset": train_dataset}
     else:
         raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to fine-tune on real data")
     pretrained = spec.get("pretrained_dir") or None
-    return TrainConfig(method=method, model=spec["model"], pretrained=pretrained, **data, **fields)
+    return TrainConfig(method=method, model=spec.get("model") or None, pretrained=pretrained, **data, **fields)
 
 
 def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:

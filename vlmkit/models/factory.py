@@ -108,6 +108,7 @@ def load_model(
 ) -> LoadedModel:
     """Build a model, its eval preprocessing and its tokenizer (forms and errors: module docstring)."""
     dev = resolve_device(device)
+    name = name or None  # "" (a notebook's empty parameter) = no name
     pretrained = None if pretrained in (None, "", "none") else pretrained
     if pretrained == STAND_IN:
         pretrained = STAND_IN_DIR
