@@ -32,6 +32,7 @@ import pandas as pd
 from vlmkit import viz
 from vlmkit import workbook as wb
 from vlmkit.metrics import evaluate_similarity
+from vlmkit.utils import atomic_write_text
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
@@ -68,12 +69,18 @@ for name, note in (("gap", "Centroid distance of unit test embeddings."), ("cali
     t = wb.read_table(run, name)
     if t is not None:
         sections.append(viz.table_html(t, name, note))
+from vlmkit.cli import skipped_table, warnings_table  # what vlmkit run recorded in run.json (00–07)
+for table, title, note in ((warnings_table(run), "Warnings", "Warnings the notebooks emitted under vlmkit run (category, message, count, where)."),
+                           (skipped_table(run), "Skipped items", "Dataset items the loaders left out (count, first reason); see dataset.skipped.")):
+    sections.append(viz.table_html(table, title, note) if len(table) else f"<h2>{title}</h2><p>None recorded.</p>")
+    if len(table):
+        print(f"{title}:", table.to_string(), sep="\n")
 if run_dirs:
     across = wb.summarise_runs([run] + [Path(r) for r in run_dirs])
     wb.write_table(run, "across_runs", across)
     sections.insert(0, viz.table_html(across, "Across runs", "One row per run and method; parameters of each grid point first."))
 figs = sorted(p.name for p in (run / "figures").glob("*.html"))
 links = "<h2>Figures</h2><ul>" + "".join(f"<li><a href='../figures/{f}'>{f}</a></li>" for f in figs) + "</ul>"
-(run / "report" / "report.html").write_text("<html><head><meta charset='utf-8'><title>vlmkit report</title></head><body><h1>vlmkit report</h1>"
+atomic_write_text(run / "report" / "report.html", "<html><head><meta charset='utf-8'><title>vlmkit report</title></head><body><h1>vlmkit report</h1>"
                                             + "".join(sections) + links + "</body></html>")
 print("report:", run / "report" / "report.html")

@@ -234,3 +234,16 @@ def test_data_notebooks_record_what_loaders_skipped():
     data, 02 the training data it loads itself (VACSR on frozen features)."""
     assert 'record_skipped(ds, "test")' in _code(SOURCES[1])
     assert 'record_skipped(train, "train")' in _code(SOURCES[2])
+
+
+def test_08_report_shows_the_warnings_and_skips_vlmkit_run_recorded(tmp_path, shown_titles):
+    import json
+
+    run = _tiny_run(tmp_path, "shapes", 12)
+    (run / "run.json").write_text(json.dumps({"notebooks": {"02_finetune": {
+        "warnings": [{"category": "UserWarning", "message": "feature cache rejected: stale", "count": 2, "where": "features.py:90"}],
+        "skipped": [{"dataset": "csv-x", "role": "train", "count": 3, "items": [{"where": "x.csv row 7", "reason": "image missing"}]}]}}}))
+    _run_sources(["08"], run)
+    html = (run / "report" / "report.html").read_text()
+    assert "feature cache rejected: stale" in html and "x.csv row 7: image missing" in html
+    assert "Warnings" in html and "Skipped items" in html
