@@ -38,7 +38,7 @@ seed: int = 0  # training seed
 vacsr: bool = True  # train the VACSR adapter on frozen pretrained features
 vacsr_epochs: int = 3  # VACSR epochs on frozen features
 vacsr_batch: int = 128  # captions per VACSR batch (each scored against every image in it)
-vacsr_cosine_skip: float = 0.0  # > 0: the vacsr+skip variant (a skip path a(v.t), not the paper's); 0 = the paper adapter
+vacsr_cosine_skip: float = 0.0  # above 0: the vacsr+skip variant with a skip path a(v.t), not the paper adapter; 0: the paper adapter
 cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
 device: str = "auto"  # auto (GPU when present), cpu or cuda
 

@@ -121,7 +121,8 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     mode, vs one process with batch 16: same history and weights within 1e-4 (float32 sums
     in another order)."""
     torch.set_num_threads(1)
-    kw = dict(method="m2mix", epochs=1, lr=1e-3, train_images=16, val_images=6, batch_size=16, device="cpu", warmup_frac=0.0)
+    kw = dict(method="m2mix", model="vlmkit-tiny", pretrained=None, epochs=1, lr=1e-3, train_images=16, val_images=6, batch_size=16,
+              device="cpu", warmup_frac=0.0)
     single = finetune(TrainConfig(**kw), tmp_path / "single")
     env = {**os.environ, "VLMKIT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     args = []
@@ -144,7 +145,11 @@ def test_ddp_two_processes_match_single_process(tmp_path):
             d = a.numel() // 3
             assert (a[d : 2 * d] - b[d : 2 * d]).abs().max() <= kw["lr"] * ckpt["step"], k
             a, b = torch.cat([a[:d], a[2 * d :]]), torch.cat([b[:d], b[2 * d :]])
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=2e-5, msg=k)
+        # Adam divides by sqrt(v): where a gradient is nearly zero, float noise of another summation
+        # order moves a weight by a visible fraction of lr (1e-3). A wrong gradient moves whole
+        # tensors by ~lr; float noise moves a few elements by far less, and the mean not at all.
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4, msg=k)
+        assert (a - b).abs().mean() < 1e-6, k
 
 
 @pytest.mark.parametrize("kw, match", [
