@@ -9,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..utils import VlmkitError
+from ..utils import as_numpy
 
 PAIR_COLOURS = {"positive (labelled)": "#2ca02c", "false negative (true, unlabelled)": "#ff7f0e",
                 "true negative": "#7f7f7f"}
@@ -31,7 +32,7 @@ def similarity_histogram(sims: Any, labels: Any, positives: Any, *, title: str =
     number of pairs.  True negatives are subsampled to ``max_negatives`` (seeded); the legend
     counts every pair.
     """
-    s = np.asarray(sims.detach().cpu() if hasattr(sims, "detach") else sims, dtype=np.float64)
+    s = as_numpy(sims, "sims", dtype=np.float64)
     t = pair_types(labels, positives)
     if s.shape != t.shape:
         raise VlmkitError(f"sims {s.shape} and labels {t.shape} differ in shape")

@@ -9,15 +9,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..utils import VlmkitError
+from ..utils import VlmkitError, as_numpy
 
 IMG_COLOUR, TXT_COLOUR, LINE_COLOUR = "#1f77b4", "#d62728", "rgba(120,120,120,0.35)"
 
 
 def _np(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+    return as_numpy(x, "embeddings", dtype=np.float64)
 
 
 def project_embeddings(img: Any, txt: Any, method: str = "pca", dim: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
