@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..utils import VlmkitError
-from ..utils import as_numpy
+from ..utils import VlmkitError, as_numpy
 
 PAIR_COLOURS = {"positive (labelled)": "#2ca02c", "false negative (true, unlabelled)": "#ff7f0e",
                 "true negative": "#7f7f7f"}
