@@ -16,14 +16,19 @@
 # %% [markdown]
 # # 05 · Uncertainty vs accuracy (VACSR)
 #
-# VACSR Fig. 3: per query, the uncertainty of its top-1 pair; 10 equal-width bins; R@1 per
-# bin; Pearson r (the paper reports r ≈ −0.93). Correct = the top-1 is *true*: exact truth on the
-# embedded data, extended positives where given, else the one-to-one labels (each table says which).
-# Also: do false negatives get higher uncertainty than true negatives (AUROC)?
+# VACSR Fig. 3 under **the paper's protocol first**: per query, the uncertainty σ² of its top-1
+# pair; 10 equal-width bins; R@1 per bin under the **one-to-one labels** (COCO's binary labels);
+# Pearson r with a bootstrap 95 % interval (the paper: −0.931 i→t, −0.903 t→i). Beside it the
+# **control** — the same bins with uncertainty := −score — so you see at once whether σ² says
+# anything the score does not. Then the exact-truth view (a top-1 false negative counts as
+# correct), equal-count bins, the AUROC of σ² for top-1 errors within score strata, Appendix H's
+# ranking view (mean σ² over the top-k vs AP@R), and whether false negatives get higher
+# uncertainty than true negatives (AUROC). Every table names its protocol.
 
 # %% tags=["parameters"]
 run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes
-n_bins: int = 10  # equal-width uncertainty bins
+n_bins: int = 10  # uncertainty bins (equal-width as in the paper; equal-count shown too)
+n_boot: int = 200  # bootstrap resamples for the 95 % interval of Pearson r (0: none)
 query: int = 0  # query shown by the query picker (an image for i2t, a caption for t2i)
 k: int = 10  # items shown per query
 
@@ -33,7 +38,9 @@ from IPython.display import display
 
 from vlmkit import analysis, viz
 from vlmkit import workbook as wb
-from vlmkit.metrics import false_negative_auroc, top1_uncertainty, uncertainty_bins, uncertainty_correlation
+from vlmkit.metrics import false_negative_auroc
+from vlmkit.vacsr import fig3_report
+from vlmkit.vacsr.fig3 import LABELS, TRUTH
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
@@ -43,23 +50,31 @@ with_unc = [k for k, v in wb.list_methods(run).items() if v.get("has_uncertainty
 print("methods with uncertainty:", with_unc)
 
 # %%
-rows = []
-P = ds.positives()
+rows, P = [], ds.positives()
 for name in with_unc:
     m = wb.load_method(run, name)
-    for d, S, U, Pd in (("i2t", m["scores"], m["uncertainty"], P), ("t2i", m["scores"].T, m["uncertainty"].T, P.T)):
-        u, ok = top1_uncertainty(S, Pd, U)
-        bins = uncertainty_bins(u, ok, n_bins)
-        c = uncertainty_correlation(u, ok, n_bins)
-        rows.append({"method": name, "direction": d, "pearson": c["pearson"], "spearman": c["spearman"], "n_queries": c["n_queries"]})
-        wb.write_table(run, f"uncertainty_bins_{name}_{d}", bins, protocol=f"top-1 uncertainty bins, correct = {truth}, {ds.name}")
-        wb.show(viz.uncertainty_figure(bins, c["pearson"], title=f"{name} {d}: R@1 per uncertainty bin ({ds.name}, {truth})"), run, f"05_uncertainty_{name}_{d}")
+    rep = fig3_report(m["scores"], m["uncertainty"], ds.labels(), P if ds.has_extended_positives else None, n_bins=n_bins, n_boot=n_boot)
+    for part in ("summary", "bins", "strata", "ranking"):  # each row's protocol: "labels" (one-to-one, the paper's) or the truth
+        wb.write_table(run, f"fig3_{part}_{name}", rep[part])
+    summ = rep["summary"].set_index(["direction", "protocol", "source", "binning"])
+    for d in ("i2t", "t2i"):
+        wb.show(viz.fig3_figure(rep, d, title=f"{name} ({ds.name})"), run, f"05_fig3_{name}_{d}")
+        r = {"method": name, "direction": d,
+             "pearson": summ.loc[(d, LABELS, "sigma2", "width"), "pearson_r"],
+             "pearson_ci": f"[{summ.loc[(d, LABELS, 'sigma2', 'width'), 'ci_low']:.2f}, {summ.loc[(d, LABELS, 'sigma2', 'width'), 'ci_high']:.2f}]",
+             "pearson_control": summ.loc[(d, LABELS, "-score", "width"), "pearson_r"]}
+        if ds.has_extended_positives:
+            r["pearson_truth"] = summ.loc[(d, TRUTH, "sigma2", "width"), "pearson_r"]
+        rows.append(r)
+    display(rep["summary"].round(3))
     if ds.has_extended_positives:
         a = false_negative_auroc(m["uncertainty"], ds.caption_image, P)
         rows.append({"method": name, "direction": "pairs", "fn_auroc": a["auroc"], "n_queries": a["n_false_negatives"]})
 unc = pd.DataFrame(rows)
 if with_unc:
-    wb.write_table(run, "uncertainty", unc, protocol=f"uncertainty–R@1 Pearson r over {n_bins} bins, correct = {truth}; FN AUROC over all unlabelled pairs ({ds.name})")
+    wb.write_table(run, "uncertainty", unc, protocol=f"Pearson r of bin R@1 vs bin-mean top-1 uncertainty, {n_bins} equal-width bins: pearson = σ², correct = one-to-one "
+                   f"labels (the paper's Fig. 3); pearson_control = −score, same labels; pearson_truth = σ², correct = {truth}; "
+                   f"fn_auroc = σ² of false vs true negatives over all unlabelled pairs ({ds.name})")
     print(unc.to_string())
 else:
     print("note: no method with uncertainty in this run (VACSR was not trained); nothing to show")

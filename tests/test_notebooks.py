@@ -183,7 +183,7 @@ def test_05_to_08_on_labels_only_data_never_claim_exact_truth(tmp_path, shown_ti
     _run_sources(["05", "06", "07", "08"], run)
     text = "\n".join(shown_titles) + "\n" + _protocol_texts(run)
     assert "exact truth" not in text and "extended positives" not in text, text
-    assert "correct = one-to-one labels" in text and "05_uncertainty_vacsr_i2t" in text and "07_reliability_pretrained_t2i:" in text
+    assert "correct = one-to-one labels" in text and "05_fig3_vacsr_i2t" in text and "07_reliability_pretrained_t2i:" in text
     cal = pd.read_csv(run / "tables" / "calibration.csv")
     assert "ece_labels" in cal and "ece_truth" not in cal and cal.ece_labels.between(0, 100).all()
     summary = pd.read_csv(run / "tables" / "summary.csv")
@@ -199,7 +199,11 @@ def test_05_to_08_on_the_embedded_data_name_exact_truth_and_keep_both_eces(tmp_p
     from vlmkit import workbook as wb
 
     name = wb.run_dataset(run).name
-    assert f"05_uncertainty_vacsr_i2t: vacsr i2t: R@1 per uncertainty bin ({name}, exact truth)" in titles
+    assert f"05_fig3_vacsr_i2t: vacsr ({name}) — i2t, correct = one-to-one labels (the paper's protocol), equal-width bins" in titles
+    unc = pd.read_csv(run / "tables" / "uncertainty.csv")
+    assert {"pearson", "pearson_control", "pearson_truth", "fn_auroc"} <= set(unc.columns)
+    fig3 = pd.read_csv(run / "tables" / "fig3_summary_vacsr.csv")
+    assert set(fig3.protocol) == {"labels", "exact truth"} and set(fig3.source) == {"sigma2", "-score"}
     assert "07_reliability_vacsr_i2t_truth" in titles and "correct = exact truth" in titles and "correct = one-to-one labels" in titles
     cal = pd.read_csv(run / "tables" / "calibration.csv")
     assert cal[["ece_labels", "ece_truth"]].notna().all(axis=None) and (cal.truth == "exact truth").all()

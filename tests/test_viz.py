@@ -526,3 +526,28 @@ def test_display_bundle_png_scaled_plotly_json_capped_no_html(tmp_path):
     assert set(viz.display_bundle(_fig(), None, "t", max_json_bytes=size - 1)) == {"text/plain"}
     assert set(viz.display_bundle(_fig(), None, "t", max_json_bytes=size)) == {"text/plain", viz_io.PLOTLY_MIME}
     assert set(viz.display_bundle(_fig(), None, "t", interactive=False)) == {"text/plain"}
+
+
+def test_fig3_figure_shows_sigma2_beside_the_score_control():
+    import torch
+
+    from vlmkit.vacsr import fig3_report
+    from vlmkit.viz import fig3_figure
+
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    scores = torch.randn(n, n, generator=g) + 3 * torch.eye(n)
+    unc = torch.rand(n, n, generator=g)
+    labels = torch.eye(n, dtype=torch.bool)
+    rep = fig3_report(scores, unc, labels, n_boot=20)
+    fig = fig3_figure(rep, "i2t")
+    assert len(fig.data) == 2  # σ² and the −score control
+    s = rep["summary"].set_index(["direction", "protocol", "source", "binning"])
+    for trace, source in zip(fig.data, ("sigma2", "-score")):
+        b = rep["bins"]
+        b = b[(b.direction == "i2t") & (b.protocol == "labels") & (b.binning == "width") & (b.source == source) & (b["count"] > 0)]
+        assert list(trace.y) == pytest.approx(list(100 * b["r1"]))
+        assert f"{s.loc[('i2t', 'labels', source, 'width'), 'pearson_r']:.3f}" in trace.name
+    assert "one-to-one labels" in fig.layout.title.text
+    with pytest.raises(VlmkitError, match="exact truth"):
+        fig3_figure(rep, "i2t", protocol="exact truth")  # no truth was given

@@ -115,8 +115,8 @@ def test_method_registry_and_summary(tmp_path):
                                                       {"method": "b", "direction": "pairs", "fn_auroc": 0.7}]), protocol="p")
     s = method_summary(tmp_path).set_index("method")
     assert s.loc["a", "R@1 i2t [full 3x3]"] == 100.0
-    assert s.loc["b", "unc–R@1 r i2t"] == -0.9 and s.loc["b", "FN-vs-TN AUROC"] == 0.7
-    assert "unc–R@1 r pairs" not in s.columns
+    assert s.loc["b", "unc–R@1 r [one-to-one labels] i2t"] == -0.9 and s.loc["b", "FN-vs-TN AUROC of σ²"] == 0.7
+    assert not [c for c in s.columns if c.endswith("pairs")]
 
 
 def test_summary_ece_is_the_labels_protocol_and_the_truth_ece_its_own_column(tmp_path):
@@ -265,8 +265,8 @@ def test_show_under_papermill_puts_the_figure_into_the_executed_notebook(tmp_pat
 
 FIGURES = ["00_random_init_cones", "00_temperature_gap", "01_census", "01_example_captions", "03_gap_per_method",
            "00_shift", "03_gap_shift", "03_embeddings_pretrained_pca", "03_embeddings_contrastive_pca", "03_embeddings_m2mix_pca",
-           "03_embeddings_pretrained_pca3d", "04_slerp_path", "04_hardness", "05_uncertainty_vacsr_i2t",
-           "05_uncertainty_vacsr_t2i", "06_similarity_pretrained", "06_similarity_vacsr", "06_similarity_m2mix",
+           "03_embeddings_pretrained_pca3d", "04_slerp_path", "04_hardness", "05_fig3_vacsr_i2t",
+           "05_fig3_vacsr_t2i", "06_similarity_pretrained", "06_similarity_vacsr", "06_similarity_m2mix",
            "07_reliability_pretrained_i2t", "07_reliability_vacsr_t2i", "07_reliability_contrastive_i2t",
            "08_retrieval_table", "08_summary_table"]
 

@@ -342,7 +342,8 @@ def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
             if src in rec and not pd.isna(rec[src]):
                 out.setdefault(rec["method"], {})[f"ECE % {rec['direction']} [{proto}]"] = rec[src]
     for name, cols in (("gap", {"gap": "gap ‖Δ‖"}),
-                       ("uncertainty", {"pearson": "unc–R@1 r", "fn_auroc": "FN-vs-TN AUROC"})):
+                       ("uncertainty", {"pearson": "unc–R@1 r [one-to-one labels]", "pearson_control": "−score control r [one-to-one labels]",
+                                        "pearson_truth": "unc–R@1 r [truth]", "fn_auroc": "FN-vs-TN AUROC of σ²"})):
         t = read_table(run_dir, name)
         if t is None or t.empty:
             continue

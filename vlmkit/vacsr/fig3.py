@@ -42,6 +42,7 @@ from vlmkit.metrics.uncertainty import auroc, bin_index
 from vlmkit.utils import VlmkitError
 
 DIRECTIONS = ("i2t", "t2i")
+LABELS, TRUTH = "labels", "exact truth"  # the two values of the ``protocol`` column
 
 
 def _dense(x: Any, name: str, dtype=torch.float64) -> Tensor:
@@ -133,9 +134,9 @@ def fig3_report(scores: Any, uncertainty: Any, labels: Any, truth: Any | None = 
     """
     s = _dense(scores, "scores")
     u = _dense(uncertainty, "uncertainty")
-    protos = {"labels": _dense(labels, "labels", None).bool()}
+    protos = {LABELS: _dense(labels, "labels", None).bool()}
     if truth is not None:
-        protos["exact truth"] = _dense(truth, "truth", None).bool()
+        protos[TRUTH] = _dense(truth, "truth", None).bool()
     for name, m in {"uncertainty": u, **protos}.items():
         if m.shape != s.shape:
             raise VlmkitError(f"{name}: shape {tuple(m.shape)} differs from scores {tuple(s.shape)}")

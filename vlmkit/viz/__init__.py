@@ -1,12 +1,12 @@
 """Figures for the workbook (plotly). Every function returns a ``go.Figure`` with labelled axes,
 a legend and a title; :func:`save_figure` writes offline HTML and PNG when possible."""
 
-from .distributions import pair_types, reliability_figure, similarity_histogram, uncertainty_figure
+from .distributions import fig3_figure, pair_types, reliability_figure, similarity_histogram, uncertainty_figure
 from .embeddings import embedding_figure, gap_bar_figure, gap_shift_figure, project_embeddings, subsample_pairs
 from .io import display_bundle, png_available, save_figure
 from .mixing import hardness_figure, slerp_path_figure
 from .tables import table_figure, table_html
 
 __all__ = ["embedding_figure", "gap_bar_figure", "gap_shift_figure", "project_embeddings", "subsample_pairs",
-           "pair_types", "reliability_figure", "similarity_histogram", "uncertainty_figure",
+           "fig3_figure", "pair_types", "reliability_figure", "similarity_histogram", "uncertainty_figure",
            "hardness_figure", "slerp_path_figure", "table_figure", "table_html", "display_bundle", "png_available", "save_figure"]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..utils import VlmkitError, as_numpy
 
@@ -84,4 +85,34 @@ def uncertainty_figure(bins: pd.DataFrame, r: float, *, title: str = "Uncertaint
                                marker=dict(size=size), customdata=b["count"], hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata}"))
     fig.update_layout(title=f"{title} — Pearson r = {r:.3f}", xaxis_title="mean uncertainty of top-1 pair (bin)",
                       yaxis_title="R@1 (%)", showlegend=True, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def fig3_figure(report: dict, direction: str, protocol: str = "labels", binning: str = "width", *,
+                title: str = "VACSR Fig. 3") -> go.Figure:
+    """Fig. 3 of one direction and protocol from :func:`vlmkit.vacsr.fig3_report`: R@1 per bin of
+    the top-1 pair's σ² (left) beside the control, uncertainty := −score (right), each titled
+    with its Pearson r and bootstrap 95 % interval; point size ∝ queries in the bin."""
+    b, s = report["bins"], report["summary"]
+    key = (b["direction"] == direction) & (b["protocol"] == protocol) & (b["binning"] == binning)
+    if not key.any():
+        raise VlmkitError(f"fig3_figure: the report has no bins for direction={direction!r}, protocol={protocol!r}, binning={binning!r}")
+    names = []
+    for source in ("sigma2", "-score"):
+        row = s[(s["direction"] == direction) & (s["protocol"] == protocol) & (s["binning"] == binning) & (s["source"] == source)].iloc[0]
+        label = "σ² (VACSR)" if source == "sigma2" else "control: −score"
+        names.append(f"{label}: r = {row['pearson_r']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=names)
+    for col, source in enumerate(("sigma2", "-score"), start=1):
+        d = b[key & (b["source"] == source) & (b["count"] > 0)]
+        size = 8 + 22 * np.sqrt(d["count"] / d["count"].max())
+        fig.add_trace(go.Scatter(x=d["mean_uncertainty"], y=100 * d["r1"], mode="lines+markers", marker=dict(size=size),
+                                 name=names[col - 1], customdata=np.stack([d["count"], d["hits"]], axis=1),
+                                 hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata[0]}, hits=%{customdata[1]}"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text="mean top-1 uncertainty (bin)" if source == "sigma2" else "mean −(top-1 score) (bin)", row=1, col=col)
+    fig.update_yaxes(title_text="R@1 (%)", row=1, col=1)
+    truth = "one-to-one labels (the paper's protocol)" if protocol == "labels" else protocol
+    fig.update_layout(title=f"{title} — {direction}, correct = {truth}, {binning == 'width' and 'equal-width' or 'equal-count'} bins",
+                      showlegend=False, height=420)
     return fig
