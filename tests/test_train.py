@@ -299,3 +299,22 @@ def test_the_loop_follows_the_scheduler_and_not_pretrain():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "pretrain" not in imported and ".pretrain" not in imported and "schedule" in imported
     assert not hasattr(loop, "cosine_lr") and loop.warmup_cosine.__module__ == "vlmkit.train.schedule"
+
+
+def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
+    from vlmkit.train.schedule import step_decay
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.5)
+    sched = step_decay(opt, 3)
+    seen = []
+    for _ in range(5):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([0.5, 0.5, 0.5, 0.05, 0.05])
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    opt2.param_groups[0]["initial_lr"] = 0.5
+    assert step_decay(opt2, 3, last_step=3).optimizer.param_groups[0]["lr"] == pytest.approx(0.05)  # rebuilt mid-run
+    with pytest.raises(VlmkitError, match="at="):
+        step_decay(opt, -1)

@@ -43,7 +43,7 @@ from ..utils import (VlmkitError, atomic_dir, atomic_torch_save, atomic_write_js
                      seed_everything)
 from . import distributed as D
 from .config import TrainConfig
-from .schedule import warmup_cosine
+from .schedule import step_decay, warmup_cosine
 
 CHECKPOINT = "checkpoint.pt"
 TIME_KEYS = ("seconds", "step_ms")  # history fields that differ between identical runs
@@ -158,7 +158,7 @@ def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int, steps_pe
     == "step"`` the VACSR paper's: constant, ×0.1 from epoch round(step_frac · epochs) on."""
     if cfg.method == "vacsr-joint" and cfg.vacsr_option("schedule") == "step":
         at = int(round(cfg.vacsr_option("step_frac") * cfg.epochs)) * steps_per_epoch
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 if s >= at else 1.0, last_epoch=last_step)
+        return step_decay(opt, at, 0.1, last_step=last_step)
     return warmup_cosine(opt, int(cfg.warmup_frac * total), total, last_step=last_step)
 
 

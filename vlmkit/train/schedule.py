@@ -44,3 +44,12 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
     if warmup_steps > total_steps:
         raise VlmkitError(f"warmup_steps={warmup_steps} exceeds total_steps={total_steps}")
     return LambdaLR(optimizer, lambda s: warmup_cosine_factor(s, warmup_steps, total_steps), last_epoch=last_step)
+
+
+def step_decay(optimizer: torch.optim.Optimizer, at: int, factor: float = 0.1, last_step: int = -1) -> LambdaLR:
+    """A :class:`~torch.optim.lr_scheduler.LambdaLR` that keeps each group's ``initial_lr`` and
+    multiplies it by ``factor`` from step ``at`` on (the VACSR paper's ×0.1 at epoch 15 of 25;
+    the caller decides whether a "step" is an optimiser step or an epoch)."""
+    if isinstance(at, bool) or not isinstance(at, int) or at < 0:
+        raise VlmkitError(f"at={at!r}: expected an integer ≥ 0")
+    return LambdaLR(optimizer, lambda s: factor if s >= at else 1.0, last_epoch=last_step)

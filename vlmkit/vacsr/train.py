@@ -114,10 +114,13 @@ def train_on_features(img_feats: Tensor, txt_feats: Tensor, caption_image: Tenso
     step_epoch = int(round(lr_step_frac * epochs))
     n_batches = (M + batch_size - 1) // batch_size
     bar = progress(total=max(0, epochs - start) * n_batches, desc="VACSR train") if show_progress else None
+    from vlmkit.train.schedule import step_decay  # here: vlmkit.train imports vlmkit.vacsr
+
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", lr)
+    sched = step_decay(opt, step_epoch, 0.1, last_step=start - 1)  # stepped once per epoch
     for epoch in range(start, epochs):
         adapter.train()
-        for group in opt.param_groups:
-            group["lr"] = lr * (0.1 if epoch >= step_epoch else 1.0)
         g_perm = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         g_noise = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + epoch + 7_919)
         perm = torch.randperm(M, generator=g_perm).to(dev)
@@ -140,6 +143,7 @@ def train_on_features(img_feats: Tensor, txt_feats: Tensor, caption_image: Tenso
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}", refresh=False)
+        sched.step()
         rec: dict[str, float] = {"epoch": epoch, **{k: v / n_batches for k, v in sums.items()}}
         if val is not None:
             adapter.eval()
