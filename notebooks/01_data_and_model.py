@@ -32,6 +32,7 @@ model: str = ""  # open_clip architecture of `pretrained` (empty: the stand-in's
 pretrained: str = "stand-in"  # stand-in (shipped), an open_clip tag in the local cache, a .pt/.safetensors file or a save_model dir
 cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.cache/vlmkit
 device: str = "auto"  # auto (GPU when present), cpu or cuda
+n_show: int = 8  # test images shown with their captions
 
 # %%
 from pathlib import Path
@@ -63,6 +64,23 @@ feats = encode_dataset(loaded, ds, cache_dir=cache / "features")
 wb.register_method(run, "pretrained", img=feats.images, txt=feats.texts,
                    info={"score_kind": "cosine", "description": "zero-shot: the pretrained checkpoint"})
 print("test features:", tuple(feats.images.shape), tuple(feats.texts.shape))
+
+# %% [markdown]
+# ## The data, seen
+# Test images with the captions written for them (coloured by specificity: green = detailed,
+# red = gist), and the image with the most **false negatives**: captions written for other
+# images that are true of it, yet labelled negative. Also saved as `figures/01_test_images.html`.
+
+# %%
+from IPython.display import HTML
+
+from vlmkit.utils import atomic_write_text
+
+seen = viz.image_grid_html(ds, range(min(n_show, ds.num_images)), title=f"{ds.name}: test images and their captions")
+if ds.has_extended_positives:
+    seen += viz.false_negative_captions_html(ds, None)
+display(HTML(seen))
+atomic_write_text(run / "figures" / "01_test_images.html", f"<html><head><meta charset='utf-8'></head><body>{seen}</body></html>")
 
 # %% [markdown]
 # ## False-negative census

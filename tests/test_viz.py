@@ -551,3 +551,45 @@ def test_fig3_figure_shows_sigma2_beside_the_score_control():
     assert "one-to-one labels" in fig.layout.title.text
     with pytest.raises(VlmkitError, match="exact truth"):
         fig3_figure(rep, "i2t", protocol="exact truth")  # no truth was given
+
+
+def test_image_grid_shows_each_image_with_its_captions_by_specificity():
+    import base64
+    import io as _io
+    import re
+
+    from PIL import Image
+
+    from vlmkit.data import make_shapes
+    from vlmkit.viz import image_grid_html
+    from vlmkit.viz.images import SPEC_COLOURS
+
+    ds = make_shapes("test", n_images=6)
+    html = image_grid_html(ds, [0, 3], columns=2, size=96, title="t")
+    uris = re.findall(r"src='data:image/png;base64,([^']+)'", html)
+    assert len(uris) == 2
+    img = Image.open(_io.BytesIO(base64.b64decode(uris[1])))
+    assert img.size == (96, 96)
+    small = np.asarray(img.resize((64, 64), Image.NEAREST))
+    assert np.array_equal(small, np.asarray(ds.load_image(3).convert("RGB")))  # the image itself, scaled
+    for c in list(ds.captions_of(0)) + list(ds.captions_of(3)):
+        assert ds.captions[c] in html
+    spec4 = ds.captions[ds.captions_of(3)[0]]
+    assert f"<li style='color:{SPEC_COLOURS[4]}'>{spec4}" in html
+    with pytest.raises(VlmkitError, match="out of range"):
+        image_grid_html(ds, [6])
+
+
+def test_false_negative_captions_are_the_true_captions_of_other_images():
+    from vlmkit.data import make_shapes
+    from vlmkit.viz import false_negative_captions_html
+
+    ds = make_shapes("test", n_images=60, preset="stress")
+    counts = ds.false_negatives().sum(axis=1)
+    html = false_negative_captions_html(ds, None, k=1000)
+    best = int(np.argmax(counts))
+    assert f"<b>Image {best}</b>" in html and f"{counts[best]} captions of other images" in html
+    for c in np.flatnonzero(ds.false_negatives()[best]):
+        assert f"written for image {int(ds.caption_image[c])}" in html
+    one = false_negative_captions_html(ds, best, k=2)
+    assert f"and {counts[best] - 2} more" in one
