@@ -64,7 +64,7 @@ print(summary.T.to_string())
 sections = [viz.table_html(summary, "Summary per method", f"{ds.name}; protocol in each column name."),
             viz.table_html(wide, "Retrieval", f"Protocol per row: 'full NxM' = R@K on the whole test split with one-to-one labels; {ranked}.")]
 for name, note in (("gap", "Centroid distance of unit test embeddings."), ("calibration", f"ECE (%) of top-1 retrieval; ece_labels: correct = the one-to-one label; ece_truth: correct = {truth}."),
-                   ("uncertainty", "VACSR Fig. 3 protocol: Pearson r of bin-mean uncertainty vs bin R@1."), ("census", "False negatives created by one-to-one labels."),
+                   ("uncertainty", "VACSR Fig. 3: Pearson r of bin R@1 vs bin-mean top-1 σ²; pearson = one-to-one labels (the paper's protocol), pearson_control = the same bins with −score, pearson_truth = against the dataset's truth; fn_auroc = σ² of false vs true negatives."), ("census", "False negatives created by one-to-one labels."),
                    ("hardness", "Cosine of anchor image to original vs mixed negatives.")):
     t = wb.read_table(run, name)
     if t is not None:

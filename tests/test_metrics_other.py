@@ -341,3 +341,23 @@ def test_classification_matches_torchmetrics_and_hand_cases():
         classification_metrics_from_logits(z[:3], lab)
     with pytest.raises(VlmkitError, match="d=8"):
         classification_logits(img, torch.randn(C, 4))
+
+
+def test_caption_census_against_brute_force():
+    from vlmkit.data.shapes import inject_noise, make_shapes
+    from vlmkit.metrics.census import caption_census
+
+    ds = inject_noise(make_shapes("val", n_images=40, preset="stress", seed=2), 0.3, seed=1)
+    pos = ds.positives()
+    own = pos[ds.caption_image, np.arange(ds.num_captions)]
+    assert np.array_equal(ds.labelled_pairs_true(), own)
+    t = caption_census(ds).set_index("specificity")
+    spec = ds.caption_meta["specificity"]
+    texts = np.array(ds.captions, dtype=object)
+    for value, mask in [("all", np.ones(ds.num_captions, bool))] + [(s, spec == s) for s in range(5)]:
+        row = t.loc[value]
+        assert row.n_captions == mask.sum()
+        assert row.positives_mean == pytest.approx(pos[:, mask].sum(0).mean())
+        assert row.duplicate_share == pytest.approx(1 - len(set(texts[mask])) / mask.sum())
+        assert row.moved == ds.caption_meta["moved"][mask].sum()
+        assert row.mismatched == (ds.caption_meta["moved"] & ~own)[mask].sum()

@@ -338,6 +338,21 @@ class PairDataset:
         """
         return self.positives(img_idx, cap_idx) & ~self.labels(img_idx, cap_idx)
 
+    def labelled_pairs_true(self, which: np.ndarray | None = None) -> np.ndarray:
+        """For each caption: is it true of the image it is labelled with?  (bool, length M;
+        ``which``: a caption mask to check, False elsewhere; computed per image, so memory stays
+        small.)  Without extended truth, every labelled pair counts as true."""
+        m = self.num_captions
+        mask = np.ones(m, bool) if which is None else np.asarray(which, bool)
+        if self.truth is None:
+            return mask.copy()
+        out = np.zeros(m, dtype=bool)
+        caps = np.flatnonzero(mask)
+        for img in np.unique(self.caption_image[caps]):
+            mine = caps[self.caption_image[caps] == img]
+            out[mine] = self.positives(np.array([img]), mine)[0]
+        return out
+
     # -- slicing
     def subset(self, image_indices: Iterable[int], name: str | None = None) -> "PairDataset":
         """The given images and all captions written for them, truth re-indexed."""

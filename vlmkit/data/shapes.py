@@ -624,27 +624,17 @@ def inject_noise(ds: PairDataset, ratio: float, seed: int = 0) -> PairDataset:
     all_img = np.arange(ds.num_images)
     meta = {key: np.asarray(v)[perm] for key, v in ds.caption_meta.items()}
     moved = (perm != np.arange(m)) | np.asarray(ds.caption_meta.get("moved", ds.caption_meta.get("noisy", np.zeros(m, bool))), bool)
-    truth = None if ds.truth is None else ds.truth.subset(all_img, perm)
     meta["moved"] = moved
-    meta["noisy"] = moved & ~_labelled_pair_true(truth, ds.caption_image, moved) if truth is not None else moved.copy()
-    return PairDataset(
+    noisy = PairDataset(
         name=f"{ds.name}-noise{ratio:g}",
         images=ds.images,
         captions=[ds.captions[j] for j in perm],
         caption_image=ds.caption_image.copy(),
         image_ids=list(ds.image_ids),
-        truth=truth,
+        truth=None if ds.truth is None else ds.truth.subset(all_img, perm),
         caption_meta=meta,
         image_meta=dict(ds.image_meta),
         skipped=list(ds.skipped),
     )
-
-
-def _labelled_pair_true(truth: Truth, caption_image: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """For each caption flagged in ``which``: is its text true of its labelled image?  (False elsewhere.)"""
-    out = np.zeros(len(caption_image), dtype=bool)
-    caps = np.flatnonzero(which)
-    for img in np.unique(caption_image[caps]):
-        mine = caps[caption_image[caps] == img]
-        out[mine] = truth.positives(np.array([img]), mine)[0]
-    return out
+    noisy.caption_meta["noisy"] = moved & ~noisy.labelled_pairs_true(moved) if noisy.truth is not None else moved.copy()
+    return noisy

@@ -78,7 +78,7 @@ def caption_census(dataset: Any, *, by: str | None = "specificity", chunk_size: 
     noise injection moved / whose text is not true of their labelled image
     (``caption_meta["moved"]`` / ``["noisy"]``, 0 without noise).
     """
-    per_caption = false_negative_counts(dataset, chunk_size) + _own_true(dataset)
+    per_caption = false_negative_counts(dataset, chunk_size) + dataset.labelled_pairs_true()
     texts = np.asarray(dataset.captions, dtype=object)
     meta = dataset.caption_meta
     m = len(texts)
@@ -96,13 +96,3 @@ def caption_census(dataset: Any, *, by: str | None = "specificity", chunk_size: 
                      "positives_mean": float(per_caption[mask].mean()), "positives_median": float(np.median(per_caption[mask])),
                      "moved": int(moved[mask].sum()), "mismatched": int(noisy[mask].sum())})
     return pd.DataFrame(rows)
-
-
-def _own_true(dataset: Any) -> np.ndarray:
-    """Whether each caption is true of its labelled image (chunked by image)."""
-    out = np.zeros(dataset.num_captions, dtype=np.int64)
-    ci = np.asarray(dataset.caption_image)
-    for img in np.unique(ci):
-        caps = np.flatnonzero(ci == img)
-        out[caps] = dataset.positives(np.array([img]), caps)[0]
-    return out
