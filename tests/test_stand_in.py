@@ -19,6 +19,10 @@ def test_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
     whole = pretrain_tiny(tmp_path / "whole", PretrainConfig(**SMALL), device="cpu")
     assert pretrain_tiny(tmp_path / "cut", PretrainConfig(**SMALL), device="cpu", stop_after_steps=3) is None
     assert (tmp_path / "cut" / ".partial.pt").is_file() and not (tmp_path / "cut" / CONFIG_NAME).exists()
+    from vlmkit.pretrain import _load_partial
+
+    state = _load_partial(tmp_path / "cut" / ".partial.pt", PretrainConfig(**SMALL))  # loads with weights_only=True
+    assert state is not None and len(state["history"]) == 3  # so the next call really resumes
     resumed = pretrain_tiny(tmp_path / "cut", PretrainConfig(**SMALL), device="cpu")
     for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
@@ -49,7 +53,7 @@ def test_shipped_stand_in_loads_offline_and_records_the_documented_recipe():
 @pytest.mark.slow
 def test_first_steps_of_a_fresh_run_reproduce_the_recorded_loss_history(tmp_path):
     pretrain_tiny(tmp_path / "again", PretrainConfig(), device="cpu", stop_after_steps=3)
-    state = torch.load(tmp_path / "again" / ".partial.pt", weights_only=False)
+    state = torch.load(tmp_path / "again" / ".partial.pt", weights_only=True)
     np.testing.assert_allclose(state["history"][:3], stand_in_record()["loss_history"][:3], rtol=2e-4)
 
 

@@ -105,7 +105,7 @@ def pretrain_tiny(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.bit_generator.state = state["gen"]
-        order, history, seconds = state["order"], state["history"], state["seconds"]
+        order, history, seconds = state["order"].numpy(), state["history"], state["seconds"]
         torch.set_rng_state(state["torch_rng"])
     for group in opt.param_groups:
         group.setdefault("initial_lr", cfg.lr)
@@ -133,7 +133,7 @@ def pretrain_tiny(
         if (done % cfg.checkpoint_every == 0 and done < cfg.steps) or stop:
             out_dir.mkdir(parents=True, exist_ok=True)
             atomic_torch_save({"key": cfg.key(), "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.bit_generator.state,
-                               "order": order, "history": history, "seconds": time.time() - start,
+                               "order": torch.from_numpy(order), "history": history, "seconds": time.time() - start,
                                "torch_rng": torch.get_rng_state()}, partial)
         if stop:
             return None
@@ -150,7 +150,7 @@ def _load_partial(path: Path, cfg: PretrainConfig) -> dict | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file, written by this module
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a torn or foreign file: start over rather than fail
         return None
     return state if isinstance(state, dict) and state.get("key") == cfg.key() else None
