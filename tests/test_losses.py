@@ -501,7 +501,59 @@ def test_bad_configs_and_inputs_raise_naming_the_parameter():
 
 
 def test_presets_registry():
-    assert set(available_losses()) == {"contrastive", "m2mix", "vmix", "lmix", "vlmix", "all"}
+    assert set(available_losses()) == {"contrastive", "m2mix", "m2mix-linear", "vmix", "lmix", "vlmix", "all"}
     assert make_loss("m2mix").terms == ("m2mix",) and make_loss("m2mix").alpha_m2mix == 0.5
     assert make_loss("contrastive").terms == ()
     assert make_loss("all", weight_vlmix=0.2).weight_vlmix == 0.2
+
+
+# ------------------------------------------------------------------ linear mixup (m²-Mix Tab. 6)
+def ref_lerp_vec(a: list[float], b: list[float], lam: float) -> list[float]:
+    m = [lam * x + (1 - lam) * y for x, y in zip(a, b)]
+    norm = math.sqrt(sum(x * x for x in m))
+    return [x / norm for x in m]
+
+
+def test_linear_mixup_renormalises_and_matches_the_brute_force_reference():
+    from vlmkit.losses.mixup import lerp_normalized
+
+    V, T = unit(7, 5, seed=40), unit(7, 5, seed=41)
+    for lam in (0.0, 0.3, 0.5, 1.0):
+        got = lerp_normalized(V, T, lam)
+        ref = torch.tensor([ref_lerp_vec(a, b, lam) for a, b in zip(V.tolist(), T.tolist())], dtype=torch.float64)
+        assert torch.allclose(got, ref, atol=1e-12) and torch.allclose(got.norm(dim=-1), torch.ones(7, dtype=torch.float64))
+    # linear mixing leaves the great circle's arc-length parametrisation: at λ = ½ both agree
+    # (the midpoint), elsewhere they differ for a wide angle
+    a, b = torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(lerp_normalized(a, b, 0.5), slerp(a, b, 0.5))
+    assert not torch.allclose(lerp_normalized(a, b, 0.2), slerp(a, b, 0.2), atol=1e-3)
+    # the m²-Mix loss with interp="linear" equals the reference with linear mixed negatives
+    lam, tau = 0.35, 0.07
+    Vl, Tl = V.tolist(), T.tolist()
+    n = len(Vl)
+    M = [ref_lerp_vec(Vl[j], Tl[j], lam) for j in range(n)]
+    li = sum(ce([dot(Vl[i], Tl[i] if j == i else M[j]) / tau for j in range(n)], onehot(n, i)) for i in range(n))
+    lt = sum(ce([dot(Tl[i], Vl[i] if j == i else M[j]) / tau for j in range(n)], onehot(n, i)) for i in range(n))
+    assert m2mix_loss(V, T, lam, interp="linear").item() == pytest.approx(li / n + lt / n, rel=1e-9)
+    assert m2mix_loss(V, T, lam, interp="linear").item() != pytest.approx(m2mix_loss(V, T, lam).item(), rel=1e-6)
+
+
+def test_m2mix_linear_preset_switches_only_the_interpolation():
+    V, T = unit(8, 6, seed=42), unit(8, 6, seed=43)
+    lin, geo = make_loss("m2mix-linear"), make_loss("m2mix")
+    assert lin.interp == "linear" and geo.interp == "slerp" and GeodesicMixupLoss().interp == "slerp"
+    assert lin.terms == geo.terms == ("m2mix",) and lin.weight_m2mix == geo.weight_m2mix and lin.alpha_m2mix == geo.alpha_m2mix
+    lam = {"m2mix": 0.4}
+    out = lin(V, T, lambdas=lam)
+    assert out.logs["m2mix"].item() == pytest.approx(m2mix_loss(V, T, 0.4, interp="linear").item(), rel=1e-12)
+    # slerp stays the default and unchanged: the preset equals the explicit slerp term
+    assert geo(V, T, lambdas=lam).logs["m2mix"].item() == pytest.approx(m2mix_loss(V, T, 0.4).item(), rel=1e-12)
+    # the uni-modal terms take the switch too
+    assert v_mix_loss(V, T, 0.3, interp="linear").item() != pytest.approx(v_mix_loss(V, T, 0.3).item(), rel=1e-6)
+    with pytest.raises(VlmkitError, match="interp"):
+        GeodesicMixupLoss(interp="cubic")
+    with pytest.raises(VlmkitError, match="interp"):
+        m2mix_loss(V, T, 0.5, interp="cubic")
+    from vlmkit.train import METHODS, TrainConfig
+
+    assert "m2mix-linear" in METHODS and TrainConfig(method="m2mix-linear").method == "m2mix-linear"

@@ -9,6 +9,9 @@
   averaged over the two directions.
 * :class:`GeodesicMixupLoss` — base contrastive loss + weighted mix terms, one λ ~ Beta(α, α)
   per term per call from a given ``torch.Generator``, mix terms scaled by ``1/(epoch+1)``.
+* ``interp="linear"`` (every term and the loss class): :func:`lerp_normalized` — linear
+  interpolation then re-normalisation — instead of slerp: the baseline of m²-Mix Tab. 6
+  ("geodesic vs linear mixup"); slerp stays the default.
 
 Every loss takes the gathered batch and the optional local-loss slice described in
 :mod:`vlmkit.losses._common`. In local-loss mode the mixed embeddings are formed from the
@@ -33,6 +36,7 @@ from vlmkit.utils import VlmkitError
 TAU = 0.01  # base temperature of the authors' runs (fixed; the model's logit scale is ignored)
 TAU2 = 0.07  # m²-Mix temperature (authors' --sep_scale --tau2 0.07)
 MIX_TERMS = ("vmix", "lmix", "vlmix", "m2mix")
+INTERPS = ("slerp", "linear")  # how two unit vectors are mixed (m²-Mix Tab. 6 compares the two)
 
 
 # --------------------------------------------------------------------------------------- slerp
@@ -82,6 +86,31 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: floa
     anti = torch.cos(phi) * a32 + torch.sin(phi) * ortho
     out = torch.where(degenerate, torch.where(cos > 0, lerp, anti), geo)
     return out.to(out_dtype)
+
+
+def lerp_normalized(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:
+    """Linear mixup then re-normalisation: ``normalize(λ·â + (1−λ)·b̂)`` with ``â, b̂`` the unit
+    inputs (λ weights ``a``, as in :func:`slerp`; same shapes, λ forms and dtype handling). An
+    antipodal pair at λ = ½ mixes to the zero vector, which stays zero (no direction to pick)."""
+    if a.shape != b.shape:
+        raise VlmkitError(f"b: expected the same shape as a {tuple(a.shape)}, got {tuple(b.shape)}")
+    out_dtype = torch.promote_types(a.dtype, b.dtype)
+    work = torch.float64 if out_dtype == torch.float64 else torch.float32
+    a32, b32 = F.normalize(a.to(work), dim=-1), F.normalize(b.to(work), dim=-1)
+    lam_t = torch.as_tensor(lam, dtype=work, device=a.device)
+    if not (lam_t.dim() == a.dim() and lam_t.shape[-1] == 1):
+        lam_t = lam_t.unsqueeze(-1)
+    return F.normalize(lam_t * a32 + (1.0 - lam_t) * b32, dim=-1, eps=1e-12).to(out_dtype)
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, interp: str = "slerp") -> torch.Tensor:
+    """``slerp(a, b; λ)`` (``interp="slerp"``, the paper's geodesic mixup) or
+    ``lerp_normalized(a, b; λ)`` (``"linear"``, the Tab. 6 baseline)."""
+    if interp == "slerp":
+        return slerp(a, b, lam)
+    if interp == "linear":
+        return lerp_normalized(a, b, lam)
+    raise VlmkitError(f"interp: expected one of {INTERPS}, got {interp!r}")
 
 
 # ------------------------------------------------------------------------------- Beta sampling
@@ -158,12 +187,14 @@ def m2mix_loss(
     local_offset: int | None = None,
     local_size: int | None = None,
     normalize: bool = True,
+    interp: str = "slerp",
 ) -> torch.Tensor:
     """m²-Mix: ``m_j = slerp(v_j, t_j; λ)``; image→text logits ``v_i·t_i`` on the diagonal and
-    ``v_i·m_j`` off it, text→image ``t_i·v_i`` / ``t_i·m_j``; both ``/τ₂``; CEs **summed**."""
+    ``v_i·m_j`` off it, text→image ``t_i·v_i`` / ``t_i·m_j``; both ``/τ₂``; CEs **summed**.
+    ``interp="linear"``: ``m_j = normalize(λ·v_j + (1−λ)·t_j)`` instead (:func:`mix`)."""
     lam = _check_lam(lam)
     n, off, size, v, t = _prepare(img_feats, txt_feats, local_offset, local_size, normalize, temperature)
-    m = slerp(v, t, lam)
+    m = mix(v, t, lam, interp)
     rows = slice(off, off + size)
     local = torch.arange(size, device=v.device)
     labels = local + off
@@ -174,41 +205,45 @@ def m2mix_loss(
 
 
 def _flip_mix_loss(img_feats, txt_feats, lam, mix_img: bool, mix_txt: bool, w_self: float, w_flip: float,
-                   temperature, local_offset, local_size, normalize) -> torch.Tensor:
+                   temperature, local_offset, local_size, normalize, interp: str = "slerp") -> torch.Tensor:
     """The V/L/VL-Mix pattern: mix the chosen modalities with the flipped batch (one λ), then
     the symmetric soft CE against ``w_self·I + w_flip·flip(I)`` (symmetric, so the text→image
     direction uses the same target rows)."""
     lam = _check_lam(lam)
     n, off, size, v, t = _prepare(img_feats, txt_feats, local_offset, local_size, normalize, temperature)
-    v = slerp(v, v.flip(0), lam) if mix_img else v
-    t = slerp(t, t.flip(0), lam) if mix_txt else t
+    v = mix(v, v.flip(0), lam, interp) if mix_img else v
+    t = mix(t, t.flip(0), lam, interp) if mix_txt else t
     y = _flip_targets(n, off, size, w_self, w_flip, v.device, v.dtype)
     rows = slice(off, off + size)
     return _symmetric_soft_ce(v[rows], t, t[rows], v, y, 1.0 / temperature)
 
 
 def v_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *, temperature: float = TAU,
-               local_offset: int | None = None, local_size: int | None = None, normalize: bool = True) -> torch.Tensor:
+               local_offset: int | None = None, local_size: int | None = None, normalize: bool = True,
+               interp: str = "slerp") -> torch.Tensor:
     """V-Mix: ``ṽ_i = slerp(v_i, v_{N−1−i}; λ)``, logits ``Ṽ·Tᵀ/τ``, soft targets
     ``λ·I + (1−λ)·flip(I)``, symmetric CE (mean of the two directions)."""
     return _flip_mix_loss(img_feats, txt_feats, lam, True, False, float(lam), 1.0 - float(lam), temperature,
-                          local_offset, local_size, normalize)
+                          local_offset, local_size, normalize, interp)
 
 
 def l_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *, temperature: float = TAU,
-               local_offset: int | None = None, local_size: int | None = None, normalize: bool = True) -> torch.Tensor:
+               local_offset: int | None = None, local_size: int | None = None, normalize: bool = True,
+               interp: str = "slerp") -> torch.Tensor:
     """L-Mix: ``t̃_j = slerp(t_j, t_{N−1−j}; λ)``, logits ``V·T̃ᵀ/τ``, soft targets
     ``λ·I + (1−λ)·flip(I)``, symmetric CE."""
     return _flip_mix_loss(img_feats, txt_feats, lam, False, True, float(lam), 1.0 - float(lam), temperature,
-                          local_offset, local_size, normalize)
+                          local_offset, local_size, normalize, interp)
 
 
 def vl_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *, temperature: float = TAU,
-                local_offset: int | None = None, local_size: int | None = None, normalize: bool = True) -> torch.Tensor:
+                local_offset: int | None = None, local_size: int | None = None, normalize: bool = True,
+               interp: str = "slerp") -> torch.Tensor:
     """VL-Mix: both modalities mixed with the flipped batch with the same λ, logits
     ``Ṽ·T̃ᵀ/τ``, targets ``I + flip(I)`` (the authors' unnormalised targets: every row sums
     to 2, i.e. twice the CE of the normalised targets), symmetric CE."""
-    return _flip_mix_loss(img_feats, txt_feats, lam, True, True, 1.0, 1.0, temperature, local_offset, local_size, normalize)
+    return _flip_mix_loss(img_feats, txt_feats, lam, True, True, 1.0, 1.0, temperature, local_offset, local_size, normalize,
+                          interp)
 
 
 _TERM_FNS = {"vmix": v_mix_loss, "lmix": l_mix_loss, "vlmix": vl_mix_loss, "m2mix": m2mix_loss}
@@ -232,7 +267,9 @@ class GeodesicMixupLoss:
     A term is active when its weight is > 0. ``λ_term ~ Beta(α_term, α_term)``, one draw
     per active term per call, in the order vmix, lmix, vlmix, m2mix. Defaults: no mix term
     (plain contrastive with τ = 0.01); the presets of :func:`vlmkit.losses.make_loss` set
-    the authors' weights. ``schedule=False`` drops the ``1/(epoch+1)`` factor.
+    the authors' weights. ``schedule=False`` drops the ``1/(epoch+1)`` factor. ``interp``:
+    ``"slerp"`` (default, geodesic mixup) or ``"linear"`` (linear mixup then re-normalisation,
+    m²-Mix Tab. 6's baseline), for every active term.
     """
 
     weight_contrastive: float = 1.0
@@ -248,8 +285,11 @@ class GeodesicMixupLoss:
     tau2: float = TAU2
     schedule: bool = True
     normalize: bool = True
+    interp: str = "slerp"
 
     def __post_init__(self) -> None:
+        if self.interp not in INTERPS:
+            raise VlmkitError(f"interp: expected one of {INTERPS}, got {self.interp!r}")
         for f in dataclasses.fields(self):
             val = getattr(self, f.name)
             if f.name.startswith("weight_") and not (isinstance(val, (int, float)) and val >= 0 and math.isfinite(val)):
@@ -306,7 +346,7 @@ class GeodesicMixupLoss:
         mix_scale = 1.0 / (int(epoch) + 1) if self.schedule else 1.0
         for term in self.terms:
             tau = self.tau2 if term == "m2mix" else self.tau
-            value = _TERM_FNS[term](img_feats, txt_feats, lambdas[term], temperature=tau, **loc)
+            value = _TERM_FNS[term](img_feats, txt_feats, lambdas[term], temperature=tau, interp=self.interp, **loc)
             total = total + mix_scale * getattr(self, f"weight_{term}") * value
             logs[term] = value.detach()
             logs[f"lambda_{term}"] = float(lambdas[term])

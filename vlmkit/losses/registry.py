@@ -5,6 +5,7 @@ name           configuration (base: symmetric InfoNCE with fixed τ = 0.01, weig
 =============  =====================================================================
 contrastive    base only (the authors' "FT" baseline)
 m2mix          + m²-Mix, weight 0.01, α = 0.5 (τ₂ = 0.07)
+m2mix-linear   m2mix with linear mixup + re-normalisation instead of slerp (m²-Mix Tab. 6)
 vmix           + V-Mix, weight 0.05, α = 0.5
 lmix           + L-Mix, weight 0.05, α = 0.5
 vlmix          + VL-Mix, weight 0.1, α = 0.5
@@ -27,6 +28,7 @@ from vlmkit.utils import VlmkitError
 LOSS_PRESETS: dict[str, dict[str, Any]] = {
     "contrastive": {},
     "m2mix": {"weight_m2mix": 0.01, "alpha_m2mix": 0.5},
+    "m2mix-linear": {"weight_m2mix": 0.01, "alpha_m2mix": 0.5, "interp": "linear"},
     "vmix": {"weight_vmix": 0.05, "alpha_vmix": 0.5},
     "lmix": {"weight_lmix": 0.05, "alpha_lmix": 0.5},
     "vlmix": {"weight_vlmix": 0.1, "alpha_vlmix": 0.5},

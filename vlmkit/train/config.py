@@ -10,7 +10,7 @@ from ..losses import LOSS_PRESETS, make_loss
 from ..utils import VlmkitError
 
 #: methods accepted by :class:`TrainConfig` (the mixup presets come from :mod:`vlmkit.losses`)
-METHODS = ("contrastive", "sigmoid", "m2mix", "vmix", "lmix", "vlmix", "all", "vacsr-joint")
+METHODS = ("contrastive", "sigmoid", "m2mix", "m2mix-linear", "vmix", "lmix", "vlmix", "all", "vacsr-joint")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 #: keys of ``TrainConfig.vacsr`` that belong to the loop, not to :class:`~vlmkit.vacsr.VACSRConfig`
 VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
