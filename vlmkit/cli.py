@@ -7,7 +7,8 @@
 Each run gets ``<out>/<timestamp>[-<grid point>]/`` with the executed notebooks, figures,
 tables, the report and ``run.json``.  A grid runs every combination (``seeds`` is an alias
 of ``seed``; inside a grid value ``+`` separates list items) and ends with
-``<out>/batch-<timestamp>/summary.csv|html``.  Exit code 1 if any run failed, 2 for bad
+``<out>/batch-<timestamp>/summary.csv`` and ``report.html`` (one comparison page across the grid
+points: ``vlmkit.report.build_grid_report``).  Exit code 1 if any run failed, 2 for bad
 arguments — among them a parameter that no notebook's ``parameters`` cell declares
 (papermill's inspection of the notebooks is the one list of known parameters).
 
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .kernel import ensure_kernel  # noqa: F401 (re-exported: vlmkit.cli.ensure_kernel)
-from .utils import VlmkitError, atomic_path, atomic_write_json, atomic_write_text
+from .utils import VlmkitError, atomic_path, atomic_write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -345,7 +346,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not run_chain(run_dir, {**params, **point}, point, only):
             failed += 1
     if len(grid) > 1:
-        from .viz import table_html
+        from .report import build_grid_report
         from .workbook import summarise_runs
 
         batch = out / f"batch-{stamp}"
@@ -353,13 +354,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         summ = summarise_runs(run_dirs)
         with atomic_path(batch / "summary.csv") as tmp:
             summ.to_csv(tmp, index=False)
-        atomic_write_text(batch / "summary.html",
-            "<html><head><meta charset='utf-8'><title>vlmkit batch summary</title></head><body>"
-            + table_html(summ, "Batch summary across runs",
-                         "Protocols as named in each row: R@K on the full test split with one-to-one labels "
-                         "(coco5k column = 'full NxM' unless N = 5,000); mAP@R over exact extended positives (ECCV-style).")
-            + "</body></html>")
-        print(f"batch summary: {batch / 'summary.csv'} ({len(summ)} rows; {failed} of {len(grid)} runs failed)")
+        page = build_grid_report(run_dirs, batch / "report.html")
+        print(f"batch summary: {batch / 'summary.csv'} ({len(summ)} rows; {failed} of {len(grid)} runs failed); comparison page: {page}")
     return 1 if failed else 0
 
 

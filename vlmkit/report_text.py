@@ -1,0 +1,87 @@
+"""The words and the style of the report (:mod:`vlmkit.report`): its sections, the narrative of
+each (what the figures show, what to look for) and the inline CSS (no external resources)."""
+
+from __future__ import annotations
+
+SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    # (anchor, title, figure-name prefixes, table-name glob patterns)
+    ("primer", "Primer: where the modality gap comes from", ("00_",), ("primer_cones",)),
+    ("data", "The data and its false negatives", ("01_",), ("census",)),
+    ("retrieval", "Zero-shot vs fine-tuned retrieval", ("02_", "08_"), ("summary", "retrieval", "methods", "history_*")),
+    ("gap", "The modality gap", ("03_",), ("gap", "gap_shift")),
+    ("mixed", "Mixed retrievals along the geodesic", ("04_",), ("slerp_path", "hardness")),
+    ("uncertainty", "Uncertainty: VACSR Fig. 3 and the −score control", ("05_",), ("uncertainty", "fig3_summary_*", "query_topk")),
+    ("histograms", "Similarity histograms", ("06_",), ("similarity_by_type",)),
+    ("reliability", "Reliability", ("07_",), ("calibration",)),
+)
+
+NARRATIVE: dict[str, str] = {
+    "primer": (
+        "A teaching warm-up on free embeddings and a randomly initialised encoder. Even before any training, "
+        "images and captions land in two narrow cones of the unit sphere; contrastive training at a low "
+        "temperature τ keeps the two cones apart. Look for how the gap grows as τ falls, and for the shift "
+        "experiment: moving one cloud along the gap vector changes the loss but hardly the ranking."),
+    "data": (
+        "The evaluation split: test images with the captions written for them, coloured by specificity "
+        "(green = full scene, red = gist). One-to-one labels call a caption positive only for the image it was "
+        "written for; the census counts the pairs that are true all the same but labelled negative — the false "
+        "negatives binary labels create. Look for how many captions are true of other images and at which "
+        "specificity they concentrate: gist captions are true of many images, full-scene captions of a few. "
+        "Real data without extended positives has no census."),
+    "retrieval": (
+        "Retrieval by every method of the run on the test split: <i>pretrained</i> is the zero-shot model, the "
+        "other rows were fine-tuned on the noisy training split (02) or re-scored by VACSR. R@K counts a hit when "
+        "a labelled match is in the top K (COCO protocol on the full N×M split; 'coco5k' only at 5,000 images); "
+        "mAP@R and R-P rank against the dataset's truth (ECCV Caption style) and so credit true-but-unlabelled "
+        "items that R@K counts as errors. Look for whether fine-tuning gains over zero-shot in both directions, "
+        "and whether R@1 and mAP@R move together: learning the labels' false negatives can raise R@1 and lower mAP@R."),
+    "gap": (
+        "The modality gap: image and text embeddings of one model occupy separate cones. The bars give the "
+        "distance ‖Δ‖ between the two centroids per method; the projections show both clouds with lines between "
+        "paired items; the shift experiment moves the clouds along Δ and records gap, R@1 and the contrastive loss. "
+        "Look for whether fine-tuning — m²-Mix above all, which mixes across modalities — narrows the gap, and "
+        "whether a smaller gap comes with better retrieval: the m²-Mix paper attributes the gains to uniformity "
+        "and alignment rather than to the gap itself."),
+    "mixed": (
+        "Geodesic mixes m = slerp(v, t; λ) of an image v and its caption t, from λ = 0 (the caption) to λ = 1 "
+        "(the image), and the gallery items nearest to each mix, marked relevant when true for the query pair. "
+        "Look for where along the path the neighbours switch from captions to images — with a wide gap the switch "
+        "is abrupt — and whether they stay relevant. The hardness table compares negatives: mixed negatives that "
+        "lie closer to the anchor image than the original ones are the hard negatives m²-Mix trains on."),
+    "uncertainty": (
+        "VACSR scores each pair as a distribution and reports its variance σ² as uncertainty. The paper's Fig. 3: "
+        "per query the σ² of its top-1 pair, 10 equal-width bins, R@1 per bin under one-to-one labels, and the "
+        "Pearson r of bin R@1 against bin σ² (paper: −0.931 i→t, −0.903 t→i). The control repeats this with "
+        "−score as the uncertainty: σ² carries information only where it beats the control. The same bins with "
+        "correctness under the dataset's truth, and the AUROC of σ² separating false from true negatives, follow. "
+        "Look for a negative r at least as strong as the control's, and an FN-vs-TN AUROC well above 0.5 — high "
+        "uncertainty on exactly the pairs the labels got wrong. The query picker lists one query's top-K with score, "
+        "σ², label and truth."),
+    "histograms": (
+        "Scores of all test pairs per method, split by pair type: labelled positives, false negatives (true but "
+        "labelled negative) and true negatives. Look for where the false negatives sit — near the positives, where "
+        "the model knows they are true and one-to-one labels penalise it, or among the negatives — and for the "
+        "overlap of positives and true negatives, which bounds what any threshold can separate. Fine-tuning on "
+        "one-to-one labels tends to push the false negatives down."),
+    "reliability": (
+        "Reliability diagrams of top-1 retrieval: the confidence the calibration table names against the fraction "
+        "correct, in 15 bins; ECE (in %) is the bin-weighted gap to the diagonal. Two protocols: correct = the "
+        "labelled match (one-to-one labels, as in the m²-Mix paper's Table 3) and correct = true under the dataset's "
+        "truth. Look for bars below the diagonal (over-confidence) and for the difference between the two ECEs: a "
+        "model that is confident about true-but-unlabelled matches looks miscalibrated under the labels alone."),
+}
+
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:26px;margin:0 0 8px}h2{font-size:20px;border-bottom:2px solid #dfe7f2;padding-bottom:4px;margin-top:36px}
+h3{font-size:15px;margin:18px 0 4px;color:#34495e}
+nav{margin:12px 0;font-size:13px}nav a{color:#2c5d8f;text-decoration:none}
+.rule{font-size:13px;color:#555;background:#f6f8fa;padding:6px 10px;border-left:3px solid #9ab}
+.narrative{max-width:80ch}.protocol{font-size:13px;color:#444;margin:4px 0}.more,.missing{font-size:13px;color:#8a5a00}
+table{border-collapse:collapse;font-size:13px;margin:4px 0 12px;display:block;overflow-x:auto;max-width:100%}
+th,td{border-bottom:1px solid #e3e6ea;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#eef2f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tbody tr:nth-child(even){background:#fafbfc}
+figure{margin:12px 0 20px}img.fig{max-width:100%;border:1px solid #e3e6ea}figcaption{font-size:12px;color:#666}
+.panel{margin:10px 0;overflow-x:auto}code{background:#f3f3f3;padding:0 3px}
+"""
