@@ -27,12 +27,14 @@ method: str = "pretrained"  # the registered method whose embeddings are used
 query: int = 0  # index of the query image (its first caption is t)
 k: int = 5  # gallery items shown per λ
 n_lambdas: int = 11  # λ grid size over [0, 1]
+strip_rows: int = 6  # λ rows in the static strip of retrieved images and captions
 mix_lambda: float = 0.5  # λ of the mixed negatives in the hardness comparison
 max_pairs: int = 400  # pairs in the hardness comparison
 seed: int = 0  # subsampling seed
 
 # %%
 import numpy as np
+from IPython.display import display
 
 from vlmkit import analysis, viz
 from vlmkit import workbook as wb
@@ -44,33 +46,26 @@ m = wb.load_method(run, method)
 first = wb.one_caption_per_image(ds.caption_image, ds.num_images)
 lambdas = np.linspace(0, 1, n_lambdas)
 
-
 # %%
-def path_table(q):
-    t = analysis.slerp_neighbours(m["img"][q], m["txt"][first[q]], m["img"], m["txt"], lambdas, k)
-    cap = first[q]
-    t["relevant"] = [bool(ds.positives([r.index], [cap])[0, 0]) if r.modality == "image" else bool(ds.positives([q], [r.index])[0, 0])
-                     for r in t.itertuples()]
-    t["label"] = [f"image {r.index}" if r.modality == "image" else ds.captions[r.index] for r in t.itertuples()]
-    return t
-
-path = path_table(query)
+path = viz.slerp_path_table(ds, m["img"], m["txt"], query, lambdas, k)
 truth = wb.truth_protocol(ds)
 wb.write_table(run, "slerp_path", path, protocol=f"{method}: top-{k} of slerp(v, t; λ) among {ds.num_images} images + {ds.num_captions} captions; relevant = {truth}")
 title = f"{method}: nearest items along slerp(image {query}, “{ds.captions[first[query]][:50]}”; λ); relevant = {truth}"
 wb.show(viz.slerp_path_figure(path, title=title), run, "04_slerp_path")
 print(path[path["rank"] == 1][["lam", "modality", "label", "similarity", "relevant"]].to_string())
 
+# %% [markdown]
+# ## The retrieved images and captions along the path
+# One row per λ: the nearest images (thumbnails) and captions (text), framed green when true for
+# the query pair. In JupyterLab the λ slider and the query box below re-render the row.
+
 # %%
+viz.show_html(viz.slerp_path_html(ds, path, max_rows=strip_rows, title=f"{method}: along slerp(image {query}, its caption; λ), relevant = {truth}"),
+              run, "04_slerp_strip")
 if not HEADLESS:
-    import ipywidgets as W
-    def _view(q, lam):
-        t = path_table(q)
-        print(t[np.isclose(t.lam, lambdas[np.abs(lambdas - lam).argmin()])][["rank", "modality", "label", "similarity", "relevant"]])
-        viz.slerp_path_figure(t, title=f"query image {q}").show()
-    W.interact(_view, q=W.IntSlider(0, 0, ds.num_images - 1), lam=W.FloatSlider(value=0.5, min=0, max=1, step=0.1, description="λ"))
+    display(viz.slerp_explorer(ds, m["img"], m["txt"], lambdas, query=query, k=k).widget)
 else:
-    print(f"headless: the view of query {query} is above (the λ slider and query picker need JupyterLab)")
+    print(f"headless: the strip of query {query} is above (the λ slider and query picker need JupyterLab)")
 
 # %% [markdown]
 # ## Mixed vs original negatives

@@ -31,12 +31,13 @@ n_bins: int = 10  # uncertainty bins (equal-width as in the paper; equal-count s
 n_boot: int = 200  # bootstrap resamples for the 95 % interval of Pearson r (0: none)
 query: int = 0  # query shown by the query picker (an image for i2t, a caption for t2i)
 k: int = 10  # items shown per query
+n_gallery: int = 12  # false negatives shown per method (and half as many true negatives for contrast)
 
 # %%
 import pandas as pd
 from IPython.display import display
 
-from vlmkit import analysis, viz
+from vlmkit import viz
 from vlmkit import workbook as wb
 from vlmkit.metrics import false_negative_auroc
 from vlmkit.vacsr import fig3_report
@@ -82,25 +83,36 @@ else:
 
 # %% [markdown]
 # ## Query picker: a query's top-K with scores, uncertainties and truth
-# In JupyterLab: pick the method, the direction and the query. Headless: query `query` is saved as a table.
+# The query image (i→t) or caption (t→i) and its top-K, each framed as **labelled positive**
+# (the one-to-one label), **false negative** (labelled negative but true) or **negative**, with
+# score and σ². In JupyterLab: pick the method, the direction and the query. Headless: query
+# `query` of the first method with uncertainty (else the first method), also saved as a table.
 
 # %%
-def topk_table(name, direction, q):
-    m = wb.load_method(run, name)
-    S, U = m["scores"], m["uncertainty"]
-    L, T = ds.labels(), P
-    if direction == "t2i":
-        S, U, L, T = S.T, (U.T if U is not None else None), L.T, T.T
-    t = analysis.query_topk(S, q, k=k, uncertainty=U, labels=L, truth=T)
-    t["item"] = [f"image {i}" for i in t["index"]] if direction == "t2i" else [ds.captions[i] for i in t["index"]]
-    return t
+reg = wb.list_methods(run)
+pick_method = with_unc[0] if with_unc else next(iter(reg))
+pm = wb.load_method(run, pick_method)
+pick = viz.query_table(ds, pm["scores"], pm["uncertainty"], "i2t", query, k)
+wb.write_table(run, "query_topk", pick, protocol=f"{pick_method}: top-{k} captions of image {query}, labels = one-to-one, true = {truth}")
+viz.show_html(viz.query_results_html(ds, pick, "i2t", query, title=f"{pick_method}: top-{k} captions of image {query} (true = {truth})"),
+              run, "05_query")
+if not HEADLESS:
+    def _scores(name):
+        b = wb.load_method(run, name)
+        return b["scores"], b["uncertainty"]
+    display(viz.query_picker(ds, _scores, list(reg), query=query, k=k).widget)
 
-if with_unc:
-    pick = topk_table(with_unc[0], "i2t", query)
-    wb.write_table(run, "query_topk", pick, protocol=f"{with_unc[0]}: top-{k} captions of image {query}, labels = one-to-one, true = {truth}")
-    print(pick.to_string())
-if with_unc and not HEADLESS:
-    import ipywidgets as W
-    W.interact(lambda method, direction, q: display(topk_table(method, direction, q)),
-               method=W.Dropdown(options=list(wb.list_methods(run))), direction=W.Dropdown(options=["i2t", "t2i"]),
-               q=W.IntText(value=query, description="query"))
+# %% [markdown]
+# ## False-negative gallery
+# The pairs the one-to-one labels call negative but the truth calls true, by the method's σ²
+# (highest first) — what VACSR claims to do is give these the highest uncertainty. Below each,
+# for contrast, the true negatives with the highest σ².
+
+# %%
+if not ds.has_extended_positives:
+    print(f"note: {ds.name} has only one-to-one labels (no extended positives): no false negatives to show")
+for name in (with_unc if ds.has_extended_positives else []):
+    m = wb.load_method(run, name)
+    viz.show_html(viz.false_negative_gallery_html(ds, m["scores"], m["uncertainty"], n=n_gallery, n_contrast=n_gallery // 2,
+                                                  title=f"{name}: false negatives by σ² ({ds.name}, true = {truth})"),
+                  run, f"05_false_negatives_{name}")

@@ -24,6 +24,7 @@
 # %% tags=["parameters"]
 run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes
 max_negatives: int = 200000  # true negatives sampled per histogram
+n_gallery: int = 8  # false negatives shown per method (and half as many true negatives for contrast)
 
 # %%
 import numpy as np
@@ -54,3 +55,19 @@ for name, info in reg.items():
 tab = pd.DataFrame(rows)
 wb.write_table(run, "similarity_by_type", tab, protocol=f"mean score per pair type over all {ds.num_images}x{ds.num_captions} pairs, pair type by one-to-one labels and {truth}")
 print(tab.to_string())
+
+# %% [markdown]
+# ## False negatives, seen
+# Per method: the pairs the one-to-one labels call negative but the truth calls true, by the
+# method's uncertainty σ² (highest first) — or by its score (highest first) where it has none —
+# and for contrast the true negatives ranked the same way.
+
+# %%
+if not ds.has_extended_positives:
+    print(f"note: {ds.name} has only one-to-one labels (no extended positives): no false negatives to show")
+for name in (reg if ds.has_extended_positives else []):
+    m = wb.load_method(run, name)
+    by = "σ²" if m["uncertainty"] is not None else "score"
+    viz.show_html(viz.false_negative_gallery_html(ds, m["scores"], m["uncertainty"], n=n_gallery, n_contrast=n_gallery // 2,
+                                                  title=f"{name}: false negatives by {by} ({ds.name}, true = {truth})"),
+                  run, f"06_false_negatives_{name}")
