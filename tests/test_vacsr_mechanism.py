@@ -137,3 +137,35 @@ def test_trained_positives_score_clearly_above_negatives_and_sigma2_is_spread():
     print(f"previous defaults: {old}")
     # what the issue measured: σ² saturated near 1, false negatives *less* uncertain than true ones
     assert old["var_mean"] > 0.8 and old["fn_auroc"] < 0.5, old
+
+
+def test_plain_sigmoid_preset_is_a_deterministic_mlp_with_the_sigmoid_loss_gradient():
+    """The ablation "same MLP, variational parts off": no sampling even in train mode, and the
+    parameter gradient of its total loss equals that of binary cross-entropy on the logits
+    (SigLIP's Σ ÷ B_t), while the paper preset's differs (sampling, KL, variance terms)."""
+    torch.manual_seed(0)
+    cfg = VACSRConfig.plain_sigmoid(8, enc_hidden=(16,), latent_dim=4, dec_hidden=(16,))
+    assert cfg.n_components == VACSRConfig(dim=8).n_components  # same architecture, K kept
+    ad = VACSRAdapter(cfg).double().train()
+    v = torch.nn.functional.normalize(torch.randn(5, 8, dtype=torch.float64), dim=1)
+    t = torch.nn.functional.normalize(torch.randn(7, 8, dtype=torch.float64), dim=1)
+    y = torch.zeros(5, 7, dtype=torch.bool)
+    y[torch.arange(5), torch.arange(5)] = True
+    a, b = ad(v, t), ad(v, t)
+    torch.testing.assert_close(a.logit, b.logit, atol=0, rtol=0)  # nothing sampled
+    params = [p for p in ad.parameters() if p.requires_grad]
+    g_plain = torch.autograd.grad(vacsr_loss(ad(v, t), y, cfg)[0], params, allow_unused=True)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(ad(v, t).logit, y.double(), reduction="sum") / 7
+    g_bce = torch.autograd.grad(bce, params, allow_unused=True)
+    moved = 0
+    for p, gp, gb in zip(params, g_plain, g_bce):  # None: no path from the loss (zero)
+        gp = torch.zeros_like(p) if gp is None else gp
+        gb = torch.zeros_like(p) if gb is None else gb
+        torch.testing.assert_close(gp, gb, atol=1e-12, rtol=1e-9)
+        moved += int(gb.abs().sum() > 0)
+    assert moved >= 4  # encoder, mixture head and decoder all receive the label's gradient
+    paper = VACSRConfig(**{**cfg.to_dict(), "variational": True, "mechanism": "hetero", "lambda_kl": 5e-4,
+                           "lambda_pos": 1.0, "lambda_neg": 1.0})
+    ad_p = VACSRAdapter(paper).double().train()
+    ad_p.load_state_dict(ad.state_dict())
+    assert not torch.equal(ad_p(v, t).logit, ad_p(v, t).logit)  # the paper's adapter samples z

@@ -194,7 +194,8 @@ class VACSRAdapter(nn.Module):
         """Score all B_v × B_t pairs (or, with ``aligned=True``, the pairs (v[p], t[p])).
 
         sample: draw z (Gumbel-softmax + reparameterisation); default ``self.training``.
-            ``sample=False`` is deterministic (see the module docstring).
+            ``sample=False`` (or ``config.variational=False``) is deterministic (see the module
+            docstring).
         chunk_size: process at most this many image rows at a time (all-pairs mode); the
             outputs are the same, peak activation memory is bounded by chunk_size × B_t.
         """
@@ -203,8 +204,7 @@ class VACSRAdapter(nn.Module):
             self.check_features(t, "text features t")
             if aligned and v.shape[0] != t.shape[0]:
                 raise VlmkitError(f"aligned pairs need as many images as captions, got {v.shape[0]} and {t.shape[0]}")
-        if sample is None:
-            sample = self.training
+        sample = (self.training if sample is None else sample) and self.config.variational
         if aligned:
             return self._forward_h1(self.first_layer_aligned(v, t), sample, generator, self.cosine(v, t, True))
         if chunk_size is None or chunk_size >= v.shape[0]:

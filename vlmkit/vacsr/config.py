@@ -51,6 +51,10 @@ class VACSRConfig:
         sigmoid_var: σ² = sigmoid(raw) ∈ (0, 1) (paper); False: σ² = exp(raw) ∈ (0, ∞) (ablation).
         inference: deterministic scoring; "mean" — z = Σ_k α_k μ_k (component means weighted
             by α, no sampling); "mode" — z = μ of the most likely component (argmax α).
+        variational: True (the paper): z is sampled while training (Gumbel-softmax +
+            reparameterisation). False: z is always the deterministic mean
+            (``inference``) — with :meth:`plain_sigmoid` the ablation "same MLP, variational parts
+            off".
         logit_noise: legacy ablation (only with ``mechanism="side"``): the decoder output is
             itself sampled in the reconstruction, logit = μ + σ·ε with the decoder's σ².
     Loss
@@ -91,6 +95,7 @@ class VACSRConfig:
     gumbel_hard: bool = False
     sigmoid_var: bool = True
     inference: str = "mean"
+    variational: bool = True
     logit_noise: bool = False
     mechanism: str = "hetero"
     lambda_recon: float = 1.0
@@ -165,6 +170,19 @@ class VACSRConfig:
         """
         kw: dict[str, Any] = dict(dim=dim, enc_hidden=(1024, 1024), latent_dim=512,
                                   n_components=2, dec_hidden=(1024, 1024))
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def plain_sigmoid(cls, dim: int = 512, **overrides: Any) -> "VACSRConfig":
+        """The same MLP with the variational parts off (issue #11's ablation): no sampling of z,
+        no KL, no variance losses, σ² not weighting the label (``mechanism="side"``). With the
+        straight-through sigmoid the reconstruction's gradient at the logit is then ŷ − y, exactly
+        the gradient of a plain sigmoid (binary cross-entropy) loss with SigLIP's 1/B_t
+        reduction; its σ² output is untrained and carries no information.
+        """
+        kw: dict[str, Any] = dict(dim=dim, variational=False, mechanism="side", lambda_kl=0.0,
+                                  lambda_pos=0.0, lambda_neg=0.0, use_ste=True)
         kw.update(overrides)
         return cls(**kw)
 
