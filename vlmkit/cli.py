@@ -370,8 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quick", action="store_true", help="tiny sizes for CI (a few minutes on 2 CPU cores)")
     r.add_argument("--only", help="comma-separated notebook numbers to run (e.g. 00,01)")
     r.add_argument("--run-dir", help="continue an existing run directory (e.g. rerun --only 03,08 there) instead of a new one")
+    from .claims.__main__ import add_arguments as claims_arguments, cmd_claims
+
+    claims_arguments(sub.add_parser("claims", help="the claims ledger: re-test every headline claim, write docs/results.md"))
     args = ap.parse_args(argv)
     try:
+        if args.command == "claims":
+            return cmd_claims(args, argv)
         return cmd_run(args)
     except VlmkitError as exc:
         print(f"vlmkit: error: {exc}", file=sys.stderr)

@@ -1,0 +1,257 @@
+"""The ledger's units of work, each returning plain dicts of metrics and cached as one JSON file.
+
+Units (names are also their cache paths under ``<out>/results/``):
+
+* ``zero-shot/<preset>`` — the pretrained model on the test split (the epoch-0 point of every
+  trajectory, the zero-shot row of claims 7 and 12);
+* ``ft/<method>/n<noise>/s<seed>`` — one :func:`vlmkit.train.finetune` run, evaluated with its
+  best checkpoint (validation RSUM) on the test split; feeds claims 1, 2, 6, 7, 8, 9, 10, 11, 12.
+  With ``trajectory`` the geometry and hardness are also measured after every epoch (the run is
+  driven one epoch at a time through the loop's own resume);
+* ``vacsr/<preset>/<variant>/s<seed>`` — the VACSR adapter trained on frozen features of the
+  pretrained model (:func:`vlmkit.vacsr.train_on_features`; claims 3, 4, 5).
+
+Protocols of the test metrics: ``r1_*``, ``ece_*`` — one-to-one labels over the whole test split
+(``full NxM``; ECE of the top-1 softmax over the gallery at T = 0.01); ``map_*``, ``rp_*`` —
+mAP@R / R-Precision over the exact extended positives (ECCV-style); geometry on unit features
+(uniformity over the union, relative alignment with the text anchor, the m²-Mix authors' code);
+``skew`` — sample skewness of the model's scores over all test pairs (cosine; VACSR: the adapter's
+logit μ). Fractions are in [0, 1] except R@1 / mAP@R / R-P / ECE, which are percentages.
+
+A unit's JSON is written atomically when the unit is done, so an interrupted ledger resumes at
+the first missing unit (a fine-tuning run also resumes inside itself from ``checkpoint.pt``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..utils import atomic_write_json
+from .config import VACSR_VARIANTS, LedgerConfig
+
+
+@dataclass
+class Unit:
+    """One cached experiment: ``name`` (= its cache path) and the call that computes it."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+
+    def path(self, out: Path) -> Path:
+        return Path(out) / "results" / f"{self.name}.json"
+
+
+def ft_name(method: str, noise: float, seed: int) -> str:
+    return f"ft/{method}/n{noise:g}/s{seed}"
+
+
+def vacsr_name(preset: str, variant: str, seed: int) -> str:
+    return f"vacsr/{preset}/{variant}/s{seed}"
+
+
+def plan(cfg: LedgerConfig) -> list[Unit]:
+    """Every unit the ledger needs, cheapest first."""
+    units = [Unit(f"zero-shot/{cfg.preset}", "zero-shot", {"preset": cfg.preset})]
+    presets = [cfg.preset] + ([cfg.stress_preset] if cfg.stress_preset and cfg.stress_preset != cfg.preset else [])
+    for seed in cfg.seeds:
+        for preset in presets:
+            for variant in (cfg.vacsr_variants if preset == cfg.preset else ("K2",)):
+                units.append(Unit(vacsr_name(preset, variant, seed), "vacsr", {"preset": preset, "variant": variant, "seed": seed}))
+    for seed in cfg.seeds:
+        for method in cfg.ft_methods:
+            units.append(Unit(ft_name(method, cfg.noise, seed), "ft", {"method": method, "noise": cfg.noise, "seed": seed,
+                                                                       "trajectory": cfg.trajectory and method in cfg.trajectory_methods}))
+        for method in cfg.noisy_methods:
+            units.append(Unit(ft_name(method, cfg.noise_high, seed), "ft", {"method": method, "noise": cfg.noise_high,
+                                                                            "seed": seed, "trajectory": False}))
+    return units
+
+
+def load_result(unit: Unit, out: Path) -> dict | None:
+    p = unit.path(out)
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def run_unit(unit: Unit, cfg: LedgerConfig, out: Path) -> dict:
+    """The unit's cached result, or compute, store (atomically) and return it."""
+    cached = load_result(unit, out)
+    if cached is not None:
+        return cached
+    t0 = time.time()
+    fn: Callable[..., dict] = {"zero-shot": zero_shot, "ft": finetune_run, "vacsr": vacsr_frozen}[unit.kind]
+    result = fn(cfg, Path(out), **unit.params)
+    result.update(unit=unit.name, seconds=round(time.time() - t0, 1))
+    atomic_write_json(unit.path(out), result)
+    return result
+
+
+# ----------------------------------------------------------------------------------- data / models
+@functools.lru_cache(maxsize=4)
+def test_split(preset: str, n_images: int):
+    from ..data import make_shapes
+
+    return make_shapes("test", n_images=n_images, preset=preset)
+
+
+def base_model(cfg: LedgerConfig):
+    """The pretrained model every run starts from (seeded: a random-weight quick model is the same each call)."""
+    from ..models import load_model
+    from ..utils import seed_everything
+
+    seed_everything(0)
+    return load_model(cfg.model, cfg.pretrained, device=cfg.device)
+
+
+# ----------------------------------------------------------------------------------- measurements
+def retrieval(scores: torch.Tensor, test, ece: bool = True) -> dict[str, float]:
+    """R@1 (one-to-one labels, %), ECE (%, softmax T = 0.01) and mAP@R / R-P (exact truth, %) per direction."""
+    from ..metrics import evaluate_similarity
+
+    t = evaluate_similarity(scores, test.caption_image, positives=test, protocols=("coco5k", "eccv"), temperature=0.01)
+    out: dict[str, float] = {}
+    for _, r in t.iterrows():
+        extended = r.protocol.startswith("extended")
+        key = {("R@1", False): "r1", ("ECE", False): "ece", ("mAP@R", True): "map", ("R-P", True): "rp"}.get((r.metric, extended))
+        if key and r.direction in ("i2t", "t2i"):
+            out[f"{key}_{r.direction}"] = float(r.value)
+    if not ece:
+        out.update(ece_i2t=math.nan, ece_t2i=math.nan)
+    return out
+
+
+def skewness(scores: torch.Tensor) -> float:
+    """Sample skewness (Fisher, biased) of every entry of the score matrix."""
+    from scipy.stats import skew
+
+    return float(skew(scores.double().reshape(-1).numpy()))
+
+
+def geometry(img: torch.Tensor, txt: torch.Tensor, test, cfg: LedgerConfig) -> dict[str, float]:
+    """Modality gap, uniformity (union), alignment and relative alignment (text anchor), and the
+    hardness of m²-Mix negatives slerp(v_j, t_j; λ) vs the original t_j (first caption per image)."""
+    from ..analysis import first_caption, hardness_summary, mixed_negative_hardness
+    from ..metrics import alignment, modality_gap, relative_alignment, uniformity
+
+    first = first_caption(test.caption_image, test.num_images)
+    h = hardness_summary(mixed_negative_hardness(img, txt[first], lam=cfg.hardness_lambda, max_pairs=cfg.hardness_pairs))
+    h = h.set_index(h["kind"].str.split(" ").str[0])
+    return {"gap": modality_gap(img, txt).distance, "uniformity": uniformity(img, txt),
+            "alignment": alignment(img, txt, test.caption_image),
+            "rel_alignment": relative_alignment(img, txt, test.caption_image),
+            "hardness_original": float(h.loc["original", "mean_similarity"]), "hardness_mixed": float(h.loc["mixed", "mean_similarity"]),
+            "hardest_original": float(h.loc["original", "mean_hardest"]), "hardest_mixed": float(h.loc["mixed", "mean_hardest"])}
+
+
+def encoder_eval(loaded, test, cfg: LedgerConfig, seed: int, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Everything measured on a model's own (cosine) embeddings of the test split."""
+    from ..features import encode_dataset
+    from .arithmetic import embedding_arithmetic, text_encoder
+
+    f = encode_dataset(loaded, test, cache_dir=cache_dir)
+    sims = f.images @ f.texts.T
+    out: dict[str, Any] = {**retrieval(sims, test), "skew": skewness(sims), **geometry(f.images, f.texts, test, cfg)}
+    ar = embedding_arithmetic(f.images, test.truth.objs, text_encoder(loaded), lam=cfg.arithmetic_lambda,
+                              max_queries=cfg.arithmetic_queries, seed=seed)
+    out.update({f"arith_{k}": v for k, v in ar.items()})
+    return out
+
+
+# ----------------------------------------------------------------------------------- the units
+def zero_shot(cfg: LedgerConfig, out: Path, preset: str) -> dict:
+    loaded = base_model(cfg)
+    test = test_split(preset, cfg.test_images)
+    return {"method": "zero-shot", "preset": preset, "test": encoder_eval(loaded, test, cfg, 0, out / "features")}
+
+
+def _epochs_done(run_dir: Path) -> int:
+    p = run_dir / "history.json"
+    return len(json.loads(p.read_text())) if p.is_file() else 0
+
+
+def _checkpoint_model(cfg: LedgerConfig, tc, run_dir: Path):
+    """The CLIP model as the last epoch's ``checkpoint.pt`` holds it."""
+    from ..models import load_model
+
+    loaded = load_model(tc.model, tc.pretrained, device=cfg.device)
+    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)["trainable"]
+    loaded.model.load_state_dict({k[len("clip."):]: v for k, v in state.items() if k.startswith("clip.")})
+    return loaded
+
+
+def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: int, trajectory: bool) -> dict:
+    """One fine-tuning run (``LedgerConfig.train_config``), one epoch at a time when ``trajectory``."""
+    from ..features import encode_dataset
+    from ..models import load_model
+    from ..train import finetune, load_history
+
+    tc = cfg.train_config(method, noise, seed)
+    run_dir = out / "runs" / f"{method}-n{noise:g}-s{seed}"
+    test = test_split(cfg.preset, cfg.test_images)
+    traj: list[dict] = []
+    while True:
+        done = _epochs_done(run_dir)
+        point = run_dir / f"epoch{done}.json"
+        if trajectory and done >= 1 and not point.is_file():
+            f = encode_dataset(_checkpoint_model(cfg, tc, run_dir), test)
+            atomic_write_json(point, {"epoch": done, **geometry(f.images, f.texts, test, cfg)})
+        if done >= cfg.epochs:
+            break
+        finetune(tc, run_dir, stop_after_epochs=1 if trajectory else None)
+    if trajectory:
+        traj = [json.loads((run_dir / f"epoch{e}.json").read_text()) for e in range(1, cfg.epochs + 1)]
+    history = load_history(run_dir)
+    best_epoch = int(max(history, key=lambda r: r["rsum"])["epoch"])
+    best = run_dir / "best"
+    loaded = load_model(pretrained=str(best), device=cfg.device)
+    res = encoder_eval(loaded, test, cfg, seed)
+    if method == "vacsr-joint":  # the method's score is its adapter's, not the encoder's cosine
+        from ..vacsr import load_adapter, score_all
+
+        f = encode_dataset(loaded, test)
+        scores, _ = score_all(load_adapter(best / "vacsr_adapter"), f.images, f.texts, device=cfg.device, show_progress=False)
+        res.update({**retrieval(scores, test, ece=False), "skew": skewness(scores), "score": "adapter logit"})
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # 100+ MB each; the result JSON marks the run done
+    return {"method": method, "noise": noise, "seed": seed, "best_epoch": best_epoch, "train_seconds": sum(r["seconds"] for r in history),
+            "test": res, "trajectory": traj}
+
+
+def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: int) -> dict:
+    """VACSR (``VACSR_VARIANTS[variant]``) trained on frozen pretrained features of a noisy
+    training split, scored exactly on every test pair: retrieval, Fig. 3 (binned Pearson r of the
+    top-1 σ² vs R@1, one-to-one labels, equal-width bins, with the −score control) and the AUROC of
+    σ² for false vs true negatives (exact truth, every unlabelled pair)."""
+    from ..data import inject_noise, make_shapes
+    from ..features import encode_dataset
+    from ..vacsr import VACSRConfig, false_negative_auroc, fig3_report, score_all, train_on_features
+
+    loaded = base_model(cfg)
+    train = make_shapes("train", n_images=cfg.vacsr_train_images, preset=preset)
+    if cfg.noise > 0:
+        train = inject_noise(train, cfg.noise)
+    test = test_split(preset, cfg.test_images)
+    ftr = encode_dataset(loaded, train, cache_dir=out / "features")
+    fte = encode_dataset(loaded, test, cache_dir=out / "features")
+    vc = VACSRConfig(dim=int(ftr.images.shape[1]), **VACSR_VARIANTS[variant])
+    t0 = time.time()
+    adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc, epochs=cfg.vacsr_epochs,
+                                   batch_size=cfg.vacsr_batch_size, lr=cfg.vacsr_lr, seed=seed, device=cfg.device,
+                                   show_progress=False)
+    train_seconds = time.time() - t0
+    scores, unc = score_all(adapter, fte.images, fte.texts, device=cfg.device, show_progress=False)
+    labels, truth = torch.from_numpy(test.labels()), torch.from_numpy(test.positives())
+    res: dict[str, Any] = {**retrieval(scores, test, ece=False), "skew": skewness(scores)}
+    res["fn_auroc"] = false_negative_auroc(unc, labels, truth)["auroc"]
+    summ = fig3_report(scores, unc, labels, truth, n_boot=cfg.fig3_boot, seed=seed, ks=(1,))["summary"]
+    for _, r in summ[(summ.binning == "width") & (summ.protocol == "labels")].iterrows():
+        key = "fig3_r" if r.source == "sigma2" else "fig3_r_control"
+        res[f"{key}_{r.direction}"] = float(r.pearson_r)
+    return {"preset": preset, "variant": variant, "seed": seed, "train_seconds": round(train_seconds, 1), "test": res}
