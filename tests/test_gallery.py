@@ -68,7 +68,7 @@ def test_query_marks_match_the_hand_checked_pair_i2t_and_t2i(ds):
     cards = _cards(html)[1:]
     assert len(cards) == 3 and "false negative" in cards[1] and "caption 59" in cards[1] and "checkered" in cards[1]
     assert G.MARKS["false negative"] in cards[1] and G.MARKS["negative"] in cards[2] and "#3 · negative" in cards[2]
-    assert f"σ² {U[FN_IMAGE, FN_CAPTION]:.3g}" in cards[1] and "score 0.8" in cards[1]
+    assert f"σ² {U[FN_IMAGE, FN_CAPTION]:.4g}" in cards[1] and "score 0.8" in cards[1]
 
     t2 = G.query_table(ds, S, None, "t2i", FN_CAPTION, k=3)
     assert t2["index"].tolist() == [FN_WRITTEN_FOR, FN_IMAGE, TN_IMAGE]
@@ -107,6 +107,7 @@ def test_false_negative_gallery_is_sorted_by_uncertainty_with_true_negatives_for
     assert (fn.written_for != fn.image).all()
     html = G.false_negative_gallery_html(ds, S, U, n=8, n_contrast=4, title="fn")
     assert _imgs(html) == 12 and f"of {int(FN.sum())}" in html and "highest σ²" in html
+    assert f"σ² over all {U.size} pairs spans {U.min():.4g} – {U.max():.4g}" in html
     first = _cards(html)[0]
     assert f"alt='image {fn.image.iloc[0]}'" in first and f"caption {fn.caption.iloc[0]} " in first
     by_score = G.false_negative_table(ds, S, None, n=5, n_contrast=0)  # no uncertainty: by score

@@ -84,7 +84,7 @@ def _wrap(title: str, body: str) -> str:
 
 
 def _num(v: Any) -> str:
-    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{float(v):.3g}"
+    return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{float(v):.4g}"
 
 
 def _check_query(ds: Any, direction: str, query: int) -> int:
@@ -236,7 +236,8 @@ def false_negative_gallery_html(ds: Any, scores: Any, uncertainty: Any | None = 
     t = false_negative_table(ds, scores, uncertainty, n=n, n_contrast=n_contrast)
     thumbs = thumbs or Thumbs(ds, size)
     by = "σ²" if uncertainty is not None else "score"
-    parts = []
+    key = as_numpy(uncertainty if uncertainty is not None else scores, by, dtype=np.float64)
+    parts = [f"<div style='font-size:12px;color:#555'>{by} over all {key.size} pairs spans {_num(key.min())} – {_num(key.max())}</div>"]
     for kind, colour, what in (("false negative", MARKS["false negative"], "labelled negative, true"),
                                ("true negative", MARKS["negative"], "for contrast: true negatives")):
         sub = t[t.kind == kind]
