@@ -162,6 +162,11 @@ def test_quick_ledger_writes_the_document(quick_ledger):
         assert f"results/{name}" in text
     assert len(ledger["trained"]) == len(list((out / "runs" / "results").rglob("*.json")))
     assert read_ledger(out / "runs")["claims"] == json_roundtrip(ledger["claims"])
+    assert read_ledger(out / "nowhere") is None
+    from vlmkit.claims.document import verdict_table
+
+    table = verdict_table(ledger)
+    assert list(table["#"]) == list(range(1, 13)) and set(table.verdict) <= set(VERDICTS)
 
 
 def json_roundtrip(x):
@@ -194,3 +199,30 @@ def test_ledger_config_rejects_bad_knobs():
     with pytest.raises(VlmkitError, match="seeds"):
         LedgerConfig(seeds=())
     assert LedgerConfig().seeds == (0, 1, 2) and LedgerConfig().train_images == 2000 and LedgerConfig.quick().quick_mode
+
+
+def _run_09(run_dir, claims_out) -> None:
+    import jupytext
+
+    from vlmkit.cli import CHECKOUT
+
+    ns: dict = {}
+    for cell in jupytext.read(CHECKOUT / "notebooks" / "09_claims.py").cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, "09_claims.py", "exec"), ns)
+            if "parameters" in cell.metadata.get("tags", []):
+                ns.update(run_dir=str(run_dir), claims_out=str(claims_out))
+
+
+def test_notebook_09_says_ledger_not_run_or_shows_the_ledger(quick_ledger, tmp_path, capsys, monkeypatch):
+    from vlmkit import workbook as wb
+
+    shown: list[str] = []
+    monkeypatch.setattr(wb, "show", lambda fig, run, name: shown.append(name) or {})
+    _run_09(tmp_path / "run", tmp_path / "no-ledger")
+    assert "ledger not run" in capsys.readouterr().out and not shown
+    out, _ = quick_ledger
+    _run_09(tmp_path / "run", out / "runs")
+    assert "Each claim is tested" in capsys.readouterr().out  # the rule first
+    assert shown == ["09_verdicts", "09_uniformity_alignment", "09_hardness", "09_intervals"]
+    assert len(wb.read_table(tmp_path / "run", "claims")) == 12

@@ -18,8 +18,8 @@ embedded data's exact truth, with seeds, spread and a verdict.
 from .arithmetic import edit_queries, embedding_arithmetic, text_encoder
 from .config import VACSR_VARIANTS, LedgerConfig
 from .ledger import CLAIMS, evaluate_claims
-from .run import read_ledger, run_ledger
+from .run import find_ledger, read_ledger, run_ledger
 from .verdicts import RULE, VERDICTS, Comparison, t_interval, verdict
 
 __all__ = ["CLAIMS", "Comparison", "LedgerConfig", "RULE", "VACSR_VARIANTS", "VERDICTS", "edit_queries", "embedding_arithmetic",
-           "evaluate_claims", "read_ledger", "run_ledger", "t_interval", "text_encoder", "verdict"]
+           "evaluate_claims", "find_ledger", "read_ledger", "run_ledger", "t_interval", "text_encoder", "verdict"]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from ..utils import atomic_write_text
@@ -64,6 +65,13 @@ def intervals_figure(ledger: dict) -> go.Figure:
                             "(green holds, red reversed, grey inconclusive)", height=max(400, 22 * len(ys)),
                       yaxis={"autorange": "reversed"}, xaxis_title="signed difference (units of the comparison)")
     return fig
+
+
+def verdict_table(ledger: dict) -> pd.DataFrame:
+    """One row per claim: number, claim, paper, vlmkit values, intervals, protocol, verdict (the document's table)."""
+    return pd.DataFrame([{"#": c["number"], "claim": c["claim"], "paper": c["paper"], "vlmkit (mean ± sd)": c["values"],
+                          "95 % intervals": "; ".join(x["text"] for x in c["comparisons"]), "protocol": c["protocol"],
+                          "verdict": c["verdict"]} for c in ledger["claims"]])
 
 
 FIGURES = {"uniformity_alignment": ua_figure, "hardness": hardness_figure, "intervals": intervals_figure}

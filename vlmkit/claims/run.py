@@ -65,3 +65,14 @@ def read_ledger(out: str | os.PathLike) -> dict | None:
     """The ``ledger.json`` of an output directory, or ``None`` when the ledger was not run there."""
     p = Path(out) / LEDGER
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+def find_ledger(out: str | os.PathLike) -> dict | None:
+    """:func:`read_ledger` of ``out``, or of ``out`` inside the source checkout when ``out`` is
+    relative and not found here (notebooks run with the run directory as working directory)."""
+    found = read_ledger(out)
+    if found is None and not Path(out).is_absolute():
+        from ..cli import CHECKOUT
+
+        found = read_ledger(CHECKOUT / out)
+    return found

@@ -1,0 +1,59 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 09 · The claims ledger
+#
+# Every headline claim of the two papers re-tested on the embedded data's exact truth, with
+# seeds, spread and a verdict — the tables and figures of `docs/results.md`. This notebook only
+# *reads* the ledger; it is made by `vlmkit claims --out runs/claims` (about an hour and a half on
+# 2 CPU cores; `vlmkit claims --quick` in a minute at tiny sizes). The verdict rule is stated once,
+# at the top of the table below.
+
+# %% tags=["parameters"]
+run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes
+claims_out: str = "runs/claims"  # the --out folder of `vlmkit claims` (relative: here, else in the checkout)
+
+# %%
+from vlmkit import viz
+from vlmkit import workbook as wb
+from vlmkit.claims import RULE, find_ledger
+from vlmkit.claims.document import FIGURES, verdict_table
+
+run = wb.prepare_run_dir(run_dir)
+ledger = find_ledger(claims_out)
+if ledger is None:
+    print(f"ledger not run: no ledger.json in {claims_out!r}. Make it with `vlmkit claims --out {claims_out}` "
+          "(or `vlmkit claims --quick --out DIR` to try the pipeline), then rerun this notebook.")
+
+# %%
+if ledger is not None:
+    print(RULE)
+    print(f"\ncommand: {ledger['command']}; wall time {ledger['wall_seconds'] / 60:.1f} min; {ledger['sizes']}")
+    table = verdict_table(ledger)
+    wb.write_table(run, "claims", table, protocol="per row (protocol column); verdicts by the rule above")
+    wb.show(viz.table_figure(table[["#", "claim", "paper", "vlmkit (mean ± sd)", "verdict"]], transpose=False,
+                             title="Claims ledger: verdict per claim (protocol per claim in tables/claims.csv)"), run, "09_verdicts")
+    print(table[["#", "verdict", "claim"]].to_string(index=False))
+
+# %%
+if ledger is not None:
+    for name, make in FIGURES.items():
+        if name == "intervals" or ledger["trajectories"]:
+            wb.show(make(ledger), run, f"09_{name}")
+
+# %% [markdown]
+# Each claim's paragraph — what the result means for a user — is in `docs/results.md` (or the
+# `--doc` file of the ledger's command).
