@@ -77,7 +77,7 @@ def main() -> None:
     prob = torch.sigmoid(scores)
     results["mean_sigmoid_score"] = {"positives": float(prob[labels].mean()), "false_negatives": float(prob[~labels & rel].mean()),
                                      "true_negatives": float(prob[~labels & ~rel].mean())}
-    results["fn_auroc_all"] = false_negative_auroc(unc, test.caption_image, rel)
+    results["fn_auroc_all"] = false_negative_auroc(unc, labels, rel)  # vlmkit.vacsr: (uncertainty, labels, truth) matrices
     rep = fig3_report(scores, unc, labels, rel)  # Fig. 3 under labels (the paper's) and exact truth, with the -score control
     results["fig3_summary"] = rep["summary"].to_dict(orient="records")
     results["fig3_strata"] = rep["strata"].to_dict(orient="records")
