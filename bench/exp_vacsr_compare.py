@@ -9,6 +9,7 @@ finished run is not redone: the script resumes) with
 
 - R@1 / RSUM under one-to-one labels (COCO-5K rules on the whole split),
 - mAP@R / R-Precision under the exact truth (ECCV-style extended positives),
+- the mean cosine between different test images (≈ 1: the encoders collapsed),
 - for ``vacsr-joint``: the Fig. 3 summary (labels and truth, σ² and the −score control) and the
   FN-vs-TN AUROC of σ².
 
@@ -40,10 +41,14 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
     from vlmkit.vacsr import fig3_report, load_adapter, score_all
 
     out = Path(args.out)
+    extra = {}
+    if method == "vacsr-joint+infonce":  # the ablation with the InfoNCE term the paper's Eq. 13 does not have
+        method, extra = "vacsr-joint", {"vacsr": {"contrastive_weight": args.contrastive_weight}}
+    name = method + ("+infonce" if extra else "")
     cfg = TrainConfig(method=method, pretrained="stand-in", train_images=args.train_images, noise_ratio=args.noise,
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device)
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed, device=args.device, **extra)
     t0 = time.time()
-    res = finetune(cfg, out / f"{method}-s{seed}")
+    res = finetune(cfg, out / f"{name}-s{seed}")
     seconds = time.time() - t0
     test = make_shapes("test")
     feats = encode_dataset(load_model(pretrained=res.best_dir, device=args.device), test)
@@ -53,8 +58,10 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> dict:
         scores, unc = score_all(adapter, feats.images, feats.texts, device=args.device, show_progress=False)
     else:
         scores = feats.images @ feats.texts.T
-    table = evaluate_similarity(scores, test.caption_image, positives=test, protocols=("coco5k", "eccv"), method=method)
-    row = {"method": method, "seed": seed, "train_seconds": round(seconds, 1), "best_epoch": res.best_epoch,
+    table = evaluate_similarity(scores, test.caption_image, positives=test, protocols=("coco5k", "eccv"), method=name)
+    img_cos = feats.images @ feats.images.T  # collapse check: mean cosine between different test images
+    n = img_cos.shape[0]
+    row = {"method": name, "seed": seed, "mean_image_image_cosine": float((img_cos.sum() - img_cos.diagonal().sum()) / (n * n - n)), "train_seconds": round(seconds, 1), "best_epoch": res.best_epoch,
            "recipe": {k: getattr(cfg, k) for k in ("train_images", "noise_ratio", "epochs", "batch_size", "lr")},
            "metrics": {f"{r.protocol} | {r.direction} | {r.metric}": float(r.value) for r in table.itertuples()}}
     if unc is not None:
@@ -118,7 +125,9 @@ def _fig3_cells(runs: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="contrastive,sigmoid,vacsr-joint")
+    ap.add_argument("--methods", default="contrastive,sigmoid,vacsr-joint",
+                    help="comma-separated; 'vacsr-joint+infonce' adds --contrastive-weight × InfoNCE (an ablation)")
+    ap.add_argument("--contrastive-weight", type=float, default=1.0)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--epochs", type=int, default=2)
