@@ -26,3 +26,10 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2
    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
    || echo "[setup] note: could not install dataset-fashion-mnist; its tests will be skipped"
 fi
+# The browser test (tests/test_browser.py) drives Debian's chromium + chromium-driver (kaleido's PNG export uses the
+# same chromium); install them when we can (root + apt), else that test skips and figures stay interactive-only.
+if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+   (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) \
+   || echo "[setup] note: could not install chromium/chromium-driver; the browser test will be skipped"
+fi
