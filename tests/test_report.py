@@ -124,6 +124,7 @@ def test_report_has_every_section_embedded_figures_and_no_external_reference(tmp
     # the sections own their figures: the gap figure in the gap section, the panel in the data section
     sec = {m.group(1): m.group(2) for m in re.finditer(r"<section id=(\w+)>(.*?)</section>", text, re.S)}
     assert "alt='03_gap_per_method'" in sec["gap"] and "id=grid" in sec["data"] and "05_fig3_vacsr_i2t" in sec["uncertainty"]
+    assert "<h3>Summary per method <small>(tables/summary.csv)</small></h3>" in sec["retrieval"] and "Modality gap per method" in sec["gap"]
 
 
 def test_report_numbers_follow_the_rule_and_every_table_states_its_protocol(tmp_path):
@@ -150,10 +151,10 @@ def test_report_shows_parameters_warnings_skips_and_the_claims_ledger(tmp_path):
     assert "Claims ledger: not run yet" in text
     md = tmp_path / "results.md"
     md.write_text("# Results\n\n| claim | verdict | evidence |\n|---|:---:|---|\n| VACSR σ² tracks R@1 | **refuted** | `bench/x.json` |\n"
-                  "| m²-Mix narrows the gap | supported | [bench](bench/README.md) |\n\nprose\n")
+                  "| m²-Mix narrows the gap | supported | [bench](bench/README.md) |\n| a \\| b | x | y |\n\nprose\n")
     text = report.build_report(run, claims_md=md).read_text()
     assert "<td>VACSR σ² tracks R@1</td><td><b>refuted</b></td><td><code>bench/x.json</code></td>" in text
-    assert "<td>m²-Mix narrows the gap</td><td>supported</td><td>bench</td>" in text and "---" not in text.split("id=claims")[1]
+    assert "<td>m²-Mix narrows the gap</td><td>supported</td><td>bench</td>" in text and "<td>a | b</td><td>x</td>" in text and "---" not in text.split("id=claims")[1]
     assert report.claims_html(tmp_path / "absent.md").startswith("<p>Claims ledger: not run yet")
 
 

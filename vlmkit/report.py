@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .report_text import CSS, NARRATIVE, SECTIONS
+from .report_text import CSS, NARRATIVE, SECTIONS, TABLE_TITLES
 from .utils import VlmkitError, atomic_write_text
 
 PRECISION_RULE = ("Numbers: percentages (R@K, RSUM, mAP@R, R-P, ECE and every quantity in %) with 2 decimals; "
@@ -168,7 +168,7 @@ def _params_html(meta: dict) -> str:
 
 
 def _markdown_inline(text: str) -> str:
-    t = html.escape(text.strip())
+    t = html.escape(text.strip().replace("\\|", "|"))
     t = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", t)  # links: their text only (no external references)
     t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
@@ -217,17 +217,17 @@ def _section_table(run: Path, name: str) -> str:
     t = read_table(run, name)
     if t is None or t.empty:
         return ""
-    src = f"tables/{name}.csv"
+    src, head = f"tables/{name}.csv", f"<h3>{html.escape(TABLE_TITLES.get(name, name))} <small>(tables/{html.escape(name)}.csv)</small></h3>"
     if name == "summary":  # wide, few rows: one row per metric, one column per method
         key = str(t.columns[0])
         t = t.set_index(key).T.reset_index().rename(columns={"index": "metric"})
-        return f"<h3>{name}</h3>" + table_html(t, protocol="in each metric's name (in brackets)", label_col="metric", source=src)
+        return head + table_html(t, protocol="in each metric's name (in brackets)", label_col="metric", source=src)
     if name == "retrieval" and {"metric", "method", "value"} <= set(t.columns):
         t, src = retrieval_wide(t), src + " (long form, every metric)"
-        return f"<h3>{name}</h3>" + table_html(t, label_col="metric", source=src)
+        return head + table_html(t, label_col="metric", source=src)
     if name == "slerp_path" and "rank" in t.columns:
         t, src = t[t["rank"] == 1], src + " (rank 1 shown; every rank in the CSV)"
-    return f"<h3>{name}</h3>" + table_html(t, source=src)
+    return head + table_html(t, source=src)
 
 
 def build_report(run_dir: str | os.PathLike, *, run_dirs: Sequence[str | os.PathLike] = (),
@@ -320,8 +320,8 @@ def build_grid_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathL
             + "</section><section id=per-point><h2>Summary per grid point</h2>")
     for r in runs:
         label = ", ".join(f"{k} = {show(params[r].get(k))}" for k in differ) or r.name
-        t = _section_table(r, "summary")
-        body += f"<h3>{html.escape(r.name)} ({html.escape(label)})</h3>" + (t.replace("<h3>summary</h3>", "") or
+        t = re.sub(r"^<h3>.*?</h3>", "", _section_table(r, "summary"))
+        body += f"<h3>{html.escape(r.name)} ({html.escape(label)})</h3>" + (t or
                                                                           "<p class=missing>No summary: this run did not reach 08 (status "
                                                                           f"{html.escape(str(metas[r].get('status', 'unknown')))}).</p>")
     across = summarise_runs(runs)

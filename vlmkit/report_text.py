@@ -15,6 +15,16 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("reliability", "Reliability", ("07_",), ("calibration",)),
 )
 
+TABLE_TITLES: dict[str, str] = {
+    "summary": "Summary per method", "retrieval": "Retrieval per protocol, direction and metric", "methods": "Methods of this run",
+    "census": "False-negative census", "primer_cones": "Cones of a random-init encoder", "gap": "Modality gap per method",
+    "gap_shift": "Shifting the clouds along the gap", "slerp_path": "Nearest items along the slerp path",
+    "hardness": "Original vs mixed negatives", "uncertainty": "Uncertainty vs R@1 (Fig. 3) and FN-vs-TN AUROC",
+    "query_topk": "Query picker: one query's top-K", "similarity_by_type": "Mean score per pair type",
+    "calibration": "Calibration (ECE) per method and direction",
+}
+"""Headings of the report's tables (``tables/<name>.csv``); others are headed by their name."""
+
 NARRATIVE: dict[str, str] = {
     "primer": (
         "A teaching warm-up on free embeddings and a randomly initialised encoder. Even before any training, "
@@ -74,7 +84,7 @@ NARRATIVE: dict[str, str] = {
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:26px;margin:0 0 8px}h2{font-size:20px;border-bottom:2px solid #dfe7f2;padding-bottom:4px;margin-top:36px}
-h3{font-size:15px;margin:18px 0 4px;color:#34495e}
+h3{font-size:15px;margin:18px 0 4px;color:#34495e}h3 small{font-weight:normal;color:#888;font-size:12px}
 nav{margin:12px 0;font-size:13px}nav a{color:#2c5d8f;text-decoration:none}
 .rule{font-size:13px;color:#555;background:#f6f8fa;padding:6px 10px;border-left:3px solid #9ab}
 .narrative{max-width:80ch}.protocol{font-size:13px;color:#444;margin:4px 0}.more,.missing{font-size:13px;color:#8a5a00}
