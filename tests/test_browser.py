@@ -103,7 +103,7 @@ def lab(tmp_path_factory):
     _notebook_copies(run, tmp / "nb")
     settings = tmp / "lab-settings" / "@jupyterlab"
     for ext, name, value in (("apputils-extension", "notification", {"fetchNews": "false", "checkForUpdates": False}),
-                             ("notebook-extension", "tracker", {"windowingMode": "none", "recordTiming": True})):  # render every cell, not only visible ones
+                             ("notebook-extension", "tracker", {"windowingMode": "none"})):  # render every cell, not only visible ones
         (settings / ext).mkdir(parents=True, exist_ok=True)
         (settings / ext / f"{name}.jupyterlab-settings").write_text(json.dumps(value))
     port, token = _free_port(), secrets.token_hex(16)
