@@ -49,7 +49,11 @@ class TrainConfig:
     run at ``lr`` (the backbone's lower lr, e.g. 1e-5 for a real CLIP), the adapter at
     ``vacsr["lr"]``. The paper's recipe: ``TrainConfig(method="vacsr-joint", lr=1e-5,
     vacsr={"preset": "paper"})``; the cheap path on frozen features is
-    :func:`vlmkit.vacsr.train_on_features`).
+    :func:`vlmkit.vacsr.train_on_features`). Measured on the stand-in (bench/README.md, VACSR):
+    at the workbook's budget (2 epochs, 156 steps) ``vacsr-joint`` does not train — the
+    adapter stays at its prior (every pair scores the same to 4 digits) and the encoders,
+    trained only through it, collapse (mean image–image cosine 0.999); the paper trains 25
+    epochs. Use the frozen-feature path, or many more epochs.
 
     Optimisation: AdamW, linear warm-up over ``warmup_frac`` of the steps then cosine decay to
     0, gradient-norm clipping (``grad_clip=0`` switches it off). ``freeze`` freezes a whole
