@@ -48,6 +48,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from vlmkit import viz
 from vlmkit import workbook as wb
 from vlmkit.features import encode_dataset
 from vlmkit.kernel import record_skipped
@@ -111,6 +112,17 @@ if vacsr and (wb.is_embedded(spec["dataset"]) or train_dataset):
     print(h.tail(3).to_string())
 else:
     print("VACSR on frozen features skipped (vacsr=False, or real test data without train_dataset)")
+
+# %% [markdown]
+# ## Training curves
+# Training loss and validation RSUM after each epoch (the best epoch's checkpoint is the method's);
+# VACSR's loss terms on frozen features beside them.
+
+# %%
+histories = {name: t for name in method_list if (t := wb.read_table(run, f"history_{name}")) is not None}
+if histories:
+    wb.show(viz.training_curves(histories, wb.read_table(run, "vacsr_history"), title=f"Fine-tuning on {spec['dataset']} (noise {noise_ratio})"),
+            run, "02_training_curves")
 
 # %%
 reg = pd.DataFrame([{"method": k, **{c: v[c] for c in ("description", "score_kind") if c in v}} for k, v in wb.list_methods(run).items()])

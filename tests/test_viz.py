@@ -593,3 +593,22 @@ def test_false_negative_captions_are_the_true_captions_of_other_images():
         assert f"written for image {int(ds.caption_image[c])}" in html
     one = false_negative_captions_html(ds, best, k=2)
     assert f"and {counts[best] - 2} more" in one
+
+
+def test_training_curves_plot_every_method_and_the_vacsr_terms():
+    import pandas as pd
+
+    from vlmkit.viz import training_curves
+
+    h = {"contrastive": pd.DataFrame({"epoch": [1, 2], "train_loss": [4.0, 2.6], "rsum": [509.4, 529.1],
+                                      "val_protocol": ["full 200x1000"] * 2}),
+         "m2mix": pd.DataFrame({"epoch": [1, 2], "train_loss": [4.2, 2.9], "rsum": [500.0, 520.5]})}
+    v = pd.DataFrame({"epoch": [0, 1], "total": [-108.5, -141.0], "recon": [-124.6, -156.3]})
+    fig = training_curves(h, v)
+    by = {(t.name, t.xaxis): t for t in fig.data}
+    assert list(by[("contrastive", "x")].y) == [4.0, 2.6] and list(by[("m2mix", "x2")].y) == [500.0, 520.5]
+    assert list(by[("VACSR recon", "x3")].y) == [-124.6, -156.3]
+    assert "full 200x1000" in fig.layout.annotations[1].text  # the validation protocol is named
+    assert len(training_curves(h).data) == 4  # no VACSR panel without its history
+    with pytest.raises(VlmkitError, match="rsum"):
+        training_curves({"bad": pd.DataFrame({"epoch": [1], "train_loss": [1.0]})})

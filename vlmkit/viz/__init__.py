@@ -10,6 +10,7 @@ from .images import false_negative_captions_html, image_grid_html, thumbnail_uri
 from .io import display_bundle, png_available, save_figure
 from .mixing import hardness_figure, slerp_path_figure
 from .tables import table_figure, table_html
+from .training import training_curves
 
 __all__ = ["embedding_figure", "gap_bar_figure", "gap_shift_figure", "project_embeddings", "subsample_pairs",
            "fig3_figure", "pair_types", "reliability_figure", "similarity_histogram", "uncertainty_figure",
@@ -17,4 +18,4 @@ __all__ = ["embedding_figure", "gap_bar_figure", "gap_shift_figure", "project_em
            "false_negative_captions_html", "image_grid_html", "thumbnail_uri",
            "Explorer", "Thumbs", "embedding_examples_html", "embedding_explorer", "false_negative_gallery_html",
            "false_negative_table", "neighbours_html", "query_picker", "query_results_html", "query_table", "show_html",
-           "slerp_explorer", "slerp_path_html", "slerp_path_table"]
+           "slerp_explorer", "slerp_path_html", "slerp_path_table", "training_curves"]
