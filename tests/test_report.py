@@ -220,3 +220,13 @@ def test_write_result_tables_matches_a_brute_force_r_at_1(tmp_path):
     assert r1.item() == pytest.approx(100 * np.mean(hit))
     assert (run / "tables" / "retrieval.csv").is_file() and list(summary.method) == ["pretrained"]
     assert summary.filter(like="R@1 i2t").iloc[0, 0] == pytest.approx(100 * np.mean(hit))
+
+
+def test_status_phrase_while_the_run_still_runs():
+    from vlmkit.report import _status_phrase
+
+    meta = {"status": "running", "notebooks": {"00_primer.ipynb": {"status": "ok"}, "01_x.ipynb": {"status": "ok"},
+                                               "02_y.ipynb": {"status": "failed"}}}
+    assert _status_phrase(meta) == "written by the run itself, after 2 notebook(s) had finished"
+    assert _status_phrase({"status": "running"}) == "written during the run"
+    assert _status_phrase({"status": "ok"}) == "status ok"

@@ -230,6 +230,16 @@ def _section_table(run: Path, name: str) -> str:
     return head + table_html(t, source=src)
 
 
+def _status_phrase(meta: dict) -> str:
+    """How the run stood when the report was written: 08 writes it while ``vlmkit run`` still
+    runs (status "running"), so say which notebooks had finished rather than "running"."""
+    status = str(meta.get("status", "unknown"))
+    if status != "running":
+        return f"status {html.escape(status)}"
+    done = [n for n, e in (meta.get("notebooks") or {}).items() if e.get("status") == "ok"]
+    return f"written by the run itself, after {len(done)} notebook(s) had finished" if done else "written during the run"
+
+
 def build_report(run_dir: str | os.PathLike, *, run_dirs: Sequence[str | os.PathLike] = (),
                  claims_md: Path | None = None) -> Path:
     """Write ``<run>/report/report.html`` atomically and return its path.
@@ -278,7 +288,7 @@ def build_report(run_dir: str | os.PathLike, *, run_dirs: Sequence[str | os.Path
     export = export_status(run) or {}
     static = "" if export.get("static_figures", True) else f"<p class=missing>{html.escape(export.get('note', ''))}</p>"
     head = (f"<header><h1>vlmkit report · {html.escape(run.resolve().name)}</h1><p>Run directory {html.escape(str(run.resolve()))}; "
-            f"status {html.escape(str(meta.get('status', 'unknown')))}; written {dt.datetime.now().isoformat(timespec='seconds')}.</p>"
+            f"{_status_phrase(meta)}; written {dt.datetime.now().isoformat(timespec='seconds')}.</p>"
             f"<p class=rule>{html.escape(PRECISION_RULE)} Every table states its protocol.</p>{static}</header>")
     return _write(run / "report" / "report.html", "vlmkit report", head + _toc(parts) + "".join(parts))
 
