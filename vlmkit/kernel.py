@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import warnings
@@ -155,6 +156,10 @@ def summarise_warnings(log: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
+def _drop_tcp_notice(record: logging.LogRecord) -> bool:
+    return not str(record.getMessage()).startswith("Kernel is running over TCP without encryption")
+
+
 def main() -> None:
     """``python -m vlmkit.kernel -f CONNECTION_FILE``: ipykernel, recording warnings when
     ``$VLMKIT_WARNINGS_LOG`` is set."""
@@ -163,6 +168,9 @@ def main() -> None:
     log = os.environ.get(LOG_ENV)
     if log:
         install_recorder(log)
+        # under `vlmkit run` papermill starts the kernel on localhost itself; ipykernel ≥ 7 still
+        # logs its "running over TCP without encryption" notice once per notebook into the run's log
+        logging.getLogger("IPKernelApp").addFilter(_drop_tcp_notice)
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()
