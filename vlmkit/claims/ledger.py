@@ -83,6 +83,10 @@ def _c1(R: Results):
     v, s, c = "vacsr-joint", "sigmoid", "contrastive"
     vals = "; ".join(f"{name}: VACSR {ms(R.ft(v, m))}, sigmoid {ms(R.ft(s, m))}, contrastive {ms(R.ft(c, m))}"
                      for m, name in (("r1", "R@1 %"), ("map", "mAP@R %")))
+    # for reading the verdict: at a short budget vacsr-joint may not train at all (bench/README.md,
+    # VACSR), so the cheap path's figures sit beside it — information, not a compared value
+    vals += "; for reference, VACSR on frozen features (K = 2): " + ", ".join(
+        f"{name} {ms(R.vacsr('K2', m))}" for m, name in (("r1", "R@1 %"), ("map", "mAP@R %")))
     return vals, [Comparison(f"{name}: VACSR − {b}", diff(R.ft(v, m), R.ft(b, m))) for m, name in (("r1", "R@1"), ("map", "mAP@R"))
                   for b in (s, c)]
 
