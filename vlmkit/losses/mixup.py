@@ -40,6 +40,23 @@ INTERPS = ("slerp", "linear")  # how two unit vectors are mixed (m²-Mix Tab. 6 
 
 
 # --------------------------------------------------------------------------------------- slerp
+def _unit_pair(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.dtype]:
+    """(â, b̂, λ, output dtype) for :func:`slerp` / :func:`lerp_normalized`: both inputs
+    renormalised in working precision (fp16/bf16 "unit" vectors are off by ~1e-3, enough to push
+    an antipodal pair past slerp's clamp and the result off the sphere); λ shaped to broadcast,
+    one per vector."""
+    if a.shape != b.shape:
+        raise VlmkitError(f"b: expected the same shape as a {tuple(a.shape)}, got {tuple(b.shape)}")
+    out_dtype = torch.promote_types(a.dtype, b.dtype)
+    work = torch.float64 if out_dtype == torch.float64 else torch.float32
+    a32, b32 = F.normalize(a.to(work), dim=-1), F.normalize(b.to(work), dim=-1)
+    lam_t = torch.as_tensor(lam, dtype=work, device=a.device)
+    if not (lam_t.dim() == a.dim() and lam_t.shape[-1] == 1):
+        lam_t = lam_t.unsqueeze(-1)  # one λ per vector: broadcast over the feature dim
+    return a32, b32, lam_t, out_dtype
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Spherical interpolation ``sin(λθ)/sinθ · a + sin((1−λ)θ)/sinθ · b``, θ = arccos(a·b).
 
@@ -56,17 +73,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor, eps: floa
       direction orthogonal to ``a`` by the angle ``(1−λ)π``, which stays on the sphere and
       keeps both endpoints and the ``(a, λ) ↔ (b, 1−λ)`` symmetry.
     """
-    if a.shape != b.shape:
-        raise VlmkitError(f"b: expected the same shape as a {tuple(a.shape)}, got {tuple(b.shape)}")
-    out_dtype = torch.promote_types(a.dtype, b.dtype)
-    work = torch.float64 if out_dtype == torch.float64 else torch.float32
-    # renormalise in working precision: fp16/bf16 "unit" vectors are off by ~1e-3, enough to
-    # push an antipodal pair past the clamp and the result off the sphere
-    a32, b32 = F.normalize(a.to(work), dim=-1), F.normalize(b.to(work), dim=-1)
-    lam_t = torch.as_tensor(lam, dtype=work, device=a.device)
-    if not (lam_t.dim() == a.dim() and lam_t.shape[-1] == 1):
-        lam_t = lam_t.unsqueeze(-1)  # one λ per vector: broadcast over the feature dim
-
+    a32, b32, lam_t, out_dtype = _unit_pair(a, b, lam)
     cos = (a32 * b32).sum(dim=-1, keepdim=True).clamp(-1.0 + eps, 1.0 - eps)
     theta = torch.acos(cos)
     sin_theta = torch.sin(theta)
@@ -92,14 +99,7 @@ def lerp_normalized(a: torch.Tensor, b: torch.Tensor, lam: float | torch.Tensor)
     """Linear mixup then re-normalisation: ``normalize(λ·â + (1−λ)·b̂)`` with ``â, b̂`` the unit
     inputs (λ weights ``a``, as in :func:`slerp`; same shapes, λ forms and dtype handling). An
     antipodal pair at λ = ½ mixes to the zero vector, which stays zero (no direction to pick)."""
-    if a.shape != b.shape:
-        raise VlmkitError(f"b: expected the same shape as a {tuple(a.shape)}, got {tuple(b.shape)}")
-    out_dtype = torch.promote_types(a.dtype, b.dtype)
-    work = torch.float64 if out_dtype == torch.float64 else torch.float32
-    a32, b32 = F.normalize(a.to(work), dim=-1), F.normalize(b.to(work), dim=-1)
-    lam_t = torch.as_tensor(lam, dtype=work, device=a.device)
-    if not (lam_t.dim() == a.dim() and lam_t.shape[-1] == 1):
-        lam_t = lam_t.unsqueeze(-1)
+    a32, b32, lam_t, out_dtype = _unit_pair(a, b, lam)
     return F.normalize(lam_t * a32 + (1.0 - lam_t) * b32, dim=-1, eps=1e-12).to(out_dtype)
 
 
