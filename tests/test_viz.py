@@ -608,7 +608,7 @@ def test_training_curves_plot_every_method_and_the_vacsr_terms():
     by = {(t.name, t.xaxis): t for t in fig.data}
     assert list(by[("contrastive", "x")].y) == [4.0, 2.6] and list(by[("m2mix", "x2")].y) == [500.0, 520.5]
     assert list(by[("VACSR recon", "x3")].y) == [-124.6, -156.3]
-    assert "full 200x1000" in fig.layout.annotations[1].text  # the validation protocol is named
+    assert "full 200x1000" in fig.layout.title.text  # the validation protocol is named
     assert len(training_curves(h).data) == 4  # no VACSR panel without its history
     with pytest.raises(VlmkitError, match="rsum"):
         training_curves({"bad": pd.DataFrame({"epoch": [1], "train_loss": [1.0]})})

@@ -26,9 +26,9 @@ def training_curves(histories: dict[str, pd.DataFrame], vacsr: pd.DataFrame | No
     if vacsr is not None and not {"epoch", "total"} <= set(vacsr.columns):
         raise VlmkitError(f"vacsr history: expected columns 'epoch' and 'total', got {list(vacsr.columns)}")
     protos = {str(h["val_protocol"].iloc[-1]) for h in histories.values() if "val_protocol" in h.columns and len(h)}
-    val = "validation RSUM" + (f" ({', '.join(sorted(protos))}, one-to-one labels)" if protos else "")
+    protocol = f"validation: {', '.join(sorted(protos))}, one-to-one labels" if protos else ""
     cols = 3 if vacsr is not None else 2
-    titles = ["training loss (mean over the epoch)", val] + (["VACSR on frozen features: loss terms"] if vacsr is not None else [])
+    titles = ["training loss", "validation RSUM"] + (["VACSR (frozen) loss terms"] if vacsr is not None else [])
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles)
     palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e")
     for i, (name, h) in enumerate(histories.items()):
@@ -48,5 +48,6 @@ def training_curves(histories: dict[str, pd.DataFrame], vacsr: pd.DataFrame | No
     fig.update_yaxes(title_text="RSUM", row=1, col=2)
     if vacsr is not None:
         fig.update_yaxes(title_text="loss term", row=1, col=3)
-    fig.update_layout(title=title, height=380, width=420 * cols, legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(title=title + (f"<br><sup>{protocol}; training loss = mean over the epoch</sup>" if protocol else ""),
+                      height=420, width=420 * cols, legend=dict(orientation="h", y=-0.25), margin=dict(t=110))
     return fig
