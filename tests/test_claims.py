@@ -4,6 +4,7 @@ without training)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -167,6 +168,27 @@ def test_quick_ledger_writes_the_document(quick_ledger):
 
     table = verdict_table(ledger)
     assert list(table["#"]) == list(range(1, 13)) and set(table.verdict) <= set(VERDICTS)
+
+
+def test_frozen_noise_reference_sits_beside_claims_1_and_2_outside_the_verdict(quick_ledger):
+    out, ledger = quick_ledger
+    from vlmkit.claims.config import vacsr_config
+    from vlmkit.vacsr import VACSRConfig
+
+    plain = vacsr_config("plain", 16)
+    assert plain == VACSRConfig.plain_sigmoid(dim=16) and not plain.variational
+    assert vacsr_config("K3", 16).n_components == 3
+    with pytest.raises(VlmkitError, match="'K9'"):
+        vacsr_config("K9", 16)
+    for seed in (0, 1):  # the MLP at both noise levels, VACSR also at 50 %
+        for unit in ("plain", "plain-n0.5", "K2-n0.5"):
+            res = json.loads((out / "runs" / "results" / "vacsr" / "coco" / unit / f"s{seed}.json").read_text())
+            assert res["noise"] == (0.5 if unit.endswith("n0.5") else 0.2) and math.isfinite(res["test"]["r1_i2t"])
+            assert ("fn_auroc" in res["test"]) == unit.startswith("K2")  # the MLP's σ² is untrained
+    by_number = {c["number"]: c for c in ledger["claims"]}
+    for n, label in ((1, "R@1: VACSR − MLP"), (2, "R@1 at 50%: VACSR − MLP")):
+        assert "not in the verdict" in by_number[n]["values"] and label in by_number[n]["values"]
+        assert all("MLP" not in c["label"] for c in by_number[n]["comparisons"])
 
 
 def json_roundtrip(x):

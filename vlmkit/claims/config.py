@@ -18,6 +18,21 @@ VACSR_VARIANTS: dict[str, dict[str, Any]] = {
     "no-neg": {"lambda_neg": 0.0},
     "no-sigmoid": {"sigmoid_var": False},
 }
+#: the "variational parts off" baseline on the same frozen features (claims 1 and 2, for reference):
+#: :meth:`vlmkit.vacsr.VACSRConfig.plain_sigmoid`, the same MLP trained by binary cross-entropy
+PLAIN = "plain"
+
+
+def vacsr_config(variant: str, dim: int):
+    """The :class:`~vlmkit.vacsr.VACSRConfig` of a ledger variant: ``VACSR_VARIANTS[variant]`` or
+    :data:`PLAIN`."""
+    from ..vacsr import VACSRConfig
+
+    if variant == PLAIN:
+        return VACSRConfig.plain_sigmoid(dim=dim)
+    if variant not in VACSR_VARIANTS:
+        raise VlmkitError(f"VACSR ledger variant {variant!r}: expected {PLAIN!r} or one of {list(VACSR_VARIANTS)}")
+    return VACSRConfig(dim=dim, **VACSR_VARIANTS[variant])
 
 
 @dataclass
@@ -27,7 +42,9 @@ class LedgerConfig:
     2 epochs, batch 128, AdamW lr 5e-4, best epoch by validation RSUM, 20 % noisy correspondence
     (``noise_high`` = 50 % for claim 2), tested on the 1,000 × 5,000 test split; VACSR on frozen
     stand-in features (claims 3–5) with the ``VACSR_VARIANTS`` on the coco preset and ``K2`` on
-    the stress preset (claim 4).
+    the stress preset (claim 4). ``noise_reference``: frozen-feature VACSR (``K2``) and the same MLP
+    with its variational parts off (``plain``) also trained at ``noise_high`` (and ``plain`` at
+    ``noise``) — the like-for-like noise comparison shown beside claims 1 and 2.
 
     ``ft_methods`` run at ``noise``; ``noisy_methods`` also at ``noise_high``. ``trajectory``:
     evaluate the geometry and hardness after every epoch (claims 7, 9) for ``trajectory_methods``.
@@ -56,6 +73,7 @@ class LedgerConfig:
     vacsr_batch_size: int = 256
     vacsr_lr: float = 1e-3
     vacsr_variants: tuple[str, ...] = tuple(VACSR_VARIANTS)
+    noise_reference: bool = True
     fig3_boot: int = 200  # bootstrap resamples for the Fig. 3 interval (0: none)
     hardness_lambda: float = 0.5  # λ of the mixed negatives slerp(v_j, t_j; λ) measured for claim 9
     hardness_pairs: int = 500  # anchors (first caption per image) for the hardness measure

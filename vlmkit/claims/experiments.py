@@ -9,7 +9,9 @@ Units (names are also their cache paths under ``<out>/results/``):
   With ``trajectory`` the geometry and hardness are also measured after every epoch (the run is
   driven one epoch at a time through the loop's own resume);
 * ``vacsr/<preset>/<variant>/s<seed>`` — the VACSR adapter trained on frozen features of the
-  pretrained model (:func:`vlmkit.vacsr.train_on_features`; claims 3, 4, 5).
+  pretrained model (:func:`vlmkit.vacsr.train_on_features`; claims 3, 4, 5) at the ledger's
+  ``noise``; ``vacsr/<preset>/<variant>-n<noise>/s<seed>`` at another noise ratio (the
+  ``noise_reference`` units beside claims 1 and 2, with the ``plain`` MLP baseline).
 
 Protocols of the test metrics: ``r1_*``, ``ece_*`` — one-to-one labels over the whole test split
 (``full NxM``; ECE of the top-1 softmax over the gallery at T = 0.01); ``map_*``, ``rp_*`` —
@@ -35,7 +37,7 @@ from typing import Any, Callable
 import torch
 
 from ..utils import atomic_write_json
-from .config import VACSR_VARIANTS, LedgerConfig
+from .config import PLAIN, LedgerConfig, vacsr_config
 
 
 @dataclass
@@ -54,8 +56,9 @@ def ft_name(method: str, noise: float, seed: int) -> str:
     return f"ft/{method}/n{noise:g}/s{seed}"
 
 
-def vacsr_name(preset: str, variant: str, seed: int) -> str:
-    return f"vacsr/{preset}/{variant}/s{seed}"
+def vacsr_name(preset: str, variant: str, seed: int, noise: float | None = None) -> str:
+    """Cache name of a frozen-feature VACSR unit; ``noise=None``: the ledger's own ``noise``."""
+    return f"vacsr/{preset}/{variant}" + ("" if noise is None else f"-n{noise:g}") + f"/s{seed}"
 
 
 def plan(cfg: LedgerConfig) -> list[Unit]:
@@ -66,6 +69,10 @@ def plan(cfg: LedgerConfig) -> list[Unit]:
         for preset in presets:
             for variant in (cfg.vacsr_variants if preset == cfg.preset else ("K2",)):
                 units.append(Unit(vacsr_name(preset, variant, seed), "vacsr", {"preset": preset, "variant": variant, "seed": seed}))
+        if cfg.noise_reference:
+            for variant, noise in ((PLAIN, None), ("K2", cfg.noise_high), (PLAIN, cfg.noise_high)):
+                units.append(Unit(vacsr_name(cfg.preset, variant, seed, noise), "vacsr",
+                                  {"preset": cfg.preset, "variant": variant, "seed": seed, "noise": noise}))
     for seed in cfg.seeds:
         for method in cfg.ft_methods:
             units.append(Unit(ft_name(method, cfg.noise, seed), "ft", {"method": method, "noise": cfg.noise, "seed": seed,
@@ -224,23 +231,26 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
             "test": res, "trajectory": traj}
 
 
-def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: int) -> dict:
-    """VACSR (``VACSR_VARIANTS[variant]``) trained on frozen pretrained features of a noisy
-    training split, scored exactly on every test pair: retrieval, Fig. 3 (binned Pearson r of the
+def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: int, noise: float | None = None) -> dict:
+    """VACSR (:func:`~vlmkit.claims.config.vacsr_config` of ``variant``) trained on frozen
+    pretrained features of a training split with ``noise`` (default: the ledger's) noisy
+    correspondence, scored exactly on every test pair: retrieval, Fig. 3 (binned Pearson r of the
     top-1 σ² vs R@1, one-to-one labels, equal-width bins, with the −score control) and the AUROC of
-    σ² for false vs true negatives (exact truth, every unlabelled pair)."""
+    σ² for false vs true negatives (exact truth, every unlabelled pair). The ``plain`` MLP has no
+    trained σ², so it gets neither."""
     from ..data import inject_noise, make_shapes
     from ..features import encode_dataset
-    from ..vacsr import VACSRConfig, false_negative_auroc, fig3_report, score_all, train_on_features
+    from ..vacsr import false_negative_auroc, fig3_report, score_all, train_on_features
 
     loaded = base_model(cfg)
     train = make_shapes("train", n_images=cfg.vacsr_train_images, preset=preset)
-    if cfg.noise > 0:
-        train = inject_noise(train, cfg.noise)
+    noise = cfg.noise if noise is None else noise
+    if noise > 0:
+        train = inject_noise(train, noise)
     test = test_split(preset, cfg.test_images)
     ftr = encode_dataset(loaded, train, cache_dir=out / "features")
     fte = encode_dataset(loaded, test, cache_dir=out / "features")
-    vc = VACSRConfig(dim=int(ftr.images.shape[1]), **VACSR_VARIANTS[variant])
+    vc = vacsr_config(variant, int(ftr.images.shape[1]))
     t0 = time.time()
     adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc, epochs=cfg.vacsr_epochs,
                                    batch_size=cfg.vacsr_batch_size, lr=cfg.vacsr_lr, seed=seed, device=cfg.device,
@@ -249,9 +259,11 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     scores, unc = score_all(adapter, fte.images, fte.texts, device=cfg.device, show_progress=False)
     labels, truth = torch.from_numpy(test.labels()), torch.from_numpy(test.positives())
     res: dict[str, Any] = {**retrieval(scores, test, ece=False), "skew": skewness(scores)}
+    if variant == PLAIN:
+        return {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
     res["fn_auroc"] = false_negative_auroc(unc, labels, truth)["auroc"]
     summ = fig3_report(scores, unc, labels, truth, n_boot=cfg.fig3_boot, seed=seed, ks=(1,))["summary"]
     for _, r in summ[(summ.binning == "width") & (summ.protocol == "labels")].iterrows():
         key = "fig3_r" if r.source == "sigma2" else "fig3_r_control"
         res[f"{key}_{r.direction}"] = float(r.pearson_r)
-    return {"preset": preset, "variant": variant, "seed": seed, "train_seconds": round(train_seconds, 1), "test": res}
+    return {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
