@@ -251,6 +251,28 @@ def test_noisy_marks_only_truly_mismatched_captions():
     assert flagged.sum() < moved.sum()  # generic stress captions often stay true after moving
 
 
+def test_noise_census_counts_moved_and_truly_mismatched():
+    """metrics.noise_census (what notebook 02 reports) and caption_census agree with the flags'
+    brute-force definition; without a truth every moved caption counts as mismatched."""
+    from vlmkit.data import ArrayImages, PairDataset
+    from vlmkit.metrics import caption_census, noise_census
+
+    noisy = inject_noise(make_shapes("train", n_images=120, preset="stress", seed=4), 0.5, seed=1)
+    own = noisy.positives()[noisy.caption_image, np.arange(noisy.num_captions)]
+    moved = noisy.caption_meta["moved"]
+    (row,) = noise_census(noisy).to_dict("records")
+    assert (row["n_captions"], row["moved"], row["mismatched"], row["truth"]) == (600, 300, int((moved & ~own).sum()), "exact")
+    assert row["moved_share"] == 0.5 and row["mismatched_share"] == pytest.approx((moved & ~own).mean()) and row["mismatched"] < 300
+    full = caption_census(noisy, by=None).iloc[0]
+    assert (full.moved, full.mismatched) == (row["moved"], row["mismatched"])
+    (clean,) = noise_census(make_shapes("train", n_images=10, seed=0)).to_dict("records")
+    assert (clean["moved"], clean["mismatched"]) == (0, 0)
+    labels = PairDataset("t", ArrayImages(np.zeros((4, 4, 4, 3), np.uint8)), [f"c{i}" for i in range(8)], [0, 0, 1, 1, 2, 2, 3, 3],
+                         ["0", "1", "2", "3"])
+    (lab,) = noise_census(inject_noise(labels, 0.5, seed=0)).to_dict("records")
+    assert lab["truth"] == "labels" and lab["moved"] == lab["mismatched"] == 4
+
+
 def test_bad_preset():
     with pytest.raises(VlmkitError, match="preset"):
         make_shapes("test", 5, preset="flickr")

@@ -11,7 +11,7 @@ Conventions (see each module for definitions and the library each metric is chec
 """
 
 from .calibration import expected_calibration_error, reliability_bins, retrieval_calibration
-from .census import false_negative_census, false_negative_counts
+from .census import caption_census, false_negative_census, false_negative_counts, noise_census
 from .classification import (
     class_prototypes,
     classification_logits,
@@ -36,7 +36,7 @@ __all__ = [
     "expected_calibration_error", "reliability_bins", "retrieval_calibration",
     "uniformity", "alignment", "relative_alignment", "modality_gap", "ModalityGap",
     "top1_uncertainty", "uncertainty_bins", "uncertainty_correlation", "false_negative_auroc", "auroc",
-    "false_negative_census", "false_negative_counts",
+    "false_negative_census", "false_negative_counts", "caption_census", "noise_census",
     "class_prototypes", "classification_logits", "classification_metrics", "classification_metrics_from_logits",
     "harmonic_mean", "true_class_rank",
     "evaluate_retrieval", "evaluate_similarity", "results_wide",

@@ -82,8 +82,7 @@ def caption_census(dataset: Any, *, by: str | None = "specificity", chunk_size: 
     texts = np.asarray(dataset.captions, dtype=object)
     meta = dataset.caption_meta
     m = len(texts)
-    moved = np.asarray(meta.get("moved", meta.get("noisy", np.zeros(m, bool))), bool)
-    noisy = np.asarray(meta.get("noisy", np.zeros(m, bool)), bool)
+    moved, noisy = _noise_flags(dataset)
     groups: list[tuple[Any, np.ndarray]] = [("all", np.ones(m, bool))]
     if by is not None and by in meta:
         col = np.asarray(meta[by])
@@ -96,3 +95,25 @@ def caption_census(dataset: Any, *, by: str | None = "specificity", chunk_size: 
                      "positives_mean": float(per_caption[mask].mean()), "positives_median": float(np.median(per_caption[mask])),
                      "moved": int(moved[mask].sum()), "mismatched": int(noisy[mask].sum())})
     return pd.DataFrame(rows)
+
+
+def _noise_flags(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(moved, mismatched)`` per caption from ``caption_meta`` (all False without noise)."""
+    meta, m = dataset.caption_meta, len(dataset.captions)
+    noisy = np.asarray(meta.get("noisy", np.zeros(m, bool)), bool)
+    return np.asarray(meta.get("moved", noisy), bool), noisy
+
+
+def noise_census(dataset: Any) -> pd.DataFrame:
+    """Noisy correspondence of a split after :func:`vlmkit.data.inject_noise`, one row:
+    ``n_captions``; ``moved`` = captions moved to another image (``caption_meta["moved"]``);
+    ``mismatched`` = captions not true of their labelled image (``caption_meta["noisy"]``: a
+    moved caption can stay true, so mismatched ≤ moved; without a truth they are equal);
+    their shares of ``n_captions``; ``truth`` = "exact" / "partial" / "labels" (what decided
+    ``mismatched``).  Reads the flags only, no pair scan (cheap on a full training split)."""
+    moved, noisy = _noise_flags(dataset)
+    m = len(moved)
+    truth = "exact" if dataset.has_exact_truth else ("partial" if dataset.has_extended_positives else "labels")
+    return pd.DataFrame([{"n_captions": m, "moved": int(moved.sum()), "mismatched": int(noisy.sum()),
+                          "moved_share": moved.mean() if m else float("nan"),
+                          "mismatched_share": noisy.mean() if m else float("nan"), "truth": truth}])
