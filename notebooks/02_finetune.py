@@ -52,6 +52,7 @@ from vlmkit import viz
 from vlmkit import workbook as wb
 from vlmkit.features import encode_dataset
 from vlmkit.kernel import record_skipped
+from vlmkit.metrics import noise_census
 from vlmkit.models.factory import load_model
 from vlmkit.train import finetune
 from vlmkit.utils import resolve_device
@@ -67,6 +68,24 @@ if not wb.is_embedded(spec["dataset"]) and not train_dataset and method_list:
     print(f"NOTE: real test data and no train_dataset: fine-tuning of {method_list} skipped (zero-shot only)")
     method_list = []
 print("device:", resolve_device(device), "| methods:", method_list, "| noise ratio:", noise_ratio)
+
+# %% [markdown]
+# ## The noisy training split
+# `noise_ratio` of the training captions are moved to another image (noisy correspondence), the
+# same split every method below trains on. A moved caption can still be true of the image it now
+# belongs to ("two shapes on a dark background" moved to another such image), so the census counts
+# both: `moved` and `mismatched` (not true of its labelled image under the data's truth; on data
+# without a truth every moved caption counts).
+
+# %%
+train = None
+if wb.is_embedded(spec["dataset"]) or train_dataset:
+    train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed, val_images=val_images)
+    record_skipped(train, "train")
+    noise = noise_census(train)
+    wb.write_table(run, "noise_census", noise, protocol=f"training split {train.name}, noise_ratio {noise_ratio}: "
+                                                        f"moved captions vs mismatched under {wb.truth_protocol(train)}")
+    print(noise.to_string(index=False))
 
 # %%
 for name in method_list:
@@ -91,11 +110,9 @@ for name in method_list:
 # The adapter scores every pair and gives it an uncertainty; trained on the noisy training split.
 
 # %%
-if vacsr and (wb.is_embedded(spec["dataset"]) or train_dataset):
+if vacsr and train is not None:
     from vlmkit.vacsr import VACSRConfig, train_on_features
     pre = load_model(spec["model"], pretrained=spec["pretrained_dir"], device=device)
-    train = wb.training_data(spec, train_dataset, train_images, noise_ratio, seed, val_images=val_images)
-    record_skipped(train, "train")
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
     adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),
                                       VACSRConfig(dim=int(tf.images.shape[1]), cosine_skip=vacsr_cosine_skip), epochs=vacsr_epochs,

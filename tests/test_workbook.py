@@ -149,6 +149,144 @@ def test_truth_protocol_comes_from_the_data():
     assert wb.truth_protocol(labels_only.with_extended_positives({"0": [1]})) == "extended positives"
 
 
+# --------------------------------------------------------------------------- data selection (vlmkit.selection)
+
+
+def test_data_selection_is_its_own_module_and_the_workbook_re_exports_it():
+    """Run-directory I/O (vlmkit.workbook) apart from data selection (vlmkit.selection); the
+    notebooks' ``wb.<name>`` calls reach the one definition."""
+    from vlmkit import selection
+
+    for name in ("is_embedded", "embedded_spec", "load_test_dataset", "train_config", "training_data", "one_caption_per_image"):
+        assert getattr(wb, name) is getattr(selection, name), name
+    io = ast.parse(Path(wb.__file__).read_text())
+    defined = {n.name for n in io.body if isinstance(n, ast.FunctionDef)}
+    assert not defined & {"is_embedded", "embedded_spec", "load_test_dataset", "train_config", "training_data", "one_caption_per_image"}
+    assert "load_splits" not in Path(wb.__file__).read_text() and "make_shapes" not in Path(wb.__file__).read_text()
+
+
+def _pairs_csv(tmp_path: Path, n: int) -> str:
+    from PIL import Image
+
+    rows = ["filepath,caption"]
+    for i in range(n):
+        Image.new("RGB", (8, 8), (30 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        rows += [f"{i}.png,a red square number {i}", f"{i}.png,picture {i}"]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return f"csv:{tmp_path / 'pairs.csv'}:{tmp_path}"
+
+
+def test_training_data_is_the_split_finetune_trains_on(tmp_path):
+    """Real data: train_dataset less its last val_images images, with fine-tuning's noise;
+    embedded data: the run's preset and seed.  Compared with what finetune loads
+    (vlmkit.train.load_splits of the method's TrainConfig)."""
+    import numpy as np
+
+    from vlmkit.train import TrainConfig, load_splits
+
+    spec = _pairs_csv(tmp_path, 6)
+    run_spec = {"dataset": spec, "model": "", "pretrained_dir": ""}
+    train = wb.training_data(run_spec, spec, 1, 0.5, 3, val_images=2)  # train_images: embedded data only
+    ref = load_splits(TrainConfig(dataset=spec, val_images=2, noise_ratio=0.5))[0]
+    assert train.num_images == 4 and list(train.image_ids) == ["0.png", "1.png", "2.png", "3.png"]
+    assert train.captions == ref.captions and np.array_equal(train.caption_image, ref.caption_image)
+    assert train.caption_meta["moved"].sum() == 4  # half of the 8 training captions
+    cfg = wb.train_config(run_spec, "m2mix", train_dataset=spec, captions_per_image=1, seed=3)
+    assert (cfg.dataset, cfg.method, cfg.captions_per_image, cfg.seed, cfg.pretrained) == (spec, "m2mix", 1, 3, None)
+    with pytest.raises(VlmkitError, match="give train_dataset"):
+        wb.training_data(run_spec, "", 0, 0.0, 0)
+
+    emb = {"dataset": wb.embedded_spec("shapes", "stress"), "model": "", "pretrained_dir": "stand-in"}
+    assert emb["dataset"] == "shapes:stress" and wb.embedded_spec("shapes") == "shapes" and wb.embedded_spec(spec) == spec
+    train = wb.training_data(emb, "", 10, 0.4, 2, val_images=3)
+    ref = load_splits(TrainConfig(dataset="shapes:stress", train_images=10, val_images=3, noise_ratio=0.4, data_seed=2))[0]
+    assert train.num_images == 10 and train.captions == ref.captions
+    assert np.array_equal(train.caption_meta["noisy"], ref.caption_meta["noisy"])
+    assert wb.train_config(emb, "sigmoid", seed=2).pretrained == "stand-in"
+
+
+def _run_notebook(number: str, run_dir: Path, **params) -> dict:
+    """Run the code cells of notebook ``number`` in this process with ``params`` (and run_dir)
+    over its defaults; returns the namespace (no kernel: fast on tiny data)."""
+    import jupytext
+
+    (py,) = sorted((ROOT / "notebooks").glob(f"{number}_*.py"))
+    ns: dict = {"__name__": f"nb{number}"}
+    for cell in jupytext.read(py).cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, py.name, "exec"), ns)
+            if "parameters" in cell.metadata.get("tags", []):
+                ns.update(run_dir=str(run_dir), **params)
+    return ns
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.6])
+def test_02_reports_moved_and_truly_mismatched_training_captions(tmp_path, noise):
+    """Notebook 02 writes the noise census of the split it trains on: moved captions and those
+    truly not true of their labelled image (exact truth; stress captions often stay true)."""
+    import numpy as np
+
+    from vlmkit.selection import training_data
+
+    run = wb.prepare_run_dir(tmp_path / "run")
+    wb.save_data_spec(run, "shapes:stress", 4, 0, model="", pretrained_dir="stand-in")
+    _run_notebook("02", run, methods=[], vacsr=False, train_images=40, val_images=4, noise_ratio=noise, seed=1)
+    t = pd.read_csv(run / "tables" / "noise_census.csv")
+    (row,) = t.to_dict("records")
+    ref = training_data(wb.run_data_spec(run), "", 40, noise, 1, val_images=4)
+    moved, noisy = ref.caption_meta.get("moved", np.zeros(200, bool)), ref.caption_meta.get("noisy", np.zeros(200, bool))
+    own = ref.positives()[ref.caption_image, np.arange(ref.num_captions)]
+    assert row["n_captions"] == 200 and row["moved"] == moved.sum() == round(noise * 200)
+    assert row["mismatched"] == (moved & ~own).sum() == noisy.sum()
+    if noise:
+        assert 0 < row["mismatched"] < row["moved"]
+    assert "moved captions vs mismatched under exact truth" in row["protocol"] and f"noise_ratio {noise}" in row["protocol"]
+
+
+def test_write_table_is_atomic(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous table and no temporary file."""
+    path = write_table(tmp_path, "t", pd.DataFrame({"a": [1, 2]}), protocol="p")
+    before = path.read_text()
+
+    def broken(self, target, **kw):
+        Path(target).write_text("a,b\n1")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_table(tmp_path, "t", pd.DataFrame({"a": [3]}))
+    assert path.read_text() == before and [p.name for p in (tmp_path / "tables").iterdir()] == ["t.csv"]
+
+
+def _coco_with_an_uncaptioned_image(tmp_path: Path) -> str:
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    images, anns = [], []
+    for i in (1, 2, 3):
+        Image.new("RGB", (16, 16), (80 * i, 40, 0)).save(tmp_path / "imgs" / f"{i}.jpg")
+        images.append({"id": i, "file_name": f"{i}.jpg"})
+    for k, (img, text) in enumerate([(1, "a red square"), (1, "a square"), (2, "a brown square"), (2, "a dark square")]):
+        anns.append({"id": 10 + k, "image_id": img, "caption": text})
+    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": anns}))
+    return f"coco:{tmp_path / 'ann.json'}:{tmp_path / 'imgs'}"
+
+
+def test_headless_run_on_real_data_lists_the_loaders_skips_in_run_json(tmp_path, env):
+    """``vlmkit run`` on a COCO file with an image that has no caption (a documented skip):
+    notebook 01's entry in run.json lists it with file and image id, and the runner prints it
+    (about 10 s: one kernel, two images)."""
+    spec = _coco_with_an_uncaptioned_image(tmp_path)
+    r = _vlmkit(["run", "--quick", "--only", "01", "--out", str(tmp_path / "runs"), "-p", "dataset", spec], env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    meta = json.loads((run / "run.json").read_text())
+    (entry,) = meta["notebooks"]["01_data_and_model.ipynb"]["skipped"]
+    assert entry["role"] == "test" and entry["count"] == 1
+    assert entry["items"] == [{"where": f"{tmp_path / 'ann.json'}:3", "reason": "image has no (usable) caption; left out"}]
+    assert "1 item(s) left out" in r.stderr
+
+
 # --------------------------------------------------------------------------- figures inline
 
 

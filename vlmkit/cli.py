@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .kernel import ensure_kernel  # noqa: F401 (re-exported: vlmkit.cli.ensure_kernel)
-from .utils import VlmkitError, atomic_path, atomic_write_json
+from .utils import VlmkitError, atomic_to_csv, atomic_write_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -352,8 +352,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch = out / f"batch-{stamp}"
         batch.mkdir(parents=True, exist_ok=True)
         summ = summarise_runs(run_dirs)
-        with atomic_path(batch / "summary.csv") as tmp:
-            summ.to_csv(tmp, index=False)
+        atomic_to_csv(summ, batch / "summary.csv")
         page = build_grid_report(run_dirs, batch / "report.html")
         print(f"batch summary: {batch / 'summary.csv'} ({len(summ)} rows; {failed} of {len(grid)} runs failed); comparison page: {page}")
     return 1 if failed else 0

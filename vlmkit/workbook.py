@@ -12,6 +12,10 @@ Layout of one run directory (``docs/workbook.md``)::
     figures/*.html|png  every view of every notebook
     figures/_export.json  how figures were embedded (``static_figures``: false without a PNG exporter)
     report/report.html  the report (08)
+
+Which data a run evaluates and trains on is :mod:`vlmkit.selection` (re-exported here:
+``is_embedded``, ``embedded_spec``, ``load_test_dataset``, ``train_config``,
+``training_data``, ``one_caption_per_image``).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .utils import VlmkitError, atomic_torch_save, atomic_write_json
+from .selection import (embedded_spec, is_embedded, load_test_dataset, one_caption_per_image,  # noqa: F401 (re-exported)
+                        train_config, training_data)
+from .utils import VlmkitError, atomic_to_csv, atomic_torch_save, atomic_write_json
 
 SUBDIRS = ("notebooks", "scores", "methods", "tables", "figures", "report")
 
@@ -102,10 +107,7 @@ def write_table(run_dir: str | os.PathLike, name: str, df: pd.DataFrame, protoco
     if protocol is not None and "protocol" not in df.columns:
         df.insert(0, "protocol", protocol)
     path = Path(run_dir) / "tables" / f"{name}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_to_csv(df, path, index=False)
     return path
 
 
@@ -203,68 +205,6 @@ def truth_protocol(ds: Any) -> str:
     if ds.has_exact_truth:
         return "exact truth"
     return "extended positives" if ds.has_extended_positives else "one-to-one labels"
-
-
-def is_embedded(dataset: str) -> bool:
-    """Whether a data spec names the embedded generator: ``"shapes"`` or ``"shapes:PRESET"``."""
-    return dataset.split(":")[0] == "shapes"
-
-
-def embedded_spec(dataset: str, shapes_preset: str = "coco") -> str:
-    """The run's data spec: ``"shapes"`` with a non-default ``shapes_preset`` becomes
-    ``"shapes:PRESET"`` (checked); real-data specs are returned unchanged."""
-    from .data.shapes import shapes_preset as check
-
-    if dataset != "shapes":
-        return dataset
-    check(f"shapes:{shapes_preset}")
-    return "shapes" if shapes_preset == "coco" else f"shapes:{shapes_preset}"
-
-
-def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
-    """The evaluation split: ``"shapes[:PRESET]"`` = the embedded test split; anything else goes to
-    :func:`vlmkit.data.load_dataset` (a spec string, e.g. ``karpathy:/path/dataset_coco.json:test``)."""
-    from .data import load_dataset, make_shapes
-    from .data.shapes import shapes_preset
-
-    if is_embedded(dataset):
-        return make_shapes("test", n_images=test_images, seed=seed, preset=shapes_preset(dataset))
-    return load_dataset(dataset, pairs=True)
-
-
-def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio: float, seed: int, val_images: int | None = None):
-    """The training split the workbook trains on — exactly what fine-tuning trains on
-    (:func:`vlmkit.train.load_splits` of :func:`train_config`): the embedded train split of the
-    run's preset, or ``train_dataset`` (a :func:`vlmkit.data.load_dataset` spec) less its
-    held-out validation images; ``noise_ratio`` of its captions permuted."""
-    from .train import load_splits
-
-    extra = {} if val_images is None else {"val_images": val_images}
-    return load_splits(train_config(spec, "contrastive", train_dataset=train_dataset, train_images=train_images,
-                                    noise_ratio=noise_ratio, seed=seed, **extra))[0]
-
-
-def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: Any):
-    """The :class:`~vlmkit.train.TrainConfig` of one workbook method: the run's model and
-    pretrained checkpoint (``data.json``), the embedded train/val splits of the run's preset
-    (``seed`` also seeds the data) or ``train_dataset`` for real data, and the given fields."""
-    from .train import TrainConfig
-
-    if is_embedded(spec["dataset"]):
-        data = {"dataset": spec["dataset"], "data_seed": int(fields.get("seed", 0))}
-    elif train_dataset:
-        data = {"dataset": train_dataset}
-    else:
-        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to fine-tune on real data")
-    pretrained = spec.get("pretrained_dir") or None
-    return TrainConfig(method=method, model=spec.get("model") or None, pretrained=pretrained, **data, **fields)
-
-
-def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:
-    """First caption index of every image (row-paired views for mixup/hardness analyses)."""
-    from .analysis import first_caption
-
-    return first_caption(np.asarray(caption_image), n_images)
 
 
 def parse_methods(methods: Any) -> list[str]:

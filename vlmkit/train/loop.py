@@ -78,8 +78,9 @@ def load_splits(cfg: TrainConfig):
     """(train, val) :class:`PairDataset` s as described in :class:`TrainConfig`."""
     from ..data.formats import load_dataset
     from ..data.shapes import inject_noise, make_shapes, shapes_preset
+    from ..selection import is_embedded
 
-    if cfg.dataset.split(":")[0] == "shapes":
+    if is_embedded(cfg.dataset):
         preset = shapes_preset(cfg.dataset)
         train = make_shapes("train", n_images=cfg.train_images, seed=cfg.data_seed, preset=preset)
         val = make_shapes("val", n_images=cfg.val_images, seed=cfg.data_seed, preset=preset)

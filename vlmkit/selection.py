@@ -1,0 +1,92 @@
+"""Which data a workbook run evaluates and trains on (data selection, apart from the
+run-directory I/O of :mod:`vlmkit.workbook`).
+
+- The **test data** is a data spec: ``"shapes"`` / ``"shapes:PRESET"`` names the embedded
+  generator's test split (:func:`load_test_dataset`); anything else is a
+  :func:`vlmkit.data.load_dataset` spec of real data.
+- The **training data** is whatever fine-tuning trains on: :func:`training_data` is
+  :func:`vlmkit.train.load_splits` of the method's :func:`train_config`, so notebook 02's
+  VACSR on frozen features and every ``finetune`` call of the run see the same split (the
+  embedded train split of the run's preset, or ``train_dataset`` less its held-out
+  ``val_images``), with the same ``noise_ratio`` of captions permuted.
+
+``vlmkit.workbook`` re-exports these names (``wb.training_data`` … in the notebooks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .utils import VlmkitError
+
+EMBEDDED = "shapes"
+"""The spec prefix of the embedded generator (``"shapes"``, ``"shapes:PRESET"``)."""
+
+
+def is_embedded(dataset: str) -> bool:
+    """Whether a data spec names the embedded generator: ``"shapes"`` or ``"shapes:PRESET"``."""
+    return dataset.split(":")[0] == EMBEDDED
+
+
+def embedded_spec(dataset: str, shapes_preset: str = "coco") -> str:
+    """The run's data spec: ``"shapes"`` with a non-default ``shapes_preset`` becomes
+    ``"shapes:PRESET"`` (checked); real-data specs are returned unchanged."""
+    from .data.shapes import shapes_preset as check
+
+    if dataset != EMBEDDED:
+        return dataset
+    check(f"{EMBEDDED}:{shapes_preset}")
+    return EMBEDDED if shapes_preset == "coco" else f"{EMBEDDED}:{shapes_preset}"
+
+
+def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
+    """The evaluation split: ``"shapes[:PRESET]"`` = the embedded test split of ``test_images``
+    images (``seed``); anything else goes to :func:`vlmkit.data.load_dataset` (a spec string,
+    e.g. ``karpathy:/path/dataset_coco.json:test``)."""
+    from .data import load_dataset, make_shapes
+    from .data.shapes import shapes_preset
+
+    if is_embedded(dataset):
+        return make_shapes("test", n_images=test_images, seed=seed, preset=shapes_preset(dataset))
+    return load_dataset(dataset, pairs=True)
+
+
+def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: Any):
+    """The :class:`~vlmkit.train.TrainConfig` of one workbook method: the run's model and
+    pretrained checkpoint (``spec`` = the run's ``data.json``), the embedded train/val splits of
+    the run's preset (``seed`` also seeds the data) or ``train_dataset`` for real data, and the
+    given fields.  Real test data without ``train_dataset`` raises (nothing to train on)."""
+    from .train import TrainConfig
+
+    if is_embedded(spec["dataset"]):
+        data = {"dataset": spec["dataset"], "data_seed": int(fields.get("seed", 0))}
+    elif train_dataset:
+        data = {"dataset": train_dataset}
+    else:
+        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to fine-tune on real data")
+    pretrained = spec.get("pretrained_dir") or None
+    return TrainConfig(method=method, model=spec.get("model") or None, pretrained=pretrained, **data, **fields)
+
+
+def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio: float, seed: int,
+                  val_images: int | None = None):
+    """The training split of the run — exactly what fine-tuning trains on
+    (:func:`vlmkit.train.load_splits` of :func:`train_config`): the embedded train split of the
+    run's preset, or ``train_dataset`` (a :func:`vlmkit.data.load_dataset` spec) less its
+    held-out validation images; ``noise_ratio`` of its captions permuted
+    (``caption_meta["moved"]`` / ``["noisy"]``)."""
+    from .train import load_splits
+
+    extra = {} if val_images is None else {"val_images": val_images}
+    return load_splits(train_config(spec, "contrastive", train_dataset=train_dataset, train_images=train_images,
+                                    noise_ratio=noise_ratio, seed=seed, **extra))[0]
+
+
+def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:
+    """First caption index of every image (row-paired views for mixup/hardness analyses;
+    :func:`vlmkit.analysis.first_caption`)."""
+    from .analysis import first_caption
+
+    return first_caption(np.asarray(caption_image), n_images)
