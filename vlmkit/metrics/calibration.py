@@ -27,6 +27,7 @@ from ..utils import VlmkitError, as_tensor
 from .core import scan
 from .positives import Positives, as_positives
 from .scores import Scores, as_scores, per_query
+from .uncertainty import bin_means
 
 
 def _conf_correct(confidence: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -48,12 +49,7 @@ def reliability_bins(confidence: Any, correct: Any, n_bins: int = 15) -> pd.Data
     """One row per bin: ``bin, lo, hi, count, confidence (mean), accuracy, gap`` (NaN when empty)."""
     c, y = _conf_correct(confidence, correct)
     idx = _bin_index(c, n_bins)
-    count = np.bincount(idx, minlength=n_bins)
-    sum_c = np.bincount(idx, weights=c, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = np.where(count > 0, sum_c / count, np.nan)
-        acc = np.where(count > 0, sum_y / count, np.nan)
+    count, conf, acc = bin_means(idx, n_bins, c, y)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     return pd.DataFrame({"bin": np.arange(n_bins), "lo": edges[:-1], "hi": edges[1:], "count": count,
                          "confidence": conf, "accuracy": acc, "gap": acc - conf})

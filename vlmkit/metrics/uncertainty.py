@@ -52,14 +52,19 @@ def uncertainty_bins(uncertainty: Any, correct: Any, n_bins: int = 10, strategy:
     """Rows ``bin, lo, hi, count, uncertainty (mean), r1`` (NaN for empty bins)."""
     u, y = _uc(uncertainty, correct)
     idx, los, his = bin_index(u, n_bins, strategy)
-    count = np.bincount(idx, minlength=n_bins)
-    su = np.bincount(idx, weights=u, minlength=n_bins)
-    sy = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.where(count > 0, su / count, np.nan)
-        r1 = np.where(count > 0, sy / count, np.nan)
+    count, mu, r1 = bin_means(idx, n_bins, u, y)
     return pd.DataFrame({"bin": np.arange(n_bins), "lo": los, "hi": his, "count": count,
                          "uncertainty": mu, "r1": r1})
+
+
+def bin_means(idx: np.ndarray, n_bins: int, value: np.ndarray, hit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(count, mean value, mean hit)`` per bin of ``idx`` (NaN means for empty bins): the
+    per-bin sums that reliability diagrams and uncertainty bins both report."""
+    count = np.bincount(idx, minlength=n_bins)
+    sv = np.bincount(idx, weights=np.asarray(value, np.float64), minlength=n_bins)
+    sh = np.bincount(idx, weights=np.asarray(hit, np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return count, np.where(count > 0, sv / count, np.nan), np.where(count > 0, sh / count, np.nan)
 
 
 def bin_index(u: np.ndarray, n_bins: int = 10, strategy: str = "width") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
