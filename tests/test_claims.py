@@ -103,6 +103,19 @@ def test_embedding_arithmetic_on_a_hand_case():
         embedding_arithmetic(img[:3], HAND_OBJS, encode)
 
 
+def test_embedding_arithmetic_counts_a_tie_with_a_wrong_image_as_a_miss():
+    # a fifth image, identical in features to the blue circle (image 1) but holding a green circle.
+    # Eight edits now (hand-worked in the basis model): red→blue circle ties image 1 (right) with
+    # image 4 (wrong) and red→green circle ties image 4 (right) with image 1 (wrong) — both misses
+    # under the metrics' pessimistic tie rule (argmax would count the first); green→red circle
+    # lands on image 1 (wrong); the other five are hits
+    objs = np.concatenate([HAND_OBJS, [[[0, 1, 0, 0], [-1] * 4, [-1] * 4]]]).astype(np.int8)
+    img, encode = _basis_model(HAND_OBJS)
+    img = torch.cat([img, img[1:2]])
+    r = embedding_arithmetic(img, objs, encode, lam=1.0)
+    assert r["n_queries"] == 8 and r["accuracy"] == 5 / 8
+
+
 def test_embedding_arithmetic_matches_a_brute_force_loop():
     from vlmkit.data import make_shapes
 

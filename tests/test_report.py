@@ -60,6 +60,8 @@ def _fake_run(root: Path, name: str = "run", *, point: dict | None = None, summa
                    protocol="uncertainty–R@1 Pearson r over 10 bins, correct = one-to-one labels")
     wb.write_table(run, "calibration", pd.DataFrame({"method": ["pretrained"], "direction": ["i2t"], "ece_labels": [12.0612], "ece_truth": [9.2549]}),
                    protocol="ECE (%) of top-1 retrieval, 15 bins")
+    wb.write_table(run, "noise_census", pd.DataFrame({"n_captions": [600], "moved": [120], "mismatched": [103]}),
+                   protocol="training split shapes-train, noise_ratio 0.2")
     if summary:
         wb.write_table(run, "summary", pd.DataFrame({"method": ["pretrained", "m2mix"], "R@1 i2t [full 10x50]": [9.254, 12.06],
                                                      "gap ‖Δ‖": [1.0486600641, 0.9], "unc–R@1 r [one-to-one labels]": [np.nan, -0.87654]}))
@@ -125,6 +127,7 @@ def test_report_has_every_section_embedded_figures_and_no_external_reference(tmp
     sec = {m.group(1): m.group(2) for m in re.finditer(r"<section id=(\w+)>(.*?)</section>", text, re.S)}
     assert "alt='03_gap_per_method'" in sec["gap"] and "id=grid" in sec["data"] and "05_fig3_vacsr_i2t" in sec["uncertainty"]
     assert "<h3>Summary per method <small>(tables/summary.csv)</small></h3>" in sec["retrieval"] and "Modality gap per method" in sec["gap"]
+    assert "Noisy training split: moved vs truly mismatched captions" in sec["data"] and "truly mismatched" in sec["data"]
 
 
 def test_report_numbers_follow_the_rule_and_every_table_states_its_protocol(tmp_path):

@@ -318,3 +318,36 @@ def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
     assert step_decay(opt2, 3, last_step=3).optimizer.param_groups[0]["lr"] == pytest.approx(0.05)  # rebuilt mid-run
     with pytest.raises(VlmkitError, match="at="):
         step_decay(opt, -1)
+
+
+# the m²-Mix authors' recipe (changdaeoh/multimodal-mixup main.py, DESIGN §4) for TrainConfig's fields
+AUTHORS_RECIPE = {"lr": 1e-5, "epochs": 9, "weight_decay": 0.2, "grad_clip": 0.0, "eval_mode": True, "captions_per_image": 1,
+                  "batch_size": 128, "warmup_frac": 0.1}
+
+
+def test_every_default_that_departs_from_the_authors_recipe_is_listed_with_its_reason():
+    import dataclasses
+
+    from vlmkit.train import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    doc = TrainConfig.__doc__
+    departing = doc.split("Defaults that depart from")[1].split("Same as the authors")[0]
+    import ast
+    import re
+
+    listed = {}  # name -> (value written in the docstring, the bullet's text)
+    for bullet in departing.split("\n    * ")[1:]:
+        m = re.match(r"``(\w+)=([^`]+)``", bullet)
+        if m and m.group(1) != "amp":
+            listed[m.group(1)] = (ast.literal_eval(m.group(2)), bullet)
+    for name, theirs in AUTHORS_RECIPE.items():
+        ours = defaults[name]
+        if ours != theirs:  # listed as ``name=ours`` (authors …): the reason
+            assert name in listed, f"TrainConfig.{name}={ours} departs from the authors' {theirs} but is not listed"
+            value, bullet = listed[name]
+            assert value == ours, f"the docstring says {name}={value}, the default is {ours}"
+            assert "authors" in bullet and len(bullet.split(":", 1)[-1].split()) >= 5, bullet  # what they use, and why
+        else:
+            assert name not in listed, f"{name} is listed as departing but equals the authors' {theirs}"
+    assert "``amp=" in departing  # fp16 weights vs autocast: not a plain field value

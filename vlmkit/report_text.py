@@ -6,7 +6,7 @@ from __future__ import annotations
 SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     # (anchor, title, figure-name prefixes, table-name glob patterns)
     ("primer", "Primer: where the modality gap comes from", ("00_",), ("primer_cones",)),
-    ("data", "The data and its false negatives", ("01_",), ("census",)),
+    ("data", "The data and its false negatives", ("01_",), ("census", "noise_census")),
     ("retrieval", "Zero-shot vs fine-tuned retrieval", ("02_", "08_"), ("summary", "retrieval", "methods", "history_*")),
     ("gap", "The modality gap", ("03_",), ("gap", "gap_shift")),
     ("mixed", "Mixed retrievals along the geodesic", ("04_",), ("slerp_path", "hardness")),
@@ -17,7 +17,8 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
 
 TABLE_TITLES: dict[str, str] = {
     "summary": "Summary per method", "retrieval": "Retrieval per protocol, direction and metric", "methods": "Methods of this run",
-    "census": "False-negative census", "primer_cones": "Cones of a random-init encoder", "gap": "Modality gap per method",
+    "census": "False-negative census", "noise_census": "Noisy training split: moved vs truly mismatched captions",
+    "primer_cones": "Cones of a random-init encoder", "gap": "Modality gap per method",
     "gap_shift": "Shifting the clouds along the gap", "slerp_path": "Nearest items along the slerp path",
     "hardness": "Original vs mixed negatives", "uncertainty": "Uncertainty vs R@1 (Fig. 3) and FN-vs-TN AUROC",
     "query_topk": "Query picker: one query's top-K", "similarity_by_type": "Mean score per pair type",
@@ -37,7 +38,9 @@ NARRATIVE: dict[str, str] = {
         "written for; the census counts the pairs that are true all the same but labelled negative — the false "
         "negatives binary labels create. Look for how many captions are true of other images and at which "
         "specificity they concentrate: gist captions are true of many images, full-scene captions of a few. "
-        "Real data without extended positives has no census."),
+        "Real data without extended positives has no census. The second table counts the training split's noisy "
+        "correspondence: captions moved to another image, and of those the ones whose text is truly not true of "
+        "their new image (a moved gist caption can still fit)."),
     "retrieval": (
         "Retrieval by every method of the run on the test split: <i>pretrained</i> is the zero-shot model, the "
         "other rows were fine-tuned on the noisy training split (02) or re-scored by VACSR. R@K counts a hit when "
