@@ -80,37 +80,42 @@ def _stat(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else f"{v.mean():.{digits}f}"
 
 
-def summary(paths: list[Path], frozen: list[Path]) -> str:
-    """Markdown: mean ± sd over seeds per method (fine-tuned runs, then frozen-feature runs)."""
-    lines = ["| method (fine-tuned) | seeds | i→t R@1 (labels) | t→i R@1 (labels) | i→t mAP@R (truth) | t→i mAP@R (truth) "
-             "| Fig. 3 r labels i→t / t→i | −score control | FN-vs-TN AUROC |", "|" + "---|" * 9]
+def _by_method(paths: list[Path]) -> dict[str, list[dict]]:
     by: dict[str, list[dict]] = {}
     for p in paths:
         d = json.loads(p.read_text())
         by.setdefault(d["method"], []).append(d)
-    for method, runs in by.items():
-        m = [r["metrics"] for r in runs]
-        key = next(k for k in m[0] if k.endswith("| i2t | R@1") and k.startswith("full"))
-        col = lambda k: [x[k] for x in m]  # noqa: E731
-        ecc = next(k.split(" | ")[0] for k in m[0] if "mAP@R" in k)
-        cells = [_stat(col(key)), _stat(col(key.replace("i2t", "t2i"))),
-                 _stat(col(f"{ecc} | i2t | mAP@R")), _stat(col(f"{ecc} | t2i | mAP@R"))]  # evaluate_similarity: in %
-        cells += _fig3_cells(runs) if "fig3_summary" in runs[0] else ["—", "—", "—"]
-        lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
-    if frozen:
-        lines += ["", "| method (frozen features) | seeds | i→t R@1 (labels) | t→i R@1 (labels) | i→t mAP@R (truth) "
-                  "| t→i mAP@R (truth) | Fig. 3 r labels i→t / t→i | −score control | FN-vs-TN AUROC |", "|" + "---|" * 9]
-        fz: dict[str, list[dict]] = {}
-        for p in frozen:
-            d = json.loads(p.read_text())
-            fz.setdefault(d["method"], []).append(d)
-        for method, runs in fz.items():
-            r1 = [[next(s["r1"] for s in r["fig3_summary"] if s["direction"] == d and s["protocol"] == "labels") for r in runs]
-                  for d in ("i2t", "t2i")]
-            cells = [_stat(r1[0], 100), _stat(r1[1], 100),
-                     _stat([r[f"{method}_i2t"]["map_at_r"] for r in runs], 100), _stat([r[f"{method}_t2i"]["map_at_r"] for r in runs], 100)]
-            cells += _fig3_cells(runs) if method != "plain-sigmoid-mlp" else ["(σ² untrained)", "—", "—"]
-            lines.append(f"| {method} | {len(runs)} | " + " | ".join(cells) + " |")
+    return by
+
+
+def _finetuned_cells(method: str, runs: list[dict]) -> list[str]:
+    m = [r["metrics"] for r in runs]
+    key = next(k for k in m[0] if k.endswith("| i2t | R@1") and k.startswith("full"))
+    col = lambda k: [x[k] for x in m]  # noqa: E731
+    ecc = next(k.split(" | ")[0] for k in m[0] if "mAP@R" in k)
+    cells = [_stat(col(key)), _stat(col(key.replace("i2t", "t2i"))),
+             _stat(col(f"{ecc} | i2t | mAP@R")), _stat(col(f"{ecc} | t2i | mAP@R"))]  # evaluate_similarity: in %
+    return cells + (_fig3_cells(runs) if "fig3_summary" in runs[0] else ["—", "—", "—"])
+
+
+def _frozen_cells(method: str, runs: list[dict]) -> list[str]:
+    r1 = [[next(s["r1"] for s in r["fig3_summary"] if s["direction"] == d and s["protocol"] == "labels") for r in runs]
+          for d in ("i2t", "t2i")]
+    cells = [_stat(r1[0], 100), _stat(r1[1], 100),
+             _stat([r[f"{method}_i2t"]["map_at_r"] for r in runs], 100), _stat([r[f"{method}_t2i"]["map_at_r"] for r in runs], 100)]
+    return cells + (_fig3_cells(runs) if method != "plain-sigmoid-mlp" else ["(σ² untrained)", "—", "—"])
+
+
+def summary(paths: list[Path], frozen: list[Path]) -> str:
+    """Markdown: mean ± sd over seeds per method (fine-tuned runs, then frozen-feature runs)."""
+    lines: list[str] = []
+    for kind, files, cells in (("fine-tuned", paths, _finetuned_cells), ("frozen features", frozen, _frozen_cells)):
+        if not files:
+            continue
+        lines += ([""] if lines else []) + [
+            f"| method ({kind}) | seeds | i→t R@1 (labels) | t→i R@1 (labels) | i→t mAP@R (truth) | t→i mAP@R (truth) "
+            "| Fig. 3 r labels i→t / t→i | −score control | FN-vs-TN AUROC |", "|" + "---|" * 9]
+        lines += [f"| {method} | {len(runs)} | " + " | ".join(cells(method, runs)) + " |" for method, runs in _by_method(files).items()]
     return "\n".join(lines)
 
 
