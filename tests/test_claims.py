@@ -261,3 +261,33 @@ def test_notebook_09_says_ledger_not_run_or_shows_the_ledger(quick_ledger, tmp_p
     assert "Each claim is tested" in capsys.readouterr().out  # the rule first
     assert shown == ["09_verdicts", "09_uniformity_alignment", "09_hardness", "09_intervals"]
     assert len(wb.read_table(tmp_path / "run", "claims")) == 12
+
+
+def test_a_claim_about_a_method_that_did_not_train_is_inconclusive_and_says_why(quick_ledger):
+    from vlmkit.claims.ledger import Results, evaluate_claims, untrained
+
+    out, _ = quick_ledger
+    root = out / "runs" / "results"
+    res = {str(p.relative_to(root).with_suffix("")): json.loads(p.read_text()) for p in root.rglob("*.json")}
+    cfg = LedgerConfig.quick()
+    chance = 100 / cfg.test_images
+
+    def set_r1(method, noise, value):
+        for s in cfg.seeds:
+            res[f"ft/{method}/n{noise:g}/s{s}"]["test"].update(r1_i2t=value + s, r1_t2i=value + s)
+
+    set_r1("sigmoid", 0.2, 60.0), set_r1("sigmoid", 0.5, 50.0), set_r1("contrastive", 0.2, 55.0), set_r1("contrastive", 0.5, 45.0)
+    set_r1("vacsr-joint", 0.2, chance), set_r1("vacsr-joint", 0.5, 30.0)  # at chance at 20 % noise only
+    R = Results(cfg, res)
+    assert untrained("sigmoid")(R) is None
+    why = untrained("vacsr-joint")(R)
+    assert why.startswith("vacsr-joint did not train") and "at 20% noise" in why and "at 50% noise" not in why
+    claims = {c["number"]: c for c in evaluate_claims(cfg, res)}
+    for n in (1, 2, 6):  # VACSR's loss at chance would read "does not hold" for claim 1, "degrades less" for claim 2
+        assert claims[n]["verdict"] == "inconclusive" and claims[n]["caveat"] == why
+        assert "Not testable here: vacsr-joint did not train" in claims[n]["paragraph"] and claims[n]["comparisons"]
+    assert any(c["outcome"] == "does not hold" for c in claims[1]["comparisons"])  # still listed, just not read
+    set_r1("vacsr-joint", 0.2, 6 * chance)  # trained, barely: the rule reads the comparisons again
+    claims = {c["number"]: c for c in evaluate_claims(cfg, res)}
+    assert claims[1]["caveat"] is None and "Not testable" not in claims[1]["paragraph"]
+    assert all(c["caveat"] is None for c in claims.values())

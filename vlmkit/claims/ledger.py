@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import PLAIN, LedgerConfig
 from .experiments import ft_name, vacsr_name
-from .verdicts import Comparison, t_interval, verdict
+from .verdicts import CHANCE_FACTOR, Comparison, t_interval, verdict
 
 
 class Results:
@@ -84,6 +84,29 @@ class Claim:
     compute: Callable[[Results], tuple[str, list[Comparison]]]
     if_holds: str
     if_not: str
+    precondition: Callable[[Results], str | None] | None = None  # a reason the claim cannot be read, or None
+
+
+UNTRAINED_ADVICE = ("this budget says nothing about the method itself; read the frozen-feature reference, or give the "
+                    "method the many more epochs its paper uses (vlmkit.claims.LedgerConfig).")
+
+
+def untrained(method: str, noises: str = "both") -> Callable[[Results], str | None]:
+    """Precondition: ``method`` trained at the ledger's noise (and ``noise_high`` with
+    ``noises="both"``) — its R@1 (mean over seeds and directions) above ``CHANCE_FACTOR`` × the
+    chance rate of one test image in ``test_images`` — else the reason it cannot be read."""
+
+    def check(R: Results) -> str | None:
+        chance = 100.0 / R.cfg.test_images
+        levels = (R.cfg.noise, R.cfg.noise_high) if noises == "both" else (R.cfg.noise,)
+        low = [(n, float(np.nanmean(R.ft(method, "r1", n)))) for n in levels]
+        low = [(n, r) for n, r in low if not r > CHANCE_FACTOR * chance]
+        if not low:
+            return None
+        return (f"{method} did not train at this budget (R@1 " + ", ".join(f"{r:.2g} % at {n:.0%} noise" for n, r in low)
+                + f"; chance {chance:.2g} %), so its comparisons measure the budget, not the method; the frozen-feature "
+                "reference beside the values is the like-for-like test")
+    return check
 
 
 # ------------------------------------------------------------------------------------- the claims
@@ -199,10 +222,12 @@ CLAIMS: list[Claim] = [
     Claim(1, "VACSR beats sigmoid and contrastive fine-tuning on R@1 (binary labels) and on mAP@R / R-Precision over extended "
           "positives.", "VACSR Tab. 1–2", FT + "; R@1 one-to-one labels, mAP@R and R-P exact truth; mean of both directions", _c1,
           "choose VACSR over plain fine-tuning when ranking quality matters.",
-          "on this benchmark VACSR does not buy better rankings than the plain losses; check its cost before using it."),
+          "on this benchmark VACSR does not buy better rankings than the plain losses; check its cost before using it.",
+          untrained("vacsr-joint", "low")),
     Claim(2, "VACSR degrades less under noisy correspondence (20 % and 50 %).", "VACSR noisy-correspondence table",
           "fine-tuning runs at 20 % and 50 % noise; R@1 one-to-one labels, mean of both directions", _c2,
-          "VACSR is the safer choice when pairs are noisy.", "VACSR's robustness to mismatched pairs is not visible here."),
+          "VACSR is the safer choice when pairs are noisy.", "VACSR's robustness to mismatched pairs is not visible here.",
+          untrained("vacsr-joint")),
     Claim(3, "VACSR's top-1 uncertainty correlates negatively with R@1, and more informatively than the −score control.",
           "VACSR Fig. 3 (−0.931 / −0.903)", "VACSR (K = 2) on frozen features; 10 equal-width bins of the top-1 σ², R@1 per bin "
           "under one-to-one labels, Pearson r; control: the same bins with uncertainty := −score", _c3,
@@ -221,7 +246,7 @@ CLAIMS: list[Claim] = [
     Claim(6, "VACSR's similarity distribution is left-skewed where sigmoid / contrastive fine-tuning give near-normal ones.",
           "VACSR App. Fig. 6", FT + "; sample skewness of the scores of all test pairs (VACSR: adapter logit; others: cosine)", _c6,
           "VACSR spreads most pairs at confidently low scores and keeps high scores for few.",
-          "the score distributions do not differ in shape as the paper shows."),
+          "the score distributions do not differ in shape as the paper shows.", untrained("vacsr-joint", "low")),
     Claim(7, "Fine-tuned CLIP keeps a modality gap and poor uniformity–alignment; m²-Mix improves both.", "m²-Mix Fig. 2",
           FT + "; unit test embeddings: centroid gap, uniformity over the union (t = 2), relative alignment (text anchor); lower is better",
           _c7, "m²-Mix reshapes the embedding space as its paper says: smaller gap, more uniform, better aligned.",
@@ -256,14 +281,16 @@ def evaluate_claims(cfg: LedgerConfig, results: dict[str, dict]) -> list[dict]:
     rows = []
     for c in CLAIMS:
         values, comps = c.compute(R)
-        v = verdict(comps)
+        caveat = c.precondition(R) if c.precondition else None
+        v = "inconclusive" if caveat else verdict(comps)
         ok = [x.label for x in comps if x.outcome == "holds"]
         bad = [x.label for x in comps if x.outcome == "does not hold"]
-        para = (f"**{v.capitalize()}.** " + (f"Held: {'; '.join(ok)}. " if ok else "") + (f"Reversed: {'; '.join(bad)}. " if bad else "")
-                + ("For a user: " + (c.if_holds if v == "holds" else c.if_not if v in ("does not hold", "inconclusive")
-                                      else "only in part — " + c.if_holds)))
+        para = (f"**{v.capitalize()}.** " + (f"Not testable here: {caveat}. " if caveat else "")
+                + (f"Held: {'; '.join(ok)}. " if ok else "") + (f"Reversed: {'; '.join(bad)}. " if bad else "")
+                + ("For a user: " + (UNTRAINED_ADVICE if caveat else c.if_holds if v == "holds"
+                                      else c.if_not if v in ("does not hold", "inconclusive") else "only in part — " + c.if_holds)))
         rows.append({"number": c.number, "claim": c.text, "paper": c.paper, "protocol": c.protocol.format(noise=cfg.noise),
-                     "values": values, "verdict": v, "paragraph": para,
+                     "values": values, "verdict": v, "caveat": caveat, "paragraph": para,
                      "comparisons": [{"label": x.label, "direction": x.direction, "values": x.values,
                                       **dict(zip(("mean", "sd", "lo", "hi"), x.stats)), "outcome": x.outcome,
                                       "text": x.describe()} for x in comps]})

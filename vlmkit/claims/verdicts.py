@@ -8,7 +8,9 @@ Student-t interval of the mean, mean ± t₀.₉₇₅,ₙ₋₁ · sd / √n.
 * a comparison **holds** when its interval excludes 0 on the claimed side, **does not hold** when
   it excludes 0 on the other side, and is **inconclusive** otherwise (or with fewer than 2 seeds);
 * a claim **holds** when all its comparisons hold; **partly holds** when some but not all hold;
-  **does not hold** when none holds and at least one does not hold; **inconclusive** otherwise.
+  **does not hold** when none holds and at least one does not hold; **inconclusive** otherwise;
+* a claim about a method that did not train (its R@1 within :data:`CHANCE_FACTOR` × chance) is
+  **inconclusive** whatever its comparisons say: they would measure the budget, not the method.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ RULE = ("Each claim is tested through one or more comparisons, each one number p
         "A comparison **holds** when its interval excludes 0 on the claimed side, **does not hold** when it excludes 0 "
         "on the other side, and is **inconclusive** otherwise (or with fewer than 2 seeds). A claim **holds** when all its "
         "comparisons hold, **partly holds** when some but not all do, **does not hold** when none holds and at least one "
-        "does not hold, and is **inconclusive** otherwise.")
+        "does not hold, and is **inconclusive** otherwise. A claim about a method that did not train (its mean R@1 within "
+        "5× the chance rate) is **inconclusive** whatever its comparisons say — they would measure the budget, not the "
+        "method — and the document says so.")
+CHANCE_FACTOR = 5.0
+"""R@1 at or below this multiple of the chance rate counts as "did not train"."""
 
 
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
