@@ -53,7 +53,8 @@ class TrainConfig:
     at the workbook's budget (2 epochs, 156 steps) ``vacsr-joint`` does not train — the
     adapter stays at its prior (every pair scores the same to 4 digits) and the encoders,
     trained only through it, collapse (mean image–image cosine 0.999); the paper trains 25
-    epochs. Use the frozen-feature path, or many more epochs.
+    epochs. Use the frozen-feature path, or many more epochs (at 8 epochs, lr 5e-5, it trains:
+    test R@1 55 / 23, against SigLIP's 82 / 36 at the same budget).
 
     Optimisation: AdamW, linear warm-up over ``warmup_frac`` of the steps then cosine decay to
     0, gradient-norm clipping (``grad_clip=0`` switches it off). ``freeze`` freezes a whole
