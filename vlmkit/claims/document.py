@@ -18,14 +18,23 @@ LABELS = {"contrastive": "contrastive FT", "sigmoid": "sigmoid FT", "m2mix": "m�
           "vacsr-joint": "VACSR (joint)"}
 
 
+def _title(text: str, detail: str) -> dict:
+    """A figure title whose detail line wraps under it in a smaller font (PNG exports are 900 px wide)."""
+    import textwrap
+
+    lines = "<br>".join(textwrap.wrap(detail, 110))
+    return {"text": f"{text}<br><span style='font-size:11px'>{lines}</span>", "x": 0.01, "xanchor": "left"}
+
+
 def ua_figure(ledger: dict) -> go.Figure:
     """Uniformity vs relative alignment per method, epoch 0 (zero-shot) → last epoch, mean over seeds (m²-Mix Fig. 2)."""
     fig = go.Figure()
     for m, t in ledger["trajectories"].items():
         fig.add_trace(go.Scatter(x=t["uniformity"], y=t["rel_alignment"], mode="lines+markers+text", name=LABELS.get(m, m),
                                  text=[str(e) for e in range(len(t["uniformity"]))], textposition="top center"))
-    fig.update_layout(title="Uniformity vs relative alignment over training (epoch labels; 0 = zero-shot; lower is better on both; "
-                            "test split, mean over seeds)", xaxis_title="uniformity (union, t = 2)",
+    fig.update_layout(title=_title("Uniformity vs relative alignment over training (m²-Mix Fig. 2)",
+                                   "epoch labels, 0 = zero-shot; lower is better on both; test split, mean over seeds"),
+                      xaxis_title="uniformity (union, t = 2)",
                       yaxis_title="relative alignment (text anchor)")
     return fig
 
@@ -40,9 +49,10 @@ def hardness_figure(ledger: dict) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=t["hardness_original"], mode="lines+markers", name=f"{LABELS.get(m, m)}: original"))
         fig.add_trace(go.Scatter(x=x, y=t["hardness_mixed"], mode="lines+markers", name=f"{LABELS.get(m, m)}: mixed",
                                  line={"dash": "dash"}))
-    fig.update_layout(title="Hardness of negatives over training: mean cosine of each test image to original t_j vs mixed "
-                            "slerp(v_j, t_j; 0.5) (first caption per image; mean over seeds)", xaxis_title="epoch (0 = zero-shot)",
-                      yaxis_title="mean cosine")
+    fig.update_layout(title=_title("Hardness of negatives over training (m²-Mix Fig. 4 b–c)",
+                                   "mean cosine of each test image to original t_j vs mixed slerp(v_j, t_j; 0.5); first caption "
+                                   "per image; mean over seeds"),
+                      xaxis_title="epoch (0 = zero-shot)", xaxis={"dtick": 1}, yaxis_title="mean cosine")
     return fig
 
 
@@ -53,7 +63,7 @@ def intervals_figure(ledger: dict) -> go.Figure:
     for c in ledger["claims"]:
         for comp in c["comparisons"]:
             d = comp["direction"]
-            ys.append(f"{c['number']}. {comp['label']}")
+            ys.append(f"{c['number']}.{' †' if c.get('caveat') else ''} {comp['label']}")
             xs.append(d * comp["mean"])
             lo.append(d * comp["mean"] - d * (comp["lo"] if d > 0 else comp["hi"]) if math.isfinite(comp["lo"]) else 0.0)
             hi.append(d * (comp["hi"] if d > 0 else comp["lo"]) - d * comp["mean"] if math.isfinite(comp["hi"]) else 0.0)
@@ -61,9 +71,12 @@ def intervals_figure(ledger: dict) -> go.Figure:
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": colours},
                                error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
     fig.add_vline(x=0, line_dash="dot")
-    fig.update_layout(title="Each comparison: mean and 95 % t-interval over seeds, signed so that > 0 is the claimed direction "
-                            "(green holds, red reversed, grey inconclusive)", height=max(400, 22 * len(ys)),
-                      yaxis={"autorange": "reversed"}, xaxis_title="signed difference (units of the comparison)")
+    fig.update_layout(title=_title("Each comparison: mean and 95 % t-interval over seeds",
+                                   "signed so that > 0 is the claimed direction; green holds, red reversed, grey inconclusive; "
+                                   "† the claim's method did not train, so it is not read"),
+                      height=max(400, 120 + 20 * len(ys)), margin={"t": 100},
+                      yaxis={"autorange": "reversed", "tickmode": "array", "tickvals": ys, "ticktext": ys},
+                      xaxis_title="signed difference (units of the comparison)")
     return fig
 
 
@@ -85,7 +98,8 @@ def write_figures(ledger: dict, folder: Path) -> dict[str, str]:
     for name, make in FIGURES.items():
         if name != "intervals" and not ledger["trajectories"]:
             continue
-        paths = save_figure(make(ledger), folder / name)
+        fig = make(ledger)
+        paths = save_figure(fig, folder / name, height=int(fig.layout.height or 600))
         out[name] = str(paths.get("png", paths["html"]))
     return out
 
@@ -97,13 +111,16 @@ def _cell(text: Any) -> str:
 def render(ledger: dict, figures: dict[str, str], doc: Path) -> str:
     """The markdown text of the results document."""
     wall = ledger["wall_seconds"]
+    n_units = ledger.get("n_units", "cached")
     lines = ["# The claims ledger: every headline claim re-tested on exact ground truth", "",
              "Generated by `vlmkit claims`; do not edit by hand. "
              + ("**This is a `--quick` run (tiny sizes): its verdicts mean nothing.**" if ledger["config"]["quick_mode"] else ""), "",
              "## The rule", "", RULE, "",
              "## How it was made", "", f"- command: `{ledger['command']}`",
-             f"- wall time: {wall / 60:.1f} min for this invocation; {ledger['compute_seconds'] / 60:.1f} min of compute in the "
-             f"cached units ({ledger['device']}); seeds {', '.join(map(str, ledger['config']['seeds']))}",
+             f"- time: {ledger['compute_seconds'] / 60:.1f} min of compute over the {n_units} experiments, each timed when it ran "
+             f"({ledger['device']}) — about the wall time of the whole ledger from scratch in one invocation; this invocation "
+             f"took {wall / 60:.1f} min and computed {len(ledger['trained'])} of them (the others came from the cache); seeds "
+             f"{', '.join(map(str, ledger['config']['seeds']))}",
              "- package versions: " + ", ".join(f"{k} {v}" for k, v in ledger["versions"].items()),
              f"- sizes: {ledger['sizes']}", "",
              "## Verdicts", "",

@@ -47,7 +47,7 @@ def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike
     ledger = {"config": cfg.to_dict(), "command": command, "wall_seconds": round(time.time() - t0, 1),
               "compute_seconds": round(sum(r.get("seconds", 0.0) for r in results.values()), 1),
               "device": f"{dev.type}, {os.cpu_count()} CPU cores visible, torch threads {__import__('torch').get_num_threads()}",
-              "versions": versions(), "trained": trained,
+              "versions": versions(), "trained": trained, "n_units": len(units),
               "sizes": (f"{cfg.preset} preset; {cfg.train_images} training images, {cfg.epochs} epoch(s), batch {cfg.batch_size}, "
                         f"lr {cfg.lr:g}; test {cfg.test_images} images; VACSR on frozen features of {cfg.vacsr_train_images} "
                         f"images, {cfg.vacsr_epochs} epochs; model {cfg.model or 'own config'} / {cfg.pretrained}"),
