@@ -236,7 +236,7 @@ def test_ledger_config_rejects_bad_knobs():
     assert LedgerConfig().seeds == (0, 1, 2) and LedgerConfig().train_images == 2000 and LedgerConfig.quick().quick_mode
 
 
-def _run_09(run_dir, claims_out) -> None:
+def _run_09(run_dir, claims_out, committed: bool = False) -> None:
     import jupytext
 
     from vlmkit.cli import CHECKOUT
@@ -246,7 +246,7 @@ def _run_09(run_dir, claims_out) -> None:
         if cell.cell_type == "code":
             exec(compile(cell.source, "09_claims.py", "exec"), ns)
             if "parameters" in cell.metadata.get("tags", []):
-                ns.update(run_dir=str(run_dir), claims_out=str(claims_out))
+                ns.update(run_dir=str(run_dir), claims_out=str(claims_out), committed=committed)
 
 
 def test_notebook_09_says_ledger_not_run_or_shows_the_ledger(quick_ledger, tmp_path, capsys, monkeypatch):
@@ -256,11 +256,20 @@ def test_notebook_09_says_ledger_not_run_or_shows_the_ledger(quick_ledger, tmp_p
     monkeypatch.setattr(wb, "show", lambda fig, run, name: shown.append(name) or {})
     _run_09(tmp_path / "run", tmp_path / "no-ledger")
     assert "ledger not run" in capsys.readouterr().out and not shown
-    out, _ = quick_ledger
+    out, ledger = quick_ledger
     _run_09(tmp_path / "run", out / "runs")
     assert "Each claim is tested" in capsys.readouterr().out  # the rule first
     assert shown == ["09_verdicts", "09_uniformity_alignment", "09_hardness", "09_intervals"]
     assert len(wb.read_table(tmp_path / "run", "claims")) == 12
+    # run.py writes the record beside the document's figures; with no ledger of one's own, 09 shows the committed one
+    assert json.loads((out / "docs" / "results" / "ledger.json").read_text())["claims"] == json_roundtrip(ledger["claims"])
+    from vlmkit.claims.run import COMMITTED
+    from vlmkit.cli import CHECKOUT
+
+    if (CHECKOUT / COMMITTED / "ledger.json").is_file():
+        shown.clear()
+        _run_09(tmp_path / "run2", tmp_path / "no-ledger", committed=True)
+        assert "ledger: docs/results.md (the committed ledger)" in capsys.readouterr().out and shown[0] == "09_verdicts"
 
 
 def test_a_claim_about_a_method_that_did_not_train_is_inconclusive_and_says_why(quick_ledger):

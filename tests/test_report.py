@@ -148,7 +148,7 @@ def test_report_numbers_follow_the_rule_and_every_table_states_its_protocol(tmp_
 
 def test_report_shows_parameters_warnings_skips_and_the_claims_ledger(tmp_path):
     run = _fake_run(tmp_path)
-    text = report.build_report(run).read_text()
+    text = report.build_report(run, claims_md=tmp_path / "absent.md").read_text()
     assert "feature cache rejected: stale" in text and "x.csv row 7: image missing" in text
     assert "<td>noise_ratio</td><td>0.2</td>" in text and "<td>methods</td><td>contrastive, m2mix</td>" in text and "abc123" in text
     assert "Claims ledger: not run yet" in text
@@ -159,6 +159,14 @@ def test_report_shows_parameters_warnings_skips_and_the_claims_ledger(tmp_path):
     assert "<td>VACSR σ² tracks R@1</td><td><b>refuted</b></td><td><code>bench/x.json</code></td>" in text
     assert "<td>m²-Mix narrows the gap</td><td>supported</td><td>bench</td>" in text and "<td>a | b</td><td>x</td>" in text and "---" not in text.split("id=claims")[1]
     assert report.claims_html(tmp_path / "absent.md").startswith("<p>Claims ledger: not run yet")
+    # by default the checkout's own docs/results.md, the committed ledger: every claim row with its verdict
+    from vlmkit.claims import VERDICTS
+
+    default = report.default_claims_md()
+    if default is not None:
+        shown = report.claims_html(default)
+        rows = re.findall(r"<tr><td>(\d+)</td>.*?<td><b>([a-z ]+)</b></td></tr>", shown)
+        assert [int(n) for n, _ in rows] == list(range(1, 13)) and {v for _, v in rows} <= set(VERDICTS)
 
 
 def test_report_of_a_partial_run_and_bad_input(tmp_path):

@@ -14,6 +14,8 @@ from .experiments import load_result, plan, run_unit
 from .ledger import evaluate_claims, trajectories
 
 LEDGER = "ledger.json"
+COMMITTED = Path("docs") / "results"
+"""Where, in the source checkout, the committed ledger record lies (beside docs/results.md's figures)."""
 
 
 def versions() -> dict[str, str]:
@@ -57,6 +59,7 @@ def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike
 
         write_document(ledger, doc)
         ledger["document"] = str(doc)
+        atomic_write_json(Path(doc).parent / "results" / LEDGER, ledger)  # beside its figures: docs/results/ledger.json
     atomic_write_json(out / LEDGER, ledger)
     return ledger
 
@@ -67,12 +70,19 @@ def read_ledger(out: str | os.PathLike) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def find_ledger(out: str | os.PathLike) -> dict | None:
+def find_ledger(out: str | os.PathLike, committed: bool = False) -> dict | None:
     """:func:`read_ledger` of ``out``, or of ``out`` inside the source checkout when ``out`` is
-    relative and not found here (notebooks run with the run directory as working directory)."""
-    found = read_ledger(out)
-    if found is None and not Path(out).is_absolute():
-        from ..cli import CHECKOUT
+    relative and not found here (notebooks run with the run directory as working directory);
+    with ``committed``, else the checkout's committed ledger (``docs/results/ledger.json``, the
+    record behind ``docs/results.md``). The record's ``source`` says which was found."""
+    from ..cli import CHECKOUT, in_checkout
 
-        found = read_ledger(CHECKOUT / out)
-    return found
+    candidates = [Path(out)] + ([CHECKOUT / out] if not Path(out).is_absolute() else [])
+    if committed and in_checkout():
+        candidates.append(CHECKOUT / COMMITTED)
+    for folder in candidates:
+        found = read_ledger(folder)
+        if found is not None:
+            found["source"] = "docs/results.md (the committed ledger)" if folder == CHECKOUT / COMMITTED else str(folder)
+            return found
+    return None
