@@ -48,8 +48,9 @@ if ledger is not None:
     print(f"\ncommand: {ledger['command']}; {ledger['compute_seconds'] / 60:.1f} min of compute; {ledger['sizes']}")
     table = verdict_table(ledger)
     wb.write_table(run, "claims", table, protocol="per row (protocol column); verdicts by the rule above")
-    wb.show(viz.table_figure(table[["#", "claim", "paper", "vlmkit (mean ± sd)", "verdict"]], transpose=False,
-                             title="Claims ledger: verdict per claim (protocol per claim in tables/claims.csv)"), run, "09_verdicts")
+    wb.show(viz.table_figure(table[["#", "verdict", "claim", "paper"]], transpose=False, widths=[0.3, 1.0, 4.0, 1.3],
+                             title="Claims ledger: verdict per claim (values, intervals and protocol per claim in "
+                                   "tables/claims.csv)"), run, "09_verdicts")
     print(table[["#", "verdict", "claim"]].to_string(index=False))
 
 # %%

@@ -492,7 +492,28 @@ def test_save_figure_png_with_chromium(tmp_path, png_state):
     w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (w, h) in {(320, 240), (640, 480)}  # 1x or 2x scale
     assert viz.png_available()
+    # by default the PNG has the figure's own layout size (a tall table is not cut at 600 px)
+    tall = go.Figure(layout={"height": 900, "width": 400})
+    data = viz.save_figure(tall, tmp_path / "tall", png=True)["png"].read_bytes()
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) in {(400, 900), (800, 1800)}
     _no_tmp(tmp_path)
+
+
+def test_table_figure_is_as_tall_as_its_wrapped_rows_and_takes_column_widths():
+    import pandas as pd
+
+    from vlmkit.viz.tables import table_height
+
+    short = pd.DataFrame({"#": [1, 2], "claim": ["a", "b"]})
+    long = pd.DataFrame({"#": [1, 2], "claim": ["word " * 200, "b"]})  # 1,000 characters wrap over many lines
+    h_short = viz.table_figure(short, title="t", widths=[0.3, 4]).layout.height
+    h_long = viz.table_figure(long, title="t", widths=[0.3, 4]).layout.height
+    assert h_long > h_short + 19 * 5 and list(viz.table_figure(long, title="t", widths=[0.3, 4]).data[0].columnwidth) == [0.3, 4]
+    # hand count: 800 px over widths 1:1 → 400 px = 55 characters a line (7 px each, less 2): 110 characters → 2 lines
+    assert table_height([["x" * 110], ["y"]], [1, 1]) == 160 + 19 * 2 + 10
+    assert table_height([["x" * 110], ["y"]], [1, 1], cap=100) == 100
+    with pytest.raises(VlmkitError, match="2 widths for 3 columns"):
+        viz.table_figure(pd.DataFrame({"a": [1], "b": [2], "c": [3]}), title="t", transpose=False, widths=[1, 2])
 
 
 def test_table_figure_keeps_rows_when_the_first_column_is_not_a_key():

@@ -43,8 +43,9 @@ def png_available() -> bool:
 
 
 def save_figure(fig: go.Figure, path_stem: str | os.PathLike, png: bool | None = None,
-                width: int = 900, height: int = 600) -> dict[str, Path]:
-    """Write ``<stem>.html`` (offline: loads ``plotly.min.js`` written beside it) and ``<stem>.png``.
+                width: int | None = None, height: int | None = None) -> dict[str, Path]:
+    """Write ``<stem>.html`` (offline: loads ``plotly.min.js`` written beside it) and ``<stem>.png``
+    of ``width`` × ``height`` px (default: the figure's own layout size, else 900 × 600).
 
     ``png=None`` tries PNG unless ``VLMKIT_NO_PNG=1``; a failed export is noted once and skipped.
     Returns the paths written.
@@ -65,7 +66,8 @@ def save_figure(fig: go.Figure, path_stem: str | os.PathLike, png: bool | None =
         try:
             target = stem.with_suffix(".png")
             with atomic_path(target) as tmp:
-                fig.write_image(str(tmp), format="png", width=width, height=height)
+                fig.write_image(str(tmp), format="png", width=width or fig.layout.width or 900,
+                                height=height or fig.layout.height or 600)
             out["png"] = target
             _PNG_STATE["ok"] = True
         except Exception as exc:  # kaleido/Chromium missing or broken: HTML only
