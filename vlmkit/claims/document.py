@@ -98,8 +98,7 @@ def write_figures(ledger: dict, folder: Path) -> dict[str, str]:
     for name, make in FIGURES.items():
         if name != "intervals" and not ledger["trajectories"]:
             continue
-        fig = make(ledger)
-        paths = save_figure(fig, folder / name, height=int(fig.layout.height or 600))
+        paths = save_figure(make(ledger), folder / name)  # PNG at the figure's own layout size
         out[name] = str(paths.get("png", paths["html"]))
     return out
 

@@ -259,11 +259,12 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     scores, unc = score_all(adapter, fte.images, fte.texts, device=cfg.device, show_progress=False)
     labels, truth = torch.from_numpy(test.labels()), torch.from_numpy(test.positives())
     res: dict[str, Any] = {**retrieval(scores, test, ece=False), "skew": skewness(scores)}
+    record = {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
     if variant == PLAIN:
-        return {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
+        return record
     res["fn_auroc"] = false_negative_auroc(unc, labels, truth)["auroc"]
     summ = fig3_report(scores, unc, labels, truth, n_boot=cfg.fig3_boot, seed=seed, ks=(1,))["summary"]
     for _, r in summ[(summ.binning == "width") & (summ.protocol == "labels")].iterrows():
         key = "fig3_r" if r.source == "sigma2" else "fig3_r_control"
         res[f"{key}_{r.direction}"] = float(r.pearson_r)
-    return {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
+    return record
