@@ -184,7 +184,7 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
 
     import papermill as pm
 
-    from .kernel import LOG_ENV, summarise_skipped, summarise_warnings
+    from .kernel import LOG_ENV, quiet_kernel_manager, summarise_skipped, summarise_warnings
     from .workbook import prepare_run_dir
 
     prepare_run_dir(run_dir)
@@ -213,7 +213,7 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
         t0 = time.time()
         try:
             pm.execute_notebook(str(nb), str(out), parameters=p, kernel_name=kernel, progress_bar=False,
-                                log_output=False, cwd=str(run_dir))
+                                log_output=False, cwd=str(run_dir), kernel_manager_class=quiet_kernel_manager())
             entry = {"status": "ok", "seconds": round(time.time() - t0, 1)}
             print(f"[{run_dir.name}] {nb.name} ok ({time.time() - t0:.0f} s)", flush=True)
         except pm.PapermillExecutionError as exc:
@@ -306,6 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     no notebook declares, then run every grid point (or continue ``--run-dir``)."""
     params: dict[str, Any] = dict(QUICK) if args.quick else {}
     given: dict[str, str] = {}  # user-supplied key → where it came from (for error messages)
+    raw: dict[str, str] = {}  # the text typed after -p KEY
     if args.config:
         for k, v in _read_config(args.config).items():
             params[ALIASES.get(str(k), str(k))] = v
@@ -313,6 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for k, v in args.param or []:
         params[ALIASES.get(k, k)] = _value(v)
         given[ALIASES.get(k, k)] = "from -p"
+        raw[ALIASES.get(k, k)] = v
     if isinstance(params.get("methods"), str):
         params["methods"] = [m for m in params["methods"].replace("+", ",").split(",") if m]
     grid = parse_grid(args.grid or [])
@@ -321,6 +323,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     only = [s.strip()[:2] for s in args.only.split(",")] if args.only else None
     declared = declared_parameters()
     check_parameters(given, declared)
+    from .parameters import coerce_all, declared_types  # each value as the type its notebook declares
+
+    types = declared_types(notebooks())
+    params = coerce_all(params, types, given, raw)
+    grid = [coerce_all(point, types, given) for point in grid]
     selected = {nb.stem for nb in notebooks(only)}
     for k in given:
         if not selected & set(declared[k]):

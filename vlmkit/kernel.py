@@ -76,6 +76,26 @@ def ensure_kernel(root: str | os.PathLike | None = None) -> str:
     return name
 
 
+def quiet_kernel_manager() -> type:
+    """The kernel manager ``vlmkit run`` hands papermill: jupyter_client's ``AsyncKernelManager``
+    less the SIGINT it sends before every shutdown request.  papermill shuts a kernel down only
+    after the notebook's last reply (every cell done or one failed), so the interrupt has nothing
+    to stop; when it lands while the kernel is still finishing a message it logs
+    ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.`` into a successful run's log.
+    An explicit interrupt (``interrupt_kernel()`` outside a shutdown) still signals."""
+    from jupyter_client import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if getattr(self, "shutting_down", False):
+                return  # the shutdown request follows; a kernel that does not obey it is terminated as usual
+            await super()._async_interrupt_kernel()
+
+        interrupt_kernel = _async_interrupt_kernel
+
+    return QuietShutdownKernelManager
+
+
 def install_recorder(log: str | os.PathLike) -> None:
     """Wrap ``warnings.showwarning`` so that every displayed warning is also appended to
     ``log`` as one JSON line, then displayed as before."""

@@ -15,6 +15,7 @@ run-directory I/O of :mod:`vlmkit.workbook`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,29 @@ def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
     return load_dataset(dataset, pairs=True)
 
 
+NOTEBOOK_PARAMETERS = {"dataset": "train_dataset", "train_images": "train_images", "val_images": "val_images",
+                       "noise_ratio": "noise_ratio", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+                       "seed": "seed", "data_seed": "seed"}
+"""``TrainConfig`` field → the notebook parameter (02_finetune) that sets it in a workbook run."""
+
+
+def in_notebook_terms(exc: VlmkitError) -> VlmkitError:
+    """``exc`` (raised by ``TrainConfig`` or ``load_splits``) reworded for a workbook user: the
+    notebook parameter to change is named (``-p val_images N``), not a field or argument that
+    no notebook takes (``val_dataset``)."""
+    msg = str(exc)
+    if msg.endswith("; pass val_dataset"):
+        msg = msg[: -len("; pass val_dataset")] + (": hold out fewer validation images with the notebook parameter "
+                                                    "val_images (-p val_images N, N below that count)")
+    else:
+        field = re.match(r"TrainConfig\.(\w+)", msg)
+        name = NOTEBOOK_PARAMETERS.get(field.group(1)) if field else None
+        if name is None:
+            return exc
+        msg += f" (set by the notebook parameter {name}: -p {name} VALUE)"
+    return VlmkitError(msg)
+
+
 def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: Any):
     """The :class:`~vlmkit.train.TrainConfig` of one workbook method: the run's model and
     pretrained checkpoint (``spec`` = the run's ``data.json``), the embedded train/val splits of
@@ -67,7 +91,10 @@ def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: 
     else:
         raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to fine-tune on real data")
     pretrained = spec.get("pretrained_dir") or None
-    return TrainConfig(method=method, model=spec.get("model") or None, pretrained=pretrained, **data, **fields)
+    try:
+        return TrainConfig(method=method, model=spec.get("model") or None, pretrained=pretrained, **data, **fields)
+    except VlmkitError as exc:
+        raise in_notebook_terms(exc) from exc
 
 
 def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio: float, seed: int,
@@ -80,8 +107,12 @@ def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio
     from .train import load_splits
 
     extra = {} if val_images is None else {"val_images": val_images}
-    return load_splits(train_config(spec, "contrastive", train_dataset=train_dataset, train_images=train_images,
-                                    noise_ratio=noise_ratio, seed=seed, **extra))[0]
+    cfg = train_config(spec, "contrastive", train_dataset=train_dataset, train_images=train_images,
+                       noise_ratio=noise_ratio, seed=seed, **extra)
+    try:
+        return load_splits(cfg)[0]
+    except VlmkitError as exc:
+        raise in_notebook_terms(exc) from exc
 
 
 def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:
