@@ -421,6 +421,7 @@ def batch(tmp_path_factory, env):
 def test_batch_of_two_runs_executes_every_notebook(batch):
     out, r = batch
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "ERROR" not in r.stdout + r.stderr  # a clean run's log: no kernel "KeyboardInterrupt caught" at shutdown
     runs = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("batch-"))
     assert len(runs) == 2
     for run, noise in zip(runs, (0, 0.5)):

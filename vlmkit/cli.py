@@ -3,6 +3,7 @@
     vlmkit run [--config params.yaml] [-p key value ...] [--out runs/] [--quick]
                [--grid seeds=0,1 noise_ratio=0,0.2 methods=contrastive+m2mix,sigmoid]
                [--only 00,01,...] [--run-dir runs/EXISTING]
+    vlmkit export RUN_DIR [--out DIR]     (vlmkit.export: embeddings in clip-retrieval's layout)
 
 Each run gets ``<out>/<timestamp>[-<grid point>]/`` with the executed notebooks, figures,
 tables, the report and ``run.json``.  A grid runs every combination (``seeds`` is an alias
@@ -379,10 +380,20 @@ def main(argv: list[str] | None = None) -> int:
     from .claims.__main__ import add_arguments as claims_arguments, cmd_claims
 
     claims_arguments(sub.add_parser("claims", help="the claims ledger: re-test every headline claim, write docs/results.md"))
+    e = sub.add_parser("export", help="write a run's embeddings + metadata in clip-retrieval's layout (vlmkit.export)")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (after notebooks 01-02)")
+    e.add_argument("--out", help="output folder (default RUN_DIR/export)")
     args = ap.parse_args(argv)
     try:
         if args.command == "claims":
             return cmd_claims(args, argv)
+        if args.command == "export":
+            from .export import export_run
+
+            rec = export_run(args.run_dir, args.out)
+            print(f"exported {', '.join(rec['methods'])} ({rec['images']} images, {rec['captions']} captions) to "
+                  f"{args.out or Path(args.run_dir) / 'export'}" + (f"; skipped {', '.join(rec['skipped'])} (no features)" if rec["skipped"] else ""))
+            return 0
         return cmd_run(args)
     except VlmkitError as exc:
         print(f"vlmkit: error: {exc}", file=sys.stderr)
