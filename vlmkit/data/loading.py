@@ -62,17 +62,19 @@ class _ImageItems(Dataset):
         return int(self.idx[k]), self.tensors(int(self.idx[k]))
 
 
-def iter_image_batches(tensors: ImageTensors, batch_size: int, num_workers: int = 0, desc: str = "images") -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Yield ``(indices, batch)`` over all images, with a progress bar."""
-    n = len(tensors)
+def iter_image_batches(tensors: ImageTensors, batch_size: int, num_workers: int = 0, desc: str = "images",
+                       indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield ``(indices, batch)`` over all images (or over ``indices``, in order), with a progress bar."""
+    order = np.arange(len(tensors)) if indices is None else np.asarray(indices, dtype=np.int64)
+    n = len(order)
     bar = progress(total=n, desc=desc, unit="img")
     if tensors.fast:
         for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
+            idx = order[start : start + batch_size]
             yield idx, tensors.batch(idx)
             bar.update(len(idx))
     else:
-        loader = DataLoader(_ImageItems(tensors, np.arange(n)), batch_size=batch_size, num_workers=num_workers, shuffle=False)
+        loader = DataLoader(_ImageItems(tensors, order), batch_size=batch_size, num_workers=num_workers, shuffle=False)
         for idx, x in loader:
             yield idx.numpy(), x
             bar.update(len(idx))
