@@ -56,6 +56,26 @@ def similarity_histogram(sims: Any, labels: Any, positives: Any, *, title: str =
     return fig
 
 
+def pair_type_histogram_figure(hist: Any, *, title: str = "Similarity by pair type",
+                               x_label: str = "cosine similarity") -> go.Figure:
+    """The figure of :func:`similarity_histogram` from an exact, streamed
+    :class:`vlmkit.metrics.streaming.PairTypeHistogram` (every pair counted, true negatives
+    included: nothing subsampled, memory one block of the score matrix)."""
+    edges = np.asarray(hist.edges, dtype=np.float64)
+    width = float(edges[1] - edges[0])
+    fig = go.Figure()
+    for k, (name, colour) in enumerate(PAIR_COLOURS.items()):
+        counts = np.asarray(hist.counts[k])
+        if counts.sum() == 0:
+            continue
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=hist.density(k), width=width,
+                             customdata=counts, name=f"{name} (n={int(hist.n[k]):,})", marker_color=colour, opacity=0.55,
+                             hovertemplate="score %{x:.3f}<br>density %{y:.3f}<br>pairs in bin %{customdata}"))
+    fig.update_layout(barmode="overlay", bargap=0, title=title, xaxis_title=x_label, yaxis_title="density (per pair type)",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 def reliability_figure(bins: pd.DataFrame, ece: float, *, title: str = "Reliability diagram") -> go.Figure:
     """Accuracy vs mean confidence per bin (bars), the diagonal, and bin counts on hover; ECE in the title."""
     need = {"lo", "hi", "count", "confidence", "accuracy"}

@@ -200,22 +200,27 @@ def false_negative_table(ds: Any, scores: Any, uncertainty: Any | None = None, *
     score, uncertainty, total`` (``total``: how many pairs of that kind exist); ties keep pair order."""
     if not ds.has_extended_positives:
         raise VlmkitError(f"{ds.name} has only one-to-one labels: false negatives need extended positives (exact truth on the embedded data)")
-    S = as_numpy(scores, "scores", dtype=np.float64)
+    from ..metrics.streaming import _matrix, block_pair_types, top_pairs
+
+    S = _matrix(scores, "scores")  # read in row blocks: no N × M float64 copy, no full argsort (issue 22)
     if S.shape != (ds.num_images, ds.num_captions):
         raise VlmkitError(f"scores: shape {S.shape}, expected {(ds.num_images, ds.num_captions)} (images × captions of {ds.name})")
-    U = None if uncertainty is None else as_numpy(uncertainty, "uncertainty", dtype=np.float64)
+    U = None if uncertainty is None else _matrix(uncertainty, "uncertainty")
     if U is not None and U.shape != S.shape:
         raise VlmkitError(f"uncertainty: shape {U.shape} does not match the scores' {S.shape}")
-    key = (S if U is None else U).ravel()
-    P = ds.positives()
     rows = []
-    for kind, mask, take in (("false negative", P & ~ds.labels(), n), ("true negative", ~P, n_contrast)):
-        idx = np.flatnonzero(mask.ravel())
-        top = idx[np.argsort(-key[idx], kind="stable")[: max(0, int(take))]]
+    def false_negatives(r: slice) -> np.ndarray:  # true by the data's truth, unlabelled
+        return block_pair_types(ds, r) == 1
+
+    def not_true(r: slice) -> np.ndarray:
+        return ~np.asarray(ds.positives(np.arange(r.start, r.stop)), bool)
+
+    for kind, select, take in (("false negative", false_negatives, n), ("true negative", not_true, n_contrast)):
+        top, total = top_pairs(S if U is None else U, select, take)
         for f in top:
             i, c = divmod(int(f), ds.num_captions)
-            rows.append({"kind": kind, "image": i, "caption": c, "written_for": int(ds.caption_image[c]), "score": float(S.flat[f]),
-                         "uncertainty": float(U.flat[f]) if U is not None else np.nan, "total": len(idx)})
+            rows.append({"kind": kind, "image": i, "caption": c, "written_for": int(ds.caption_image[c]), "score": float(S[i, c]),
+                         "uncertainty": float(U[i, c]) if U is not None else np.nan, "total": total})
     return pd.DataFrame(rows, columns=["kind", "image", "caption", "written_for", "score", "uncertainty", "total"])
 
 
@@ -236,8 +241,11 @@ def false_negative_gallery_html(ds: Any, scores: Any, uncertainty: Any | None = 
     t = false_negative_table(ds, scores, uncertainty, n=n, n_contrast=n_contrast)
     thumbs = thumbs or Thumbs(ds, size)
     by = "σ²" if uncertainty is not None else "score"
-    key = as_numpy(uncertainty if uncertainty is not None else scores, by, dtype=np.float64)
-    parts = [f"<div style='font-size:12px;color:#555'>{by} over all {key.size} pairs spans {_num(key.min())} – {_num(key.max())}</div>"]
+    from ..metrics.streaming import _matrix, score_range
+
+    key = _matrix(uncertainty if uncertainty is not None else scores, by)
+    lo, hi = score_range(key, name=by)
+    parts = [f"<div style='font-size:12px;color:#555'>{by} over all {key.size} pairs spans {_num(lo)} – {_num(hi)}</div>"]
     for kind, colour, what in (("false negative", MARKS["false negative"], "labelled negative, true"),
                                ("true negative", MARKS["negative"], "for contrast: true negatives")):
         sub = t[t.kind == kind]
