@@ -141,6 +141,15 @@ def test_training_errors_name_the_notebook_parameter(tmp_path):
         wb.train_config({"dataset": "shapes"}, "contrastive", lr=-1.0)
 
 
+def test_data_errors_name_the_notebook_parameter():
+    from vlmkit.selection import embedded_spec, load_test_dataset
+
+    with pytest.raises(VlmkitError, match=r"n_images must be a positive integer, got 0 \(set by the notebook parameter test_images: -p test_images VALUE\)"):
+        load_test_dataset("shapes", 0)
+    with pytest.raises(VlmkitError, match=r"preset.*'coc'.*\(set by the notebook parameter shapes_preset: -p shapes_preset VALUE\)"):
+        embedded_spec("shapes", "coc")
+
+
 def test_tables_read_back_bit_for_bit(tmp_path):
     rng = np.random.default_rng(0)
     values = np.concatenate([[100 * 0.702, 0.1 + 0.2, 1e-300, 1 / 3], rng.random(500) * 10.0 ** rng.integers(-8, 8, 500)])

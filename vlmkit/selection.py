@@ -38,7 +38,10 @@ def embedded_spec(dataset: str, shapes_preset: str = "coco") -> str:
 
     if dataset != EMBEDDED:
         return dataset
-    check(f"{EMBEDDED}:{shapes_preset}")
+    try:
+        check(f"{EMBEDDED}:{shapes_preset}")
+    except VlmkitError as exc:
+        raise in_notebook_terms(exc, "shapes_preset") from exc
     return EMBEDDED if shapes_preset == "coco" else f"{EMBEDDED}:{shapes_preset}"
 
 
@@ -50,7 +53,13 @@ def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
     from .data.shapes import shapes_preset
 
     if is_embedded(dataset):
-        return make_shapes("test", n_images=test_images, seed=seed, preset=shapes_preset(dataset))
+        preset = shapes_preset(dataset)
+        try:
+            return make_shapes("test", n_images=test_images, seed=seed, preset=preset)
+        except VlmkitError as exc:
+            if not str(exc).startswith("n_images"):
+                raise
+            raise in_notebook_terms(exc, "test_images") from exc
     return load_dataset(dataset, pairs=True)
 
 
@@ -60,11 +69,14 @@ NOTEBOOK_PARAMETERS = {"dataset": "train_dataset", "train_images": "train_images
 """``TrainConfig`` field → the notebook parameter (02_finetune) that sets it in a workbook run."""
 
 
-def in_notebook_terms(exc: VlmkitError) -> VlmkitError:
-    """``exc`` (raised by ``TrainConfig`` or ``load_splits``) reworded for a workbook user: the
-    notebook parameter to change is named (``-p val_images N``), not a field or argument that
-    no notebook takes (``val_dataset``)."""
+def in_notebook_terms(exc: VlmkitError, name: str | None = None) -> VlmkitError:
+    """``exc`` (raised by ``TrainConfig``, ``load_splits`` or the embedded generator) reworded
+    for a workbook user: the notebook parameter to change is named (``-p val_images N``), not a
+    field or argument that no notebook takes (``val_dataset``, ``n_images``).  ``name``: the
+    notebook parameter behind the failing argument, when the caller knows it."""
     msg = str(exc)
+    if name is not None:
+        return VlmkitError(f"{msg} (set by the notebook parameter {name}: -p {name} VALUE)")
     if msg.endswith("; pass val_dataset"):
         msg = msg[: -len("; pass val_dataset")] + (": hold out fewer validation images with the notebook parameter "
                                                     "val_images (-p val_images N, N below that count)")
