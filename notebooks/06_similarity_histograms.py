@@ -31,20 +31,21 @@ import pandas as pd
 
 from vlmkit import viz
 from vlmkit import workbook as wb
-from vlmkit.metrics.streaming import PAIR_TYPES, pair_type_histogram
+from vlmkit.metrics.streaming import PAIR_TYPES, pair_code_matrix, pair_type_histogram
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
 ds = wb.run_dataset(run)
 reg = wb.list_methods(run)
 truth = wb.truth_protocol(ds)
+codes = pair_code_matrix(ds)  # every pair's type by labels and truth, once (int8; the truth is the slow part)
 
 # %%
 rows = []
 for name, info in reg.items():
     m = wb.load_method(run, name)
     kind = "VACSR logit μ" if info.get("score_kind") == "logit" else "cosine similarity"
-    hist = pair_type_histogram(m["scores"], ds, bins=bins)  # streamed over row blocks: no N×M copy
+    hist = pair_type_histogram(m["scores"], ds, bins=bins, codes=codes)  # streamed over row blocks: no N×M copy
     fig = viz.pair_type_histogram_figure(hist, title=f"{name}: {kind} by pair type ({ds.name}, {truth})", x_label=kind)
     wb.show(fig, run, f"06_similarity_{name}")
     for k, label in enumerate(PAIR_TYPES):
@@ -66,5 +67,5 @@ for name in (reg if ds.has_extended_positives else []):
     m = wb.load_method(run, name)
     by = "σ²" if m["uncertainty"] is not None else "score"
     viz.show_html(viz.false_negative_gallery_html(ds, m["scores"], m["uncertainty"], n=n_gallery, n_contrast=n_gallery // 2,
-                                                  title=f"{name}: false negatives by {by} ({ds.name}, true = {truth})"),
+                                                  title=f"{name}: false negatives by {by} ({ds.name}, true = {truth})", codes=codes),
                   run, f"06_false_negatives_{name}")

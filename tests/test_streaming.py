@@ -10,7 +10,7 @@ import torch
 
 from vlmkit import viz
 from vlmkit.data.shapes import make_shapes
-from vlmkit.metrics.streaming import pair_type_histogram, row_blocks, score_range, top_pairs
+from vlmkit.metrics.streaming import pair_code_matrix, pair_type_histogram, row_blocks, score_range, top_pairs
 from vlmkit.utils import VlmkitError
 
 
@@ -38,6 +38,12 @@ def test_pair_type_histogram_equals_np_histogram_per_type(ds, block_rows):
     assert hist.counts.sum() == S.size
     for k in range(3):
         assert (hist.density(k) * np.diff(hist.edges)).sum() == pytest.approx(1.0)
+    codes = pair_code_matrix(ds, block_rows=5)
+    L, P = ds.labels(), ds.positives()
+    assert codes.dtype == np.int8
+    assert np.array_equal(codes, np.where(L, np.where(P, 0, 3), np.where(P, 1, 2)))
+    again = pair_type_histogram(S, ds, bins=17, block_rows=block_rows, codes=codes)
+    assert np.array_equal(again.counts, hist.counts) and np.array_equal(again.n, hist.n)
     fig = viz.pair_type_histogram_figure(hist)
     assert [tr.name.split(" (")[0] for tr in fig.data] == ["positive", "false negative", "true negative"]
     assert [int(np.sum(tr.customdata)) for tr in fig.data] == hist.n.tolist()
@@ -72,3 +78,27 @@ def test_row_blocks_cover_the_rows():
     assert [(s.start, s.stop) for s in row_blocks(2, 1 << 30)] == [(0, 1), (1, 2)]
     with pytest.raises(VlmkitError):
         list(row_blocks(3, 3, 0))
+
+
+def test_gallery_selection_is_the_same_with_precomputed_codes(ds):
+    from vlmkit.viz import gallery as G
+
+    rng = np.random.default_rng(1)
+    S = np.round(rng.normal(size=(ds.num_images, ds.num_captions)), 1).astype(np.float32)  # ties
+    U = np.round(rng.random((ds.num_images, ds.num_captions)), 2)
+    codes = pair_code_matrix(ds)
+    for unc in (U, None):
+        a = G.false_negative_table(ds, S, unc, n=9, n_contrast=5)
+        b = G.false_negative_table(ds, torch.from_numpy(S), unc, n=9, n_contrast=5, codes=codes)
+        assert a.equals(b)
+        # the reference: a stable argsort of every selected pair of the dense matrices
+        key = (S if unc is None else unc).astype(np.float64).ravel()
+        P, L = ds.positives(), ds.labels()
+        for kind, mask, k in (("false negative", P & ~L, 9), ("true negative", ~P, 5)):
+            idx = np.flatnonzero(mask.ravel())
+            ref = idx[np.argsort(-key[idx], kind="stable")[:k]]
+            got = a[a.kind == kind]
+            assert (got.image * ds.num_captions + got.caption).tolist() == ref.tolist()
+            assert (got.total == len(idx)).all()
+    with pytest.raises(VlmkitError, match="codes: shape"):
+        G.false_negative_table(ds, S, None, codes=codes[:-1])

@@ -193,14 +193,17 @@ def query_results_html(ds: Any, table: pd.DataFrame, direction: str, query: int,
 
 
 # ---------------------------------------------------------------- 05/06: the false-negative gallery
-def false_negative_table(ds: Any, scores: Any, uncertainty: Any | None = None, *, n: int = 12, n_contrast: int = 6) -> pd.DataFrame:
+def false_negative_table(ds: Any, scores: Any, uncertainty: Any | None = None, *, n: int = 12, n_contrast: int = 6,
+                         codes: Any | None = None) -> pd.DataFrame:
     """The ``n`` false negatives (labelled negative, true by ``ds.positives()``) with the highest
     uncertainty (the highest score when ``uncertainty`` is None), then for contrast the
     ``n_contrast`` true negatives ranked the same way. Rows: ``kind, image, caption, written_for,
-    score, uncertainty, total`` (``total``: how many pairs of that kind exist); ties keep pair order."""
+    score, uncertainty, total`` (``total``: how many pairs of that kind exist); ties keep pair order.
+    The matrices are read in row blocks; ``codes`` (:func:`vlmkit.metrics.streaming.pair_code_matrix`
+    of ``ds``) saves asking the data's truth again."""
     if not ds.has_extended_positives:
         raise VlmkitError(f"{ds.name} has only one-to-one labels: false negatives need extended positives (exact truth on the embedded data)")
-    from ..metrics.streaming import _matrix, block_pair_types, top_pairs
+    from ..metrics.streaming import _codes, _matrix, top_pairs
 
     S = _matrix(scores, "scores")  # read in row blocks: no N × M float64 copy, no full argsort (issue 22)
     if S.shape != (ds.num_images, ds.num_captions):
@@ -209,11 +212,14 @@ def false_negative_table(ds: Any, scores: Any, uncertainty: Any | None = None, *
     if U is not None and U.shape != S.shape:
         raise VlmkitError(f"uncertainty: shape {U.shape} does not match the scores' {S.shape}")
     rows = []
-    def false_negatives(r: slice) -> np.ndarray:  # true by the data's truth, unlabelled
-        return block_pair_types(ds, r) == 1
+    if codes is not None and np.shape(codes) != S.shape:
+        raise VlmkitError(f"codes: shape {np.shape(codes)} does not match the scores' {S.shape}")
 
-    def not_true(r: slice) -> np.ndarray:
-        return ~np.asarray(ds.positives(np.arange(r.start, r.stop)), bool)
+    def false_negatives(r: slice) -> np.ndarray:  # true by the data's truth, unlabelled
+        return _codes(ds, codes, r) == 1
+
+    def not_true(r: slice) -> np.ndarray:  # unlabelled negatives and labelled pairs that are not true
+        return _codes(ds, codes, r) >= 2
 
     for kind, select, take in (("false negative", false_negatives, n), ("true negative", not_true, n_contrast)):
         top, total = top_pairs(S if U is None else U, select, take)
@@ -231,14 +237,14 @@ def _pair_card(ds: Any, thumbs: Thumbs, r: Any, colour: str) -> str:
 
 
 def false_negative_gallery_html(ds: Any, scores: Any, uncertainty: Any | None = None, *, n: int = 12, n_contrast: int = 6,
-                                size: int = 64, title: str = "", thumbs: Thumbs | None = None) -> str:
+                                size: int = 64, title: str = "", thumbs: Thumbs | None = None, codes: Any | None = None) -> str:
     """HTML of :func:`false_negative_table`: each pair as image thumbnail + caption + score + σ²,
     the false negatives by σ² (highest first; by score without uncertainty), then a strip of the
     true negatives ranked the same way. On data with only one-to-one labels: a one-line note."""
     if not ds.has_extended_positives:
         return (f"<p class='vlmkit-note'>{html.escape(ds.name)} has only one-to-one labels (no extended positives): "
                 f"no false negatives can be shown.</p>")
-    t = false_negative_table(ds, scores, uncertainty, n=n, n_contrast=n_contrast)
+    t = false_negative_table(ds, scores, uncertainty, n=n, n_contrast=n_contrast, codes=codes)
     thumbs = thumbs or Thumbs(ds, size)
     by = "σ²" if uncertainty is not None else "score"
     from ..metrics.streaming import _matrix, score_range
