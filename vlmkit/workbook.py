@@ -16,7 +16,7 @@ Layout of one run directory (``docs/workbook.md``)::
 
 Which data a run evaluates and trains on is :mod:`vlmkit.selection` (re-exported here:
 ``is_embedded``, ``embedded_spec``, ``load_test_dataset``, ``train_config``,
-``training_data``, ``one_caption_per_image``).
+``training_data``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .selection import (embedded_spec, is_embedded, load_test_dataset, one_caption_per_image,  # noqa: F401 (re-exported)
-                        train_config, training_data)
+from .selection import (embedded_spec, is_embedded, load_test_dataset, train_config,  # noqa: F401 (re-exported)
+                        training_data)
 from .rundir import SUBDIRS, prepare_run_dir, read_run_meta  # noqa: F401 (re-exported: wb.prepare_run_dir)
 from .utils import VlmkitError, atomic_to_csv, atomic_torch_save, atomic_write_json
 
