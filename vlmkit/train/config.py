@@ -65,7 +65,7 @@ class TrainConfig:
     the model in eval mode while training (no dropout; the authors' m²-Mix runs).
 
     Defaults that depart from the m²-Mix authors' recipe (``changdaeoh/multimodal-mixup``,
-    ``main.py``; DESIGN §4), and why:
+    ``main.py``; docs/design.md), and why:
 
     * ``lr=1e-4`` (authors 1e-5 or 7e-6): tuned for real CLIPs; the tiny stand-in barely moves
       at 1e-5 in a few epochs (bench/README.md, Fine-tuning: 1e-5 → RSUM 50.3, below
