@@ -14,8 +14,9 @@ arguments — among them a parameter that no notebook's ``parameters`` cell decl
 
 The notebooks come from the checkout's ``notebooks/`` when vlmkit runs from one, else from
 the copy the wheel ships in ``vlmkit/_notebooks`` (see ``setup.py``; :mod:`vlmkit.rundir`
-finds them and reads and writes ``run.json``).  Nothing in the package imports this module.  Warnings are never
-silenced: each notebook's displayed warnings are recorded in ``run.json`` (``vlmkit.kernel``).
+finds them and reads and writes ``run.json``).  Warnings are never silenced: each notebook's
+displayed warnings are recorded in ``run.json`` (``vlmkit.kernel``).  Nothing in the package
+imports this module (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
