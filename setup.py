@@ -2,7 +2,7 @@
 
 The numbered notebooks stay in the top-level ``notebooks/`` folder (users open them there);
 ``build_py`` copies ``notebooks/[0-9][0-9]_*.ipynb`` into ``vlmkit/_notebooks/`` of the build,
-so an installed vlmkit finds them (``vlmkit.cli.notebook_dir``) and ``vlmkit run`` works
+so an installed vlmkit finds them (``vlmkit.rundir.notebook_dir``) and ``vlmkit run`` works
 outside a checkout.  Editable installs skip the copy: they run from the checkout.
 Everything else about the package is in ``pyproject.toml``.
 """

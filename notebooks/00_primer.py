@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 
-from vlmkit import analysis, viz
+from vlmkit import analysis, primer, viz
 from vlmkit import workbook as wb
 from vlmkit.data import make_shapes
 
@@ -51,7 +51,7 @@ HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embe
 
 # %%
 small = make_shapes("test", n_images=100, seed=seed)
-rand = analysis.random_init_features(small, seed=seed)
+rand = primer.random_init_features(small, seed=seed)
 stats = analysis.cone_stats(rand.images, rand.texts)
 print({k: round(v, 3) for k, v in stats.items()})
 wb.write_table(run, "primer_cones", pd.DataFrame([stats]), protocol="random-init vlmkit-tiny, 100 shapes test images")
@@ -64,7 +64,7 @@ wb.show(fig, run, "00_random_init_cones")
 # Free unit embeddings start as two cones and are trained with the symmetric CLIP loss.
 
 # %%
-curves = analysis.temperature_gap(temperatures, n=128, d=32, steps=primer_steps, seed=seed)
+curves = primer.temperature_gap(temperatures, n=128, d=32, steps=primer_steps, seed=seed)
 wb.write_table(run, "primer_temperature", curves, protocol="free embeddings, two cones, symmetric InfoNCE")
 fig = px.line(curves, x="step", y="gap", color=curves["temperature"].astype(str), markers=True,
               labels={"step": "training step", "gap": "gap ‖c_img − c_txt‖", "color": "temperature τ"},
@@ -80,7 +80,7 @@ curves.groupby("temperature").last()[["gap", "loss", "r1"]]
 # trained model *prefers* its gap (Liang et al., 2022).
 
 # %%
-x_free, y_free = analysis.free_embeddings(min(temperatures), n=128, d=32, steps=primer_steps, seed=seed)
+x_free, y_free = primer.free_embeddings(min(temperatures), n=128, d=32, steps=primer_steps, seed=seed)
 pairs = np.arange(len(x_free))
 shift_free = analysis.embedding_shift(x_free, y_free, pairs, shifts, temperature=min(temperatures))
 wb.write_table(run, "primer_shift", shift_free, protocol=f"free embeddings trained at τ={min(temperatures)}; R@1 over 128 row-paired items")

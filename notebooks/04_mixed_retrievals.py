@@ -38,12 +38,13 @@ from IPython.display import display
 
 from vlmkit import analysis, viz
 from vlmkit import workbook as wb
+from vlmkit.utils import first_captions
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
 ds = wb.run_dataset(run)
 m = wb.load_method(run, method)
-first = wb.one_caption_per_image(ds.caption_image, ds.num_images)
+first = first_captions(ds.caption_image, ds.num_images, by_image=True)  # row i: image i's first caption
 lambdas = np.linspace(0, 1, n_lambdas)
 
 # %%

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlmkit import analysis
-from vlmkit.utils import VlmkitError
+from vlmkit import analysis, primer
+from vlmkit.losses import contrastive_loss as _info_nce
+from vlmkit.utils import VlmkitError, first_captions
 
 torch.set_num_threads(1)
 
@@ -57,24 +58,26 @@ def test_first_caption_matches_brute_force():
     n = 7
     ci = np.concatenate([np.arange(n), rng.integers(0, n, 30)])
     rng.shuffle(ci)
-    got = analysis.first_caption(ci, n)
+    got = first_captions(ci, n, by_image=True)
     ref = np.array([min(j for j in range(len(ci)) if ci[j] == i) for i in range(n)])
     np.testing.assert_array_equal(got, ref)
     assert got.dtype == np.int64
     # 2-D input is flattened
-    np.testing.assert_array_equal(analysis.first_caption(ci.reshape(1, -1), n), ref)
+    np.testing.assert_array_equal(first_captions(ci.reshape(1, -1), n, by_image=True), ref)
 
 
 def test_first_caption_image_without_caption_raises_naming_it():
     with pytest.raises(VlmkitError, match="image 2 has no caption"):
-        analysis.first_caption(np.array([0, 1, 1, 3, 0]), 4)
+        first_captions(np.array([0, 1, 1, 3, 0]), 4, by_image=True)
+    with pytest.raises(VlmkitError, match="per_image=2"):
+        first_captions(np.array([0, 1, 1, 0]), 2, 2, by_image=True)
 
 
 @pytest.mark.parametrize("ci", [np.array([0, 1, -1]), np.array([0, 1, 2, 3])])
 def test_first_caption_out_of_range_index_raises(ci):
     # a caption pointing outside 0..n-1 must not silently count for another image
     with pytest.raises(VlmkitError, match="caption"):
-        analysis.first_caption(ci, 3)
+        first_captions(ci, 3, by_image=True)
 
 
 # ------------------------------------------------------------------------------- retrieval_r1
@@ -120,38 +123,43 @@ def test_retrieval_r1_uses_the_metrics_pessimistic_tie_rule():
         (100 * rec[("i2t", 1)], 100 * rec[("t2i", 1)]))
 
 
-def test_analysis_losses_are_vlmkit_losses():
-    """One InfoNCE: analysis and the free-embedding trainer call vlmkit.losses.contrastive_loss."""
-    from vlmkit import losses
-
-    x, y = _cones(8, 5, spread=0.8, seed=3)
-    assert analysis.contrastive_loss(torch.from_numpy(x), torch.from_numpy(y), 0.05) == pytest.approx(
-        losses.contrastive_loss(torch.from_numpy(x), torch.from_numpy(y), temperature=0.05).item(), rel=1e-12)
-    calls = []
-    real = analysis.info_nce
-    try:
-        analysis.info_nce = lambda *a, **k: calls.append(k) or real(*a, **k)
-        analysis.temperature_gap((0.1,), n=8, d=4, steps=2)
-    finally:
-        analysis.info_nce = real
-    assert calls and all("logits" in k for k in calls)
+def _loss(x, y, tau: float) -> float:
+    """The symmetric InfoNCE of row-paired features at τ, features as given (not renormalised)."""
+    return _info_nce(torch.as_tensor(x), torch.as_tensor(y), temperature=tau, normalize=False).item()
 
 
-# --------------------------------------------------------------------------- contrastive_loss
+def test_analysis_and_primer_use_the_one_vlmkit_losses_infonce():
+    """One InfoNCE: embedding_shift's loss column and the free-embedding trainer both call
+    vlmkit.losses.contrastive_loss (analysis has no loss of its own)."""
+    assert not hasattr(analysis, "contrastive_loss") and not hasattr(analysis, "first_caption")
+    for module, run in ((analysis, lambda: analysis.embedding_shift(*primer.two_cones(8, 4), np.arange(8), shifts=(0.0,))),
+                        (primer, lambda: primer.temperature_gap((0.1,), n=8, d=4, steps=2))):
+        calls = []
+        real = module.info_nce
+        try:
+            module.info_nce = lambda *a, **k: calls.append(k) or real(*a, **k)
+            run()
+        finally:
+            module.info_nce = real
+        assert calls, module.__name__
+
+
+# --------------------------------------------------------------------------- contrastive_loss (as the analyses use it)
 @pytest.mark.parametrize("tau", [0.01, 0.1, 1.0])
 def test_contrastive_loss_matches_hand_reference(tau):
     x, y = _cones(8, 5, spread=0.8, seed=3)
     logits = x @ y.T / tau
     ref = 0.5 * (-np.mean(np.diag(_log_softmax_np(logits))) - np.mean(np.diag(_log_softmax_np(logits.T))))
-    got = analysis.contrastive_loss(torch.from_numpy(x), torch.from_numpy(y), tau)
-    assert got == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    assert _loss(x, y, tau) == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    # embedding_shift's loss column at shift 0 is that loss of the first caption per image
+    tab = analysis.embedding_shift(x, y, np.arange(8), shifts=(0.0,), temperature=tau)
+    assert tab["loss"].iloc[0] == pytest.approx(_loss(F.normalize(torch.from_numpy(x), dim=-1),
+                                                      F.normalize(torch.from_numpy(y), dim=-1), tau), rel=1e-9)
 
 
 def test_contrastive_loss_is_symmetric_in_the_two_modalities():
     x, y = _cones(6, 5, spread=0.8, seed=4)
-    a = analysis.contrastive_loss(torch.from_numpy(x), torch.from_numpy(y), 0.1)
-    b = analysis.contrastive_loss(torch.from_numpy(y), torch.from_numpy(x), 0.1)
-    assert a == pytest.approx(b, rel=1e-12)
+    assert _loss(x, y, 0.1) == pytest.approx(_loss(y, x, 0.1), rel=1e-12)
 
 
 # --------------------------------------------------------------------------- shift_embeddings
@@ -216,7 +224,7 @@ def test_embedding_shift_table_against_reference():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_embedding_shift_gap_decreases_monotonically_on_two_cones(seed):
-    x, y = analysis.two_cones(40, 16, seed=seed)
+    x, y = primer.two_cones(40, 16, seed=seed)
     shifts = np.linspace(-0.5, 1.0, 16)
     tab = analysis.embedding_shift(x, y, np.arange(40), shifts=shifts)
     gap = tab["gap"].to_numpy()
@@ -299,7 +307,7 @@ def test_mixed_negative_hardness_matches_loop_reference():
 
 
 def test_mixed_negatives_are_harder_when_there_is_a_gap():
-    x, y = analysis.two_cones(40, 16, seed=3)
+    x, y = primer.two_cones(40, 16, seed=3)
     tab = analysis.mixed_negative_hardness(x, y, lam=0.5)
     summ = analysis.hardness_summary(tab).set_index("kind")
     assert summ.loc["mixed λ=0.5", "mean_similarity"] > summ.loc["original", "mean_similarity"] + 0.1
@@ -370,12 +378,12 @@ def test_random_init_features_shapes_unit_norm_seeded_and_cone():
     from vlmkit.data.shapes import make_shapes
 
     ds = make_shapes("test", n_images=6, seed=0)
-    a = analysis.random_init_features(ds, seed=0)
+    a = primer.random_init_features(ds, seed=0)
     assert a.images.shape == (6, 128) and a.texts.shape == (len(ds.captions), 128)
     np.testing.assert_allclose(a.images.norm(dim=1).numpy(), 1.0, atol=1e-5)
     np.testing.assert_allclose(a.texts.norm(dim=1).numpy(), 1.0, atol=1e-5)
-    b = analysis.random_init_features(ds, seed=0)
-    c = analysis.random_init_features(ds, seed=1)
+    b = primer.random_init_features(ds, seed=0)
+    c = primer.random_init_features(ds, seed=1)
     assert torch.equal(a.images, b.images) and torch.equal(a.texts, b.texts)
     assert not torch.allclose(a.images, c.images)
     # the cone effect the primer shows: random encoders map inputs to a narrow cone, two cones apart
@@ -408,18 +416,18 @@ def _reference_train(x0, y0, tau, steps, lr):
 def test_temperature_gap_table_and_reference_training():
     n, d, steps, lr = 16, 8, 25, 0.05
     temps = (0.05, 1.0)
-    tab = analysis.temperature_gap(temps, n=n, d=d, steps=steps, lr=lr, seed=3)
+    tab = primer.temperature_gap(temps, n=n, d=d, steps=steps, lr=lr, seed=3)
     assert list(tab.columns) == ["temperature", "step", "gap", "loss", "r1"]
     for tau in temps:
         sub = tab[tab["temperature"] == tau]
         assert sub["step"].tolist() == [0, 10, 20, 25]
         assert ((sub["r1"] >= 0) & (sub["r1"] <= 100)).all()
-    x0, y0 = analysis.two_cones(n, d, seed=3)
+    x0, y0 = primer.two_cones(n, d, seed=3)
     # step 0 is the initial cones, the same for every τ; its loss is the CLIP loss at that τ
     step0 = tab[tab["step"] == 0]
     np.testing.assert_allclose(step0["gap"], _gap(x0.numpy(), y0.numpy()), rtol=1e-5)
     for tau, loss in zip(step0["temperature"], step0["loss"]):
-        assert loss == pytest.approx(analysis.contrastive_loss(x0, y0, tau), rel=1e-4)
+        assert loss == pytest.approx(_loss(x0, y0, tau), rel=1e-4)
     r1_0 = 100 * np.mean((x0.numpy() @ y0.numpy().T).argmax(1) == np.arange(n))
     np.testing.assert_allclose(step0["r1"], r1_0)
     for tau in temps:
@@ -433,7 +441,7 @@ def test_temperature_gap_table_and_reference_training():
 def test_low_temperature_keeps_the_gap_high_temperature_closes_it(seed):
     # the primer's claim. It holds robustly even far below the notebook's sizes (n=128, d=32,
     # 200 steps): checked for seeds 0-2 at n ∈ {32, 48, 64, 128}, d ∈ {16, 32}, 60-200 steps.
-    tab = analysis.temperature_gap((0.01, 1.0), n=32, d=16, steps=60, seed=seed)
+    tab = primer.temperature_gap((0.01, 1.0), n=32, d=16, steps=60, seed=seed)
     start = tab[tab["step"] == 0].set_index("temperature")["gap"]
     end = tab[tab["step"] == 60].set_index("temperature")["gap"]
     assert end[0.01] > 0.3 and end[0.01] > 0.3 * start[0.01]  # survives training at low τ
@@ -447,7 +455,7 @@ def test_shifting_low_tau_embeddings_keeps_r1_and_raises_loss(seed):
     # the primer's third claim at the notebook's sizes (n=128, d=32, 200 steps, τ=0.01). At n=32
     # it is not robust (the loss at shift 1 fell below shift 0 for 2 of 6 seeds); at n=128 it
     # held for seeds 0-5, though the losses themselves are tiny (1e-5 → 1e-4 … 1e-3).
-    x0, y0 = analysis.two_cones(128, 32, seed=seed)
+    x0, y0 = primer.two_cones(128, 32, seed=seed)
     x = x0.clone().float().requires_grad_(True)
     y = y0.clone().float().requires_grad_(True)
     opt = torch.optim.Adam([x, y], lr=0.05)
@@ -466,27 +474,27 @@ def test_shifting_low_tau_embeddings_keeps_r1_and_raises_loss(seed):
 
 def test_temperature_gap_rejects_non_positive_temperature():
     with pytest.raises(VlmkitError, match="temperature must be > 0"):
-        analysis.temperature_gap((0.1, 0.0), n=4, d=3, steps=1)
+        primer.temperature_gap((0.1, 0.0), n=4, d=3, steps=1)
 
 
 def test_two_cones_unit_and_separated():
-    x, y = analysis.two_cones(20, 10, seed=4)
+    x, y = primer.two_cones(20, 10, seed=4)
     assert x.shape == y.shape == (20, 10) and x.dtype == torch.float64
     np.testing.assert_allclose(x.norm(dim=1).numpy(), 1.0, atol=1e-12)
     np.testing.assert_allclose(y.norm(dim=1).numpy(), 1.0, atol=1e-12)
-    assert torch.equal(analysis.two_cones(20, 10, seed=4)[0], x)
+    assert torch.equal(primer.two_cones(20, 10, seed=4)[0], x)
     s = analysis.cone_stats(x, y)
     assert s["cos_within_images"] > s["cos_across"] and s["gap"] > 0.5
 
 
 def test_free_embeddings_are_where_temperature_gap_ends():
-    xu, yu = analysis.free_embeddings(0.05, n=16, d=8, steps=25, seed=2)
+    xu, yu = primer.free_embeddings(0.05, n=16, d=8, steps=25, seed=2)
     assert xu.shape == yu.shape == (16, 8) and xu.dtype == torch.float64
     np.testing.assert_allclose(xu.norm(dim=1).numpy(), 1.0, atol=1e-6)
-    last = analysis.temperature_gap((0.05,), n=16, d=8, steps=25, seed=2).iloc[-1]
+    last = primer.temperature_gap((0.05,), n=16, d=8, steps=25, seed=2).iloc[-1]
     assert last["step"] == 25
     assert _gap(xu.numpy(), yu.numpy()) == pytest.approx(last["gap"], abs=1e-6)
-    assert analysis.contrastive_loss(xu, yu, 0.05) == pytest.approx(last["loss"], rel=1e-3)
+    assert _loss(xu, yu, 0.05) == pytest.approx(last["loss"], rel=1e-3)
 
 
 def test_query_topk_matches_a_sorted_reference():

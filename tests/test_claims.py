@@ -239,7 +239,7 @@ def test_ledger_config_rejects_bad_knobs():
 def _run_09(run_dir, claims_out, committed: bool = False) -> None:
     import jupytext
 
-    from vlmkit.cli import CHECKOUT
+    from vlmkit.rundir import CHECKOUT
 
     ns: dict = {}
     for cell in jupytext.read(CHECKOUT / "notebooks" / "09_claims.py").cells:
@@ -264,7 +264,7 @@ def test_notebook_09_says_ledger_not_run_or_shows_the_ledger(quick_ledger, tmp_p
     # run.py writes the record beside the document's figures; with no ledger of one's own, 09 shows the committed one
     assert json.loads((out / "docs" / "results" / "ledger.json").read_text())["claims"] == json_roundtrip(ledger["claims"])
     from vlmkit.claims.run import COMMITTED
-    from vlmkit.cli import CHECKOUT
+    from vlmkit.rundir import CHECKOUT
 
     if (CHECKOUT / COMMITTED / "ledger.json").is_file():
         shown.clear()

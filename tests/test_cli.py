@@ -22,7 +22,7 @@ import papermill as pm
 import pytest
 from PIL import Image
 
-from vlmkit import cli
+from vlmkit import cli, rundir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def workbook(tmp_path, monkeypatch):
               SEEN.format(nb="00", keys=["alpha", "beta"]), WARN)
     _notebook(nbs / "01_second.ipynb", 'run_dir: str = "x"  # run directory\nbeta: int = 2  # second\ngamma: str = "g"  # third',
               SEEN.format(nb="01", keys=["beta", "gamma"]))
-    monkeypatch.setattr(cli, "notebook_dir", lambda: nbs)
+    monkeypatch.setattr(rundir, "notebook_dir", lambda: nbs)
     for var in ("VLMKIT_HEADLESS", "VLMKIT_PROGRESS_INTERVAL", "JUPYTER_PATH", "PYTHONWARNINGS"):
         monkeypatch.setenv(var, "")  # records the original value, restored after the test (main() sets some)
         monkeypatch.delenv(var)
@@ -119,7 +119,7 @@ def test_unknown_parameter_is_an_error_naming_it_and_the_known_ones(workbook, ca
 def test_known_parameters_are_read_from_the_real_notebooks():
     declared = cli.declared_parameters()
     union: dict[str, set] = {}
-    for nb in cli.notebooks():
+    for nb in rundir.notebooks():
         for k in pm.inspect_notebook(str(nb)):
             union.setdefault(k, set()).add(nb.stem)
     assert {k: set(v) for k, v in declared.items()} == {k: v for k, v in union.items() if k != "run_dir"}
@@ -155,9 +155,9 @@ def test_warnings_are_recorded_per_notebook_in_run_json(workbook, capsys):
     assert skipped["test"]["count"] == 1 and skipped["test"]["items"][0]["where"].endswith("notes.txt")
     assert "left out" in skipped["test"]["items"][0]["reason"]
     assert "test data folder" in err and "1 item(s) left out; first: " in err
-    assert list(cli.skipped_table(run)["role"]) == ["train", "test"]
+    assert list(rundir.skipped_table(run)["role"]) == ["train", "test"]
     assert not list((run / "notebooks").glob("*.jsonl"))  # the per-notebook logs are folded into run.json
-    rows = cli.warnings_table(run)
+    rows = rundir.warnings_table(run)
     assert set(rows.category) == {"UserWarning", "RuntimeWarning", "SkippedItemsWarning"}
     assert (rows.notebook == "00_first.ipynb").all() and rows.loc[rows.message == "every time", "count"].item() == 3
 
@@ -226,9 +226,9 @@ def test_kernel_spec_is_replaced_atomically(tmp_path, monkeypatch):
 
 
 def test_notebooks_come_from_the_checkout_first(monkeypatch, tmp_path):
-    assert cli.notebook_dir() == ROOT / "notebooks"
-    monkeypatch.setattr(cli, "CHECKOUT", tmp_path)  # as if installed: no checkout around the package
-    assert cli.notebook_dir() == cli.PACKAGED_NOTEBOOKS and cli.git_commit() is None
+    assert rundir.notebook_dir() == ROOT / "notebooks"
+    monkeypatch.setattr(rundir, "CHECKOUT", tmp_path)  # as if installed: no checkout around the package
+    assert rundir.notebook_dir() == rundir.PACKAGED_NOTEBOOKS and rundir.git_commit() is None
 
 
 @pytest.mark.slow
@@ -280,6 +280,6 @@ def test_wheel_ships_the_notebooks_and_runs_outside_the_checkout(tmp_path):
     assert meta["python"] == str(py) and meta["git_commit"] is None
     executed = nbformat.read(run / "notebooks" / "00_primer.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
-    where = subprocess.run([py, "-c", "import vlmkit.cli as c; print(c.notebook_dir())"], cwd=work, capture_output=True,
+    where = subprocess.run([py, "-c", "import vlmkit.rundir as r; print(r.notebook_dir())"], cwd=work, capture_output=True,
                            text=True, check=True).stdout.strip()
     assert where == str(Path(site, "vlmkit", "_notebooks"))

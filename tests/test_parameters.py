@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vlmkit import cli
+from vlmkit import cli, rundir
 from vlmkit import workbook as wb
 from vlmkit.parameters import coerce, coerce_all
 from vlmkit.utils import VlmkitError
@@ -78,7 +78,7 @@ def one_notebook(tmp_path, monkeypatch):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     _notebook(nbs / "00_only.ipynb")
-    monkeypatch.setattr(cli, "notebook_dir", lambda: nbs)
+    monkeypatch.setattr(rundir, "notebook_dir", lambda: nbs)
     for var in ("VLMKIT_HEADLESS", "VLMKIT_PROGRESS_INTERVAL", "JUPYTER_PATH"):
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
@@ -146,7 +146,7 @@ def test_data_errors_name_the_notebook_parameter():
 
     with pytest.raises(VlmkitError, match=r"n_images must be a positive integer, got 0 \(set by the notebook parameter test_images: -p test_images VALUE\)"):
         load_test_dataset("shapes", 0)
-    with pytest.raises(VlmkitError, match=r"preset.*'coc'.*\(set by the notebook parameter shapes_preset: -p shapes_preset VALUE\)"):
+    with pytest.raises(VlmkitError, match=r"'coc'.* shapes preset.*\(set by the notebook parameter shapes_preset: -p shapes_preset VALUE\)"):
         embedded_spec("shapes", "coc")
 
 

@@ -320,7 +320,7 @@ def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
         step_decay(opt, -1)
 
 
-# the m²-Mix authors' recipe (changdaeoh/multimodal-mixup main.py, DESIGN §4) for TrainConfig's fields
+# the m²-Mix authors' recipe (changdaeoh/multimodal-mixup main.py, docs/design.md) for TrainConfig's fields
 AUTHORS_RECIPE = {"lr": 1e-5, "epochs": 9, "weight_decay": 0.2, "grad_clip": 0.0, "eval_mode": True, "captions_per_image": 1,
                   "batch_size": 128, "warmup_frac": 0.1}
 

@@ -65,7 +65,7 @@ def test_atomic_dir_replaces_the_old_directory_whole(tmp_path):
 
 
 def test_new_run_dirs_never_collide(tmp_path):
-    from vlmkit.cli import new_run_dir
+    from vlmkit.rundir import new_run_dir
 
     dirs = [new_run_dir(tmp_path, "20261123-120000") for _ in range(3)]
     assert [d.name for d in dirs] == ["20261123-120000", "20261123-120000-1", "20261123-120000-2"]

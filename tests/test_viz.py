@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from vlmkit import analysis, viz
+from vlmkit import analysis, primer, viz
 from vlmkit.metrics import reliability_bins
 from vlmkit.utils import VlmkitError
 from vlmkit.viz import io as viz_io
@@ -270,7 +270,7 @@ def test_embedding_figure_3d_row_paired_and_no_lines():
 
 # ------------------------------------------------------------------------ gap figures
 def test_gap_shift_figure_from_embedding_shift_table():
-    x, y = analysis.two_cones(20, 8, seed=0)
+    x, y = primer.two_cones(20, 8, seed=0)
     table = analysis.embedding_shift(x, y, np.arange(20), shifts=(-0.5, 0, 0.5, 1.0))
     fig = viz.gap_shift_figure(table, title="shift")
     assert [tr.name for tr in fig.data] == ["gap", "R@1 image→text", "R@1 text→image", "loss (τ fixed)"]
@@ -329,7 +329,7 @@ def test_slerp_path_figure_without_relevance_and_bad_table():
 
 
 def test_hardness_figure_one_histogram_per_kind():
-    x, y = analysis.two_cones(10, 8, seed=1)
+    x, y = primer.two_cones(10, 8, seed=1)
     table = pd.concat([analysis.mixed_negative_hardness(x, y, lam=0.5),
                        analysis.mixed_negative_hardness(x, y, lam=0.8).query("kind != 'original'")])
     fig = viz.hardness_figure(table)

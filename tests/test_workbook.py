@@ -18,7 +18,8 @@ import pandas as pd
 import papermill as pm
 import pytest
 
-from vlmkit.cli import QUICK, notebooks, parse_grid
+from vlmkit.cli import QUICK, parse_grid
+from vlmkit.rundir import notebooks
 from vlmkit.utils import VlmkitError
 from vlmkit import workbook as wb
 from vlmkit.workbook import list_methods, method_summary, register_method, summarise_runs, write_table
@@ -157,11 +158,11 @@ def test_data_selection_is_its_own_module_and_the_workbook_re_exports_it():
     notebooks' ``wb.<name>`` calls reach the one definition."""
     from vlmkit import selection
 
-    for name in ("is_embedded", "embedded_spec", "load_test_dataset", "train_config", "training_data", "one_caption_per_image"):
+    for name in ("is_embedded", "embedded_spec", "load_test_dataset", "train_config", "training_data"):
         assert getattr(wb, name) is getattr(selection, name), name
     io = ast.parse(Path(wb.__file__).read_text())
     defined = {n.name for n in io.body if isinstance(n, ast.FunctionDef)}
-    assert not defined & {"is_embedded", "embedded_spec", "load_test_dataset", "train_config", "training_data", "one_caption_per_image"}
+    assert not defined & {"is_embedded", "embedded_spec", "load_test_dataset", "train_config", "training_data"}
     assert "load_splits" not in Path(wb.__file__).read_text() and "make_shapes" not in Path(wb.__file__).read_text()
 
 

@@ -3,13 +3,15 @@
 * :func:`embedding_shift` — the "Mind the Gap" experiment (Liang et al. 2022): move image and
   text embeddings towards each other along the gap direction Δ = c_img − c_txt, renormalise,
   and report the gap, R@1 and the contrastive loss at each shift.
-* :func:`slerp_neighbours` — the nearest gallery items of slerp(v, t; λ) along λ (DESIGN §4:
-  λ weights the image v).
+* :func:`slerp_neighbours` — the nearest gallery items of slerp(v, t; λ) along λ
+  (docs/design.md, "Geodesic mixing": λ weights the image v).
 * :func:`mixed_negative_hardness` — anchor-negative cosine for original negatives v_i·t_j vs
   m²-Mix negatives v_i·slerp(v_j, t_j; λ).
-* Primer helpers: :func:`cone_stats` (the "cone effect" of random-weight encoders),
-  :func:`random_init_features`, :func:`temperature_gap` (free embeddings trained with a
-  contrastive loss at several temperatures).
+* :func:`cone_stats` — within- and across-modality cosines and the centroid gap (the "cone
+  effect"); :func:`retrieval_r1`; :func:`query_topk`, the workbook's query picker.
+
+The primer's toy experiments (random-weight cones, free embeddings trained at several
+temperatures) are :mod:`vlmkit.primer`.  The contrastive loss is :func:`vlmkit.losses.contrastive_loss`.
 """
 
 from __future__ import annotations
@@ -38,17 +40,6 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
 
 
-def first_caption(caption_image: np.ndarray, n_images: int) -> np.ndarray:
-    """Index of the first caption written for each image (raises if an image has none)."""
-    ci = as_numpy(caption_image, "caption_image").reshape(-1)
-    sel = first_captions(ci, n_images, 1)
-    first = np.full(n_images, -1, dtype=np.int64)
-    first[ci[sel]] = sel
-    if (first < 0).any():
-        raise VlmkitError(f"image {int(np.flatnonzero(first < 0)[0])} has no caption")
-    return first
-
-
 def retrieval_r1(img: torch.Tensor, txt: torch.Tensor, caption_image: np.ndarray) -> tuple[float, float]:
     """R@1 (%) image→text (hit: a caption written for the image ranks first) and text→image,
     one-to-one labels, by :func:`vlmkit.metrics.bidirectional_recall` — so under the metrics'
@@ -56,12 +47,6 @@ def retrieval_r1(img: torch.Tensor, txt: torch.Tensor, caption_image: np.ndarray
     needs a caption."""
     rec = bidirectional_recall(img @ txt.T, as_numpy(caption_image, "caption_image").reshape(-1), ks=(1,))
     return 100 * rec[("i2t", 1)], 100 * rec[("t2i", 1)]
-
-
-def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, temperature: float = 0.01) -> float:
-    """Symmetric InfoNCE of row-paired unit features (CLIP loss with fixed τ), by
-    :func:`vlmkit.losses.contrastive_loss` (features used as given, not renormalised)."""
-    return info_nce(img, txt, temperature=temperature, normalize=False).item()
 
 
 def shift_embeddings(img: Any, txt: Any, amount: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,14 +67,15 @@ def embedding_shift(img: Any, txt: Any, caption_image: Any, shifts: Sequence[flo
     ci = np.asarray(caption_image).reshape(-1)
     if len(ci) != len(y):
         raise VlmkitError(f"caption_image has {len(ci)} entries for {len(y)} captions")
-    first = first_caption(ci, len(x))
+    first = first_captions(ci, len(x), by_image=True)
     rows = []
     for a in shifts:
         xs, ys = shift_embeddings(x, y, float(a))
         gap = float((xs.mean(0) - ys.mean(0)).norm())
         r_i2t, r_t2i = retrieval_r1(xs, ys, ci)
         rows.append({"shift": float(a), "gap": gap, "r1_i2t": r_i2t, "r1_t2i": r_t2i,
-                     "loss": contrastive_loss(xs, ys[first], temperature), "temperature": temperature})
+                     "loss": info_nce(xs, ys[first], temperature=temperature, normalize=False).item(),
+                     "temperature": temperature})
     return pd.DataFrame(rows)
 
 
@@ -165,70 +151,6 @@ def cone_stats(img: Any, txt: Any) -> dict[str, float]:
 
     return {"cos_within_images": within(x), "cos_within_texts": within(y), "cos_across": float((x @ y.T).mean()),
             "gap": float((x.mean(0) - y.mean(0)).norm())}
-
-
-def random_init_features(dataset: Any, model: str = "vlmkit-tiny", seed: int = 0, device: str = "cpu"):
-    """Features of ``dataset`` under a *randomly initialised* model (seeded): the cone effect."""
-    from .features import encode_dataset
-    from .models.factory import load_model
-    from .utils import seed_everything
-
-    seed_everything(seed)
-    loaded = load_model(model, pretrained=None, device=device)
-    return encode_dataset(loaded, dataset)
-
-
-def two_cones(n: int = 200, d: int = 32, spread: float = 0.6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Free unit embeddings for a toy: images around one random direction, texts around another (two cones)."""
-    g = torch.Generator().manual_seed(seed)
-    ci, ct = _unit(torch.randn(d, generator=g, dtype=torch.float64)), _unit(torch.randn(d, generator=g, dtype=torch.float64))
-    x = _unit(ci + spread * torch.randn(n, d, generator=g, dtype=torch.float64) / np.sqrt(d) * 3)
-    y = _unit(ct + spread * torch.randn(n, d, generator=g, dtype=torch.float64) / np.sqrt(d) * 3)
-    return x, y
-
-
-def _train_free(x0: torch.Tensor, y0: torch.Tensor, tau: float, steps: int, lr: float, every: int = 10):
-    """Adam on free row-paired embeddings with the symmetric InfoNCE at τ; yields
-    ``(step, unit x, unit y, loss, logits)`` at step 0, every ``every`` steps and at the end."""
-    if not tau > 0:
-        raise VlmkitError(f"temperature must be > 0, got {tau}")
-    x = x0.clone().float().requires_grad_(True)
-    y = y0.clone().float().requires_grad_(True)
-    opt = torch.optim.Adam([x, y], lr=lr)
-    for step in range(steps + 1):
-        xu, yu = _unit(x), _unit(y)
-        logits = xu @ yu.T / tau
-        loss = info_nce(logits=logits)
-        if step % every == 0 or step == steps:
-            yield step, xu.detach(), yu.detach(), float(loss.detach()), logits.detach()
-        if step < steps:
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-
-def temperature_gap(temperatures: Sequence[float] = (0.01, 0.05, 0.1, 1.0), n: int = 200, d: int = 32, steps: int = 200,
-                    lr: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """Train free embeddings (two cones, row-paired) with the symmetric contrastive loss at each τ.
-
-    Rows: ``temperature, step, gap, loss, r1`` every 10 steps (step 0 = the initial cones).
-    Each τ starts from the same cones, so the curves differ only by τ.
-    """
-    x0, y0 = two_cones(n, d, seed=seed)
-    rows = []
-    for tau in temperatures:
-        for step, xu, yu, loss, logits in _train_free(x0, y0, tau, steps, lr):
-            rows.append({"temperature": float(tau), "step": step, "gap": float((xu.mean(0) - yu.mean(0)).norm()),
-                         "loss": loss, "r1": retrieval_r1(xu, yu, np.arange(n))[0]})
-    return pd.DataFrame(rows)
-
-
-def free_embeddings(temperature: float = 0.01, n: int = 200, d: int = 32, steps: int = 200, lr: float = 0.05,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unit image/text embeddings :func:`temperature_gap` ends with at one τ (row-paired:
-    caption i belongs to image i) — a gap kept by training, for the primer's shift experiment."""
-    *_, (step, xu, yu, loss, logits) = _train_free(*two_cones(n, d, seed=seed), temperature, steps, lr, every=max(1, steps))
-    return xu.double(), yu.double()
 
 
 def query_topk(scores: Any, query: int, k: int = 10, uncertainty: Any = None, labels: Any = None,

@@ -14,8 +14,10 @@ arguments — among them a parameter that no notebook's ``parameters`` cell decl
 (papermill's inspection of the notebooks is the one list of known parameters).
 
 The notebooks come from the checkout's ``notebooks/`` when vlmkit runs from one, else from
-the copy the wheel ships in ``vlmkit/_notebooks`` (see ``setup.py``).  Warnings are never
-silenced: each notebook's displayed warnings are recorded in ``run.json`` (``vlmkit.kernel``).
+the copy the wheel ships in ``vlmkit/_notebooks`` (see ``setup.py``; :mod:`vlmkit.rundir`
+finds them and reads and writes ``run.json``).  Warnings are never silenced: each notebook's
+displayed warnings are recorded in ``run.json`` (``vlmkit.kernel``).  Nothing in the package
+imports this module (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -23,25 +25,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from .kernel import ensure_kernel  # noqa: F401 (re-exported: vlmkit.cli.ensure_kernel)
-from .utils import VlmkitError, atomic_to_csv, atomic_write_json
+from .rundir import git_commit, has_run_meta, new_run_dir, notebooks, prepare_run_dir, read_run_meta, write_run_meta
+from .utils import VlmkitError, atomic_to_csv
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root when running from a checkout
-PACKAGED_NOTEBOOKS = Path(__file__).resolve().parent / "_notebooks"  # filled by the wheel build (setup.py)
-NB_GLOB = "[0-9][0-9]_*.ipynb"
 INTERNAL = {"run_dir": "set by vlmkit run (use --run-dir to continue a run, --out for the parent folder)",
             "quick": "set by --quick"}
 
@@ -79,33 +74,6 @@ def parse_grid(items: list[str]) -> list[dict[str, Any]]:
     return [dict(zip([a[0] for a in axes], combo)) for combo in itertools.product(*[a[1] for a in axes])]
 
 
-def in_checkout() -> bool:
-    """True when vlmkit is imported from a source checkout (its ``notebooks/`` beside the package)."""
-    return (CHECKOUT / "pyproject.toml").is_file() and any((CHECKOUT / "notebooks").glob(NB_GLOB))
-
-
-def notebook_dir() -> Path:
-    """Where the workbook notebooks are: the checkout's ``notebooks/`` first (what users edit),
-    else the copy shipped inside the installed package (``vlmkit/_notebooks``)."""
-    if in_checkout():
-        return CHECKOUT / "notebooks"
-    return PACKAGED_NOTEBOOKS
-
-
-def notebooks(only: list[str] | None = None) -> list[Path]:
-    """The numbered notebooks in order; ``only`` selects by number (``["00", "03"]``)."""
-    folder = notebook_dir()
-    nbs = sorted(folder.glob(NB_GLOB))
-    if not nbs:
-        raise VlmkitError(f"no notebooks found in {folder} (neither a checkout's notebooks/ nor an installed copy)")
-    if only:
-        missing = sorted(set(only) - {p.name[:2] for p in nbs})
-        if missing:
-            raise VlmkitError(f"--only {','.join(missing)}: no such notebook; there are {', '.join(p.name[:2] for p in nbs)}")
-        nbs = [p for p in nbs if p.name[:2] in only]
-    return nbs
-
-
 def declared_parameters(nbs: list[Path] | None = None) -> dict[str, list[str]]:
     """Parameter name → the notebooks (stems) whose ``parameters`` cell declares it, as
     papermill itself inspects them (``run_dir`` and the other internal names left out)."""
@@ -136,18 +104,6 @@ def check_parameters(given: dict[str, str], declared: dict[str, list[str]]) -> N
         known = "\n".join(f"  {k:<{width}}  {', '.join(v)}" for k, v in declared.items())
         raise VlmkitError(f"unknown parameter {key!r} ({source}){hint}\n"
                           f"known parameters (and the notebooks that declare them):\n{known}")
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout vlmkit runs from; None for an installed copy (a virtualenv inside
-    some other git repository must not report that repository's commit)."""
-    if not in_checkout():
-        return None
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except Exception:
-        return None
 
 
 def _version() -> str:
@@ -186,22 +142,21 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
     import papermill as pm
 
     from .kernel import LOG_ENV, quiet_kernel_manager, summarise_skipped, summarise_warnings
-    from .workbook import prepare_run_dir
 
     prepare_run_dir(run_dir)
     kernel = ensure_kernel()
     now = dt.datetime.now().isoformat(timespec="seconds")
     meta = {"parameters": params, "grid_point": grid_point, "vlmkit_version": _version(), "git_commit": git_commit(),
             "python": sys.executable, "started": now, "notebooks": {}, "status": "running"}
-    if (run_dir / "run.json").is_file():  # continuing a run: keep what earlier notebooks recorded
-        old = json.loads((run_dir / "run.json").read_text())
+    if has_run_meta(run_dir):  # continuing a run: keep what earlier notebooks recorded
+        old = read_run_meta(run_dir)
         meta["parameters"] = {**old.get("parameters", {}), **params}
         meta["grid_point"] = {**old.get("grid_point", {}), **grid_point}
         meta["notebooks"] = old.get("notebooks", {})
         meta["continued"] = old.get("continued", []) + [{"at": now, "git_commit": meta["git_commit"], "parameters": params}]
         meta["started"] = old.get("started", now)
     merged = meta["parameters"]
-    atomic_write_json(run_dir / "run.json", meta)
+    write_run_meta(run_dir, meta)
     ok = True
     for nb in notebooks(only):
         declared = set(pm.inspect_notebook(str(nb)).keys())
@@ -233,39 +188,13 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
         Path(log).unlink(missing_ok=True)
         _report_warnings(run_dir.name, nb.name, entry["warnings"], entry["skipped"])
         meta["notebooks"][nb.name] = entry
-        atomic_write_json(run_dir / "run.json", meta)
+        write_run_meta(run_dir, meta)
         if not ok:
             break
     meta["status"] = "ok" if ok else "failed"
     meta["finished"] = dt.datetime.now().isoformat(timespec="seconds")
-    atomic_write_json(run_dir / "run.json", meta)
+    write_run_meta(run_dir, meta)
     return ok
-
-
-def warnings_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
-    """The warnings ``vlmkit run`` recorded in ``run_dir/run.json``: one row per notebook and
-    distinct (category, message), columns notebook, category, message, count, where.
-    Empty (with those columns) when nothing was warned or the run was not headless."""
-    import pandas as pd
-
-    path = Path(run_dir) / "run.json"
-    meta = json.loads(path.read_text()) if path.is_file() else {}
-    rows = [{"notebook": name, **w} for name, nb in meta.get("notebooks", {}).items() for w in nb.get("warnings", [])]
-    return pd.DataFrame(rows, columns=["notebook", "category", "message", "count", "where"])
-
-
-def skipped_table(run_dir: str | os.PathLike) -> "pd.DataFrame":
-    """The dataset skips recorded in ``run_dir/run.json`` (``vlmkit.kernel.record_skipped``):
-    one row per notebook, dataset and role, columns notebook, dataset, role, count, first
-    (``where: reason`` of the first item left out)."""
-    import pandas as pd
-
-    path = Path(run_dir) / "run.json"
-    meta = json.loads(path.read_text()) if path.is_file() else {}
-    rows = [{"notebook": name, "dataset": sk["dataset"], "role": sk["role"], "count": sk["count"],
-             "first": f"{sk['items'][0]['where']}: {sk['items'][0]['reason']}" if sk.get("items") else ""}
-            for name, nb in meta.get("notebooks", {}).items() for sk in nb.get("skipped", [])]
-    return pd.DataFrame(rows, columns=["notebook", "dataset", "role", "count", "first"])
 
 
 def _tag(point: dict[str, Any]) -> str:
@@ -274,20 +203,6 @@ def _tag(point: dict[str, Any]) -> str:
         v = "+".join(map(str, v)) if isinstance(v, list) else str(v)
         parts.append(f"{k}{v}")
     return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in "-".join(parts))
-
-
-def new_run_dir(out: Path, name: str) -> Path:
-    """Create ``out/name`` (or ``name-1``, ``name-2`` … when taken): ``mkdir`` claims it
-    atomically, so two runs started in the same second never share a directory."""
-    out.mkdir(parents=True, exist_ok=True)
-    for k in range(10_000):
-        run_dir = out / (name if k == 0 else f"{name}-{k}")
-        try:
-            run_dir.mkdir()
-            return run_dir
-        except FileExistsError:
-            continue
-    raise VlmkitError(f"{out}: could not create a new run directory named {name}-N")
 
 
 def _read_config(path: str) -> dict[str, Any]:
@@ -345,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         name = stamp + (f"-{_tag(point)}" if point else "")
         if args.run_dir:
             run_dir = Path(args.run_dir)
-            if not (run_dir / "run.json").is_file():
+            if not has_run_meta(run_dir):
                 raise VlmkitError(f"--run-dir {run_dir}: not a run directory (no run.json)")
         else:
             run_dir = new_run_dir(out, name)

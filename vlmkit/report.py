@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import math
 import os
 import re
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .report_text import CSS, NARRATIVE, SECTIONS, TABLE_TITLES
+from .rundir import CHECKOUT, in_checkout, read_run_meta, skipped_table, warnings_table
 from .utils import VlmkitError, atomic_write_text
 
 PRECISION_RULE = ("Numbers: percentages (R@K, RSUM, mAP@R, R-P, ECE and every quantity in %) with 2 decimals; "
@@ -144,14 +144,6 @@ def _panels(run: Path, figure_names: set[str]) -> dict[str, str]:
     return out
 
 
-def _run_meta(run: Path) -> dict:
-    p = run / "run.json"
-    try:
-        return json.loads(p.read_text()) if p.is_file() else {}
-    except json.JSONDecodeError as exc:
-        raise VlmkitError(f"{p}: not valid JSON ({exc})") from None
-
-
 def _params_html(meta: dict) -> str:
     params = {**meta.get("parameters", {}), **meta.get("grid_point", {})}
     if not params and not meta:
@@ -198,8 +190,6 @@ def claims_html(claims_md: Path | None) -> str:
 
 def default_claims_md() -> Path | None:
     """``docs/results.md`` of the checkout vlmkit runs from, when it exists (else None)."""
-    from .cli import CHECKOUT, in_checkout
-
     p = CHECKOUT / "docs" / "results.md"
     return p if in_checkout() and p.is_file() else None
 
@@ -249,16 +239,15 @@ def build_report(run_dir: str | os.PathLike, *, run_dirs: Sequence[str | os.Path
     control), similarity histograms, reliability — each a narrative, its tables (protocol line
     each) and its figures (``figures/<NN>_*.png`` embedded; the ``08_*_table`` images, copies of
     the tables, are left out) — then any other figure, the run's parameters, warnings and skips
-    (``vlmkit.cli.warnings_table`` / ``skipped_table``), the claims ledger (``claims_md``) and,
+    (:func:`vlmkit.rundir.warnings_table` / ``skipped_table``), the claims ledger (``claims_md``) and,
     with ``run_dirs``, a table across runs (``vlmkit.workbook.summarise_runs``).
     """
-    from .cli import skipped_table, warnings_table
     from .workbook import export_status, summarise_runs
 
     run = Path(run_dir)
     if not run.is_dir():
         raise VlmkitError(f"build_report: run directory {run} does not exist")
-    meta = _run_meta(run)
+    meta = read_run_meta(run)
     figs = _figure_names(run)
     panels = _panels(run, set(figs))
     used: set[str] = set()
@@ -315,7 +304,7 @@ def build_grid_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathL
     if not runs:
         raise VlmkitError("build_grid_report: no run directories given")
     path = Path(out) if str(out).endswith(".html") else Path(out) / "report.html"
-    metas = {r: _run_meta(r) for r in runs}
+    metas = {r: read_run_meta(r) for r in runs}
     params = {r: {**m.get("parameters", {}), **m.get("grid_point", {})} for r, m in metas.items()}
     keys = sorted(set().union(*params.values()))
     show = lambda v: ", ".join(map(str, v)) if isinstance(v, list) else ("—" if v is None else str(v))  # noqa: E731

@@ -1,9 +1,9 @@
 """Which data a workbook run evaluates and trains on (data selection, apart from the
 run-directory I/O of :mod:`vlmkit.workbook`).
 
-- The **test data** is a data spec: ``"shapes"`` / ``"shapes:PRESET"`` names the embedded
-  generator's test split (:func:`load_test_dataset`); anything else is a
-  :func:`vlmkit.data.load_dataset` spec of real data.
+- The **test data** is a data spec (grammar: :mod:`vlmkit.data.spec`): ``"shapes"`` /
+  ``"shapes:PRESET"`` names the embedded generator's test split (:func:`load_test_dataset`);
+  anything else is a :func:`vlmkit.data.load_dataset` spec of real data.
 - The **training data** is whatever fine-tuning trains on: :func:`training_data` is
   :func:`vlmkit.train.load_splits` of the method's :func:`train_config`, so notebook 02's
   VACSR on frozen features and every ``finetune`` call of the run see the same split (the
@@ -18,28 +18,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import numpy as np
-
+from .data.spec import EMBEDDED, parse_spec
 from .utils import VlmkitError
-
-EMBEDDED = "shapes"
-"""The spec prefix of the embedded generator (``"shapes"``, ``"shapes:PRESET"``)."""
 
 
 def is_embedded(dataset: str) -> bool:
-    """Whether a data spec names the embedded generator: ``"shapes"`` or ``"shapes:PRESET"``."""
-    return dataset.split(":")[0] == EMBEDDED
+    """Whether a data spec names the embedded generator: ``"shapes"`` or ``"shapes:PRESET"``
+    (:func:`vlmkit.data.spec.parse_spec`; an invalid spec raises)."""
+    return parse_spec(dataset).embedded
 
 
 def embedded_spec(dataset: str, shapes_preset: str = "coco") -> str:
     """The run's data spec: ``"shapes"`` with a non-default ``shapes_preset`` becomes
     ``"shapes:PRESET"`` (checked); real-data specs are returned unchanged."""
-    from .data.shapes import shapes_preset as check
-
     if dataset != EMBEDDED:
         return dataset
     try:
-        check(f"{EMBEDDED}:{shapes_preset}")
+        parse_spec(f"{EMBEDDED}:{shapes_preset}").embedded_preset("shapes_preset")
     except VlmkitError as exc:
         raise in_notebook_terms(exc, "shapes_preset") from exc
     return EMBEDDED if shapes_preset == "coco" else f"{EMBEDDED}:{shapes_preset}"
@@ -50,10 +45,10 @@ def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
     images (``seed``); anything else goes to :func:`vlmkit.data.load_dataset` (a spec string,
     e.g. ``karpathy:/path/dataset_coco.json:test``)."""
     from .data import load_dataset, make_shapes
-    from .data.shapes import shapes_preset
 
-    if is_embedded(dataset):
-        preset = shapes_preset(dataset)
+    spec = parse_spec(dataset)
+    if spec.embedded:
+        preset = spec.embedded_preset("dataset", "test")
         try:
             return make_shapes("test", n_images=test_images, seed=seed, preset=preset)
         except VlmkitError as exc:
@@ -126,10 +121,3 @@ def training_data(spec: dict, train_dataset: str, train_images: int, noise_ratio
     except VlmkitError as exc:
         raise in_notebook_terms(exc) from exc
 
-
-def one_caption_per_image(caption_image: Any, n_images: int) -> np.ndarray:
-    """First caption index of every image (row-paired views for mixup/hardness analyses;
-    :func:`vlmkit.analysis.first_caption`)."""
-    from .analysis import first_caption
-
-    return first_caption(np.asarray(caption_image), n_images)

@@ -154,12 +154,17 @@ def as_numpy(x: Any, name: str = "input", *, dtype: Any = None) -> np.ndarray:
         raise VlmkitError(f"{name}: expected a tensor or array, got {type(x).__name__} ({exc})") from None
 
 
-def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1) -> np.ndarray:
+def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1, *, by_image: bool = False) -> np.ndarray:
     """Indices (ascending) of the first ``per_image`` captions written for each image, in
     caption order; ``None`` keeps every caption. Images with fewer captions keep all theirs.
 
+    ``by_image=True`` (with ``per_image=1``) gives the row-paired view instead: an array of
+    ``n_images`` entries, entry ``i`` the first caption of image ``i`` (``txt[first]`` pairs
+    row by row with ``img``); an image without a caption raises naming it.
+
     ``caption_image[j]`` is the image caption ``j`` was written for; an index outside
-    ``[0, n_images)`` raises naming the caption.
+    ``[0, n_images)`` raises naming the caption.  The one helper for "first captions" (the
+    training loop's epoch, the notebooks' and the ledger's row-paired analyses).
     """
     ci = as_numpy(caption_image, "caption_image").reshape(-1)
     if len(ci) and not np.issubdtype(ci.dtype, np.integer):
@@ -168,6 +173,8 @@ def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1)
     if len(ci) and (ci.min() < 0 or ci.max() >= n_images):
         bad = int(np.flatnonzero((ci < 0) | (ci >= n_images))[0])
         raise VlmkitError(f"caption {bad} points at image {ci[bad]}, but there are {n_images} images")
+    if by_image and per_image != 1:
+        raise VlmkitError(f"first_captions(by_image=True) pairs one caption with each image; got per_image={per_image!r}")
     if per_image is None:
         return np.arange(len(ci))
     if isinstance(per_image, bool) or not isinstance(per_image, (int, np.integer)) or per_image < 1:
@@ -175,7 +182,14 @@ def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1)
     order = np.argsort(ci, kind="stable")  # grouped by image, caption order within each image
     grouped = ci[order]
     rank = np.arange(len(ci)) - np.searchsorted(grouped, grouped, side="left")
-    return np.sort(order[rank < per_image])
+    chosen = np.sort(order[rank < per_image])
+    if not by_image:
+        return chosen
+    first = np.full(n_images, -1, dtype=np.int64)
+    first[ci[chosen]] = chosen
+    if (first < 0).any():
+        raise VlmkitError(f"image {int(np.flatnonzero(first < 0)[0])} has no caption")
+    return first
 
 
 def read_positives_json(path_or_map: Any, what: str = "extended-positives file") -> tuple[dict, str]:

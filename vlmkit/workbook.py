@@ -3,6 +3,7 @@
 Layout of one run directory (``docs/workbook.md``)::
 
     run.json            parameters, vlmkit version, git commit, status per notebook
+                        (read and written by :mod:`vlmkit.rundir` only)
     notebooks/          executed notebooks (NN_name.ipynb)
     cache/              pretrained checkpoint and feature caches (may be shared)
     methods.json        registry: method name → score file and description
@@ -15,7 +16,7 @@ Layout of one run directory (``docs/workbook.md``)::
 
 Which data a run evaluates and trains on is :mod:`vlmkit.selection` (re-exported here:
 ``is_embedded``, ``embedded_spec``, ``load_test_dataset``, ``train_config``,
-``training_data``, ``one_caption_per_image``).
+``training_data``).
 """
 
 from __future__ import annotations
@@ -28,19 +29,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .selection import (embedded_spec, is_embedded, load_test_dataset, one_caption_per_image,  # noqa: F401 (re-exported)
-                        train_config, training_data)
+from .selection import (embedded_spec, is_embedded, load_test_dataset, train_config,  # noqa: F401 (re-exported)
+                        training_data)
+from .rundir import SUBDIRS, prepare_run_dir, read_run_meta  # noqa: F401 (re-exported: wb.prepare_run_dir)
 from .utils import VlmkitError, atomic_to_csv, atomic_torch_save, atomic_write_json
-
-SUBDIRS = ("notebooks", "scores", "methods", "tables", "figures", "report")
-
-
-def prepare_run_dir(run_dir: str | os.PathLike) -> Path:
-    """Create the run directory and its sub-folders; returns the path."""
-    p = Path(run_dir)
-    for s in SUBDIRS:
-        (p / s).mkdir(parents=True, exist_ok=True)
-    return p
 
 
 def default_cache_dir() -> Path:
@@ -230,7 +222,7 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> pd.DataFrame:
     rows = []
     for rd in run_dirs:
         rd = Path(rd)
-        meta = json.loads((rd / "run.json").read_text()) if (rd / "run.json").exists() else {}
+        meta = read_run_meta(rd)
         params = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in meta.get("grid_point", {}).items()}
         base = {"run": rd.name, "status": meta.get("status", "unknown"), **params}
         summ = read_table(rd, "summary")

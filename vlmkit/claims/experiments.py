@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, first_captions
 from .config import PLAIN, LedgerConfig, vacsr_config
 
 
@@ -145,10 +145,10 @@ def skewness(scores: torch.Tensor) -> float:
 def geometry(img: torch.Tensor, txt: torch.Tensor, test, cfg: LedgerConfig) -> dict[str, float]:
     """Modality gap, uniformity (union), alignment and relative alignment (text anchor), and the
     hardness of m²-Mix negatives slerp(v_j, t_j; λ) vs the original t_j (first caption per image)."""
-    from ..analysis import first_caption, hardness_summary, mixed_negative_hardness
+    from ..analysis import hardness_summary, mixed_negative_hardness
     from ..metrics import alignment, modality_gap, relative_alignment, uniformity
 
-    first = first_caption(test.caption_image, test.num_images)
+    first = first_captions(test.caption_image, test.num_images, by_image=True)
     h = hardness_summary(mixed_negative_hardness(img, txt[first], lam=cfg.hardness_lambda, max_pairs=cfg.hardness_pairs))
     h = h.set_index(h["kind"].str.split(" ").str[0])
     return {"gap": modality_gap(img, txt).distance, "uniformity": uniformity(img, txt),

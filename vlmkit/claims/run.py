@@ -8,6 +8,7 @@ import platform
 import time
 from pathlib import Path
 
+from ..rundir import CHECKOUT, in_checkout
 from ..utils import atomic_write_json, progress, resolve_device
 from .config import LedgerConfig
 from .experiments import load_result, plan, run_unit
@@ -75,8 +76,6 @@ def find_ledger(out: str | os.PathLike, committed: bool = False) -> dict | None:
     relative and not found here (notebooks run with the run directory as working directory);
     with ``committed``, else the checkout's committed ledger (``docs/results/ledger.json``, the
     record behind ``docs/results.md``). The record's ``source`` says which was found."""
-    from ..cli import CHECKOUT, in_checkout
-
     candidates = [Path(out)] + ([CHECKOUT / out] if not Path(out).is_absolute() else [])
     if committed and in_checkout():
         candidates.append(CHECKOUT / COMMITTED)

@@ -34,6 +34,7 @@ from typing import Any
 
 from ..utils import VlmkitError
 from .base import SkipRecord, open_image
+from .spec import KINDS, parse_spec
 
 ON_ERROR = ("raise", "skip")
 
@@ -176,18 +177,6 @@ def image_problem(path: Path, verify: bool) -> str | None:
 
 # --------------------------------------------------------------------------- entry point
 
-# kind -> (module, function, names of the positional parts of a "kind:a:b" spec)
-_KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "coco": ("coco", "load_coco_captions", ("annotation_json", "image_dir")),
-    "karpathy": ("karpathy", "load_karpathy", ("json_path", "image_root", "split")),
-    "csv": ("tabular", "load_csv", ("path", "image_root")),
-    "tsv": ("tabular", "load_csv", ("path", "image_root")),
-    "folder": ("folder", "load_image_folder", ("root",)),
-    "fashion-mnist": ("fashion_mnist", "load_fashion_mnist", ("split", "root")),
-    "shapes": ("shapes", "make_shapes", ("split",)),
-}
-
-
 def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
     """Load any dataset from one string or dict (handy as a papermill parameter).
 
@@ -199,7 +188,10 @@ def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
     * ``"csv:FILE.csv[:IMAGE_ROOT]"`` (or ``tsv:``) → :func:`load_csv`
     * ``"folder:ROOT"`` → :func:`load_image_folder`
     * ``"fashion-mnist[:SPLIT[:ROOT]]"`` → :func:`load_fashion_mnist`
-    * ``"shapes[:SPLIT]"`` → :func:`vlmkit.data.shapes.make_shapes`
+    * ``"shapes[:PRESET][:SPLIT]"`` → :func:`vlmkit.data.shapes.make_shapes`
+
+    (the grammar: :mod:`vlmkit.data.spec`, whose :func:`~vlmkit.data.spec.parse_spec` reads
+    the string).
 
     A dict is ``{"kind": ..., **keyword arguments of that loader}``.  ``kwargs`` are passed
     on (they override the spec).  With ``pairs=True`` a :class:`ClassificationDataset` is
@@ -209,24 +201,16 @@ def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
         params = dict(spec)
         kind = params.pop("kind", None)
         if kind is None:
-            raise VlmkitError(f"dataset spec dict needs a 'kind' key (one of {', '.join(_KINDS)}); got keys {list(spec)}")
+            raise VlmkitError(f"dataset spec dict needs a 'kind' key (one of {', '.join(KINDS)}); got keys {list(spec)}")
+        kind = str(kind).lower()
+        if kind not in KINDS:
+            raise VlmkitError(f"unknown dataset kind {kind!r} in spec {spec!r}; expected one of {', '.join(KINDS)}")
     elif isinstance(spec, str):
-        kind, *parts = spec.split(":")
-        params = {}
-        if kind in _KINDS:
-            names = _KINDS[kind][2]
-            if len(parts) > len(names):
-                raise VlmkitError(
-                    f"dataset spec {spec!r}: {kind!r} takes at most {len(names)} part(s) after the kind "
-                    f"({':'.join(names)}), got {len(parts)}"
-                )
-            params = {n: p for n, p in zip(names, parts) if p != ""}
+        parsed = parse_spec(spec)
+        kind, params = parsed.kind, dict(parsed.params)
     else:
         raise VlmkitError(f"dataset spec must be a string or a dict, got {type(spec).__name__}")
-    kind = str(kind).lower()
-    if kind not in _KINDS:
-        raise VlmkitError(f"unknown dataset kind {kind!r} in spec {spec!r}; expected one of {', '.join(_KINDS)}")
-    module_name, func_name, _ = _KINDS[kind]
+    module_name, func_name, _ = KINDS[kind]
     if kind == "tsv":
         params.setdefault("sep", "\t")
     params.update(kwargs)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from vlmkit.losses._common import check_pair, local_rows, resolve_scale, soft_cross_entropy, unit
 from vlmkit.utils import VlmkitError
 
-DEFAULT_TEMPERATURE = 0.01  # the fixed τ of the m²-Mix authors' runs (DESIGN §4)
+DEFAULT_TEMPERATURE = 0.01  # the fixed τ of the m²-Mix authors' runs (docs/design.md, "m²-Mix and its family")
 
 
 def contrastive_loss(

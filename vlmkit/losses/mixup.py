@@ -1,5 +1,5 @@
 """Geodesic mixup losses of Oh et al., "Geodesic Multi-Modal Mixup for Robust Fine-Tuning"
-(NeurIPS 2023), as the authors' code computes them (DESIGN §4), with the NaN guards added.
+(NeurIPS 2023), as the authors' code computes them (docs/design.md), with the NaN guards added.
 
 * :func:`slerp` — geodesic interpolation on the unit sphere, λ weights ``a``.
 * :func:`m2mix_loss` — m²-Mix: hard negatives ``m_j = slerp(v_j, t_j; λ)`` replace the

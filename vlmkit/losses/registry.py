@@ -1,4 +1,4 @@
-"""Named presets of :class:`~vlmkit.losses.mixup.GeodesicMixupLoss` (the authors' runs, DESIGN §4).
+"""Named presets of :class:`~vlmkit.losses.mixup.GeodesicMixupLoss` (the authors' runs, docs/design.md).
 
 =============  =====================================================================
 name           configuration (base: symmetric InfoNCE with fixed τ = 0.01, weight 1)

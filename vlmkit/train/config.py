@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..data.spec import parse_spec
 from ..losses import LOSS_PRESETS, make_loss
 from ..utils import VlmkitError
 
@@ -64,7 +65,7 @@ class TrainConfig:
     the model in eval mode while training (no dropout; the authors' m²-Mix runs).
 
     Defaults that depart from the m²-Mix authors' recipe (``changdaeoh/multimodal-mixup``,
-    ``main.py``; DESIGN §4), and why:
+    ``main.py``; docs/design.md), and why:
 
     * ``lr=1e-4`` (authors 1e-5 or 7e-6): tuned for real CLIPs; the tiny stand-in barely moves
       at 1e-5 in a few epochs (bench/README.md, Fine-tuning: 1e-5 → RSUM 50.3, below
@@ -159,6 +160,9 @@ class TrainConfig:
             bad("amp", f"one of {AMP_CHOICES} (or a bool)")
         if not isinstance(self.dataset, str) or not self.dataset:
             bad("dataset", "'shapes' or a vlmkit.data.load_dataset spec string")
+        spec = parse_spec(self.dataset)  # the one spec grammar (vlmkit.data.spec); raises naming the spec
+        if spec.embedded:
+            spec.embedded_preset("TrainConfig.dataset")  # the loop draws the train and val splits itself
         frozen = {"image": self.freeze == "image" or self.lr_mult_image == 0, "text": self.freeze == "text" or self.lr_mult_text == 0}
         if all(frozen.values()) and self.method != "vacsr-joint":
             raise VlmkitError("TrainConfig: both towers are frozen (freeze / lr_mult_* = 0); nothing would be trained")

@@ -77,11 +77,13 @@ class _Trainable(nn.Module):
 def load_splits(cfg: TrainConfig):
     """(train, val) :class:`PairDataset` s as described in :class:`TrainConfig`."""
     from ..data.formats import load_dataset
-    from ..data.shapes import inject_noise, make_shapes, shapes_preset
-    from ..selection import is_embedded
+    from ..data.noise import inject_noise
+    from ..data.shapes import make_shapes
+    from ..data.spec import parse_spec
 
-    if is_embedded(cfg.dataset):
-        preset = shapes_preset(cfg.dataset)
+    spec = parse_spec(cfg.dataset)
+    if spec.embedded:
+        preset = spec.embedded_preset("TrainConfig.dataset")
         train = make_shapes("train", n_images=cfg.train_images, seed=cfg.data_seed, preset=preset)
         val = make_shapes("val", n_images=cfg.val_images, seed=cfg.data_seed, preset=preset)
     else:

@@ -1,4 +1,4 @@
-"""VACSR: the variational adapter for cross-modal similarity (issue #5, #11; DESIGN.md §4).
+"""VACSR: the variational adapter for cross-modal similarity (issue #5, #11; docs/design.md, "VACSR").
 
     from vlmkit.vacsr import VACSRConfig, train_on_features, score_all, fig3_report
     adapter, hist = train_on_features(img, txt, caption_image, VACSRConfig(dim=img.shape[1]))

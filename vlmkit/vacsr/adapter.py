@@ -1,4 +1,4 @@
-"""``VACSRAdapter``: the variational similarity adapter of VACSR (paper §3.1, DESIGN.md §4).
+"""``VACSRAdapter``: the variational similarity adapter of VACSR (paper §3.1, docs/design.md).
 
 Pair vector s_ij = v_i ⊙ t_j → encoder MLP → K diagonal Gaussians (μ_k, log σ²_k) and
 mixing weights α → z (Gumbel-softmax component choice c, reparameterised samples z_k,

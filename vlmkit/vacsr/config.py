@@ -1,7 +1,7 @@
 """``VACSRConfig``: every switch of the VACSR adapter and its loss (issue #5).
 
 Defaults follow the paper where it is explicit (K = 2 components, k = 1 hardest negative,
-λ_KL = 5e-4, λ_pos = λ_neg = 1, STE on, sigmoid on σ²) and DESIGN.md §4 where it is not.
+λ_KL = 5e-4, λ_pos = λ_neg = 1, STE on, sigmoid on σ²) and docs/design.md ("VACSR") where it is not.
 Choices the paper leaves open are switches; each is documented on its field.
 """
 
@@ -42,7 +42,7 @@ class VACSRConfig:
             close to cosine where the paper's adapter falls far below it (bench/README.md,
             VACSR). It factorises like the first layer (one extra v @ tᵀ).
         mixing: "per_pair" — α = softmax of an encoder head, so each pair picks its component
-            (DESIGN.md / the summary: "the encoder selects the component based on the input");
+            (docs/design.md / the summary: "the encoder selects the component based on the input");
             "global" — α is one learnable K-vector shared by all pairs (the paper's
             "learnable mixing coefficient" read literally).
     Sampling / outputs

@@ -1,4 +1,4 @@
-"""VACSR objective (paper Eq. 13, DESIGN.md §4):
+"""VACSR objective (paper Eq. 13, docs/design.md):
 
     L = λ_rec·L_recon + λ_KL·L_KL + λ_pos·L_pos + λ_neg·L_neg
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..utils import VlmkitError, as_numpy, atomic_write_text
+from ..utils import VlmkitError, as_numpy, atomic_write_text, first_captions
 from .images import thumbnail_uri
 
 #: the three kinds of gallery item a query meets, and their colours
@@ -103,10 +103,10 @@ def slerp_path_table(ds: Any, img: Any, txt: Any, query: int, lambdas: Sequence[
     (images and captions of ``ds`` pooled), plus ``relevant`` (an image: t is true of it; a
     caption: it is true of image ``query``; by ``ds.positives()``, i.e. the dataset's truth) and
     ``label`` (``image i`` or the caption text)."""
-    from ..analysis import first_caption, slerp_neighbours
+    from ..analysis import slerp_neighbours
 
     q = _check_query(ds, "i2t", query)
-    cap = int(first_caption(ds.caption_image, ds.num_images)[q])
+    cap = int(first_captions(ds.caption_image, ds.num_images, by_image=True)[q])
     t = slerp_neighbours(as_numpy(img, "img")[q], as_numpy(txt, "txt")[cap], img, txt, lambdas, k)
     img_true, cap_true = ds.positives(None, [cap])[:, 0], ds.positives([q], None)[0]
     t["relevant"] = [bool(img_true[r.index] if r.modality == "image" else cap_true[r.index]) for r in t.itertuples()]
