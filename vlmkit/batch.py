@@ -269,7 +269,8 @@ class Batch:
         from .report import _png_uri, table_html
 
         parts = [f"<section id=figures><h2>Each headline metric against the grid's parameters</h2><p class=narrative>"
-                 f"Left: the mean over seeds of each method, with its 95 % Student-t interval ({html.escape(INTERVAL_RULE)}). "
+                 "Left: each method's mean over the seeds with its 95 % Student-t interval (band, or error bars for a "
+                 f"categorical parameter). How: {html.escape(INTERVAL_RULE)}. "
                  f"Right: the paired difference method − {html.escape(self.baseline())} within each seed, with its interval; "
                  "where the interval excludes the dashed zero line the difference is larger than the seed spread. "
                  "Open markers and hatched bars: fewer seeds than the grid; ×: no seed at all (a failed or missing run).</p>"]

@@ -8,7 +8,7 @@ Each run gets ``<out>/<timestamp>[-<grid point>]/`` with the executed notebooks,
 tables, the report and ``run.json``.  A grid runs every combination (``seeds`` is an alias
 of ``seed``; inside a grid value ``+`` separates list items) and ends with
 ``<out>/batch-<timestamp>/summary.csv`` and ``report.html`` (one comparison page across the grid
-points: ``vlmkit.report.build_grid_report``).  Exit code 1 if any run failed, 2 for bad
+points, aggregated over seeds: ``vlmkit.batch``).  Exit code 1 if any run failed, 2 for bad
 arguments — among them a parameter that no notebook's ``parameters`` cell declares
 (papermill's inspection of the notebooks is the one list of known parameters).
 
