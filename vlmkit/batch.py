@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import INTERVAL_RULE, t_interval
-from .utils import VlmkitError, atomic_to_csv
+from .utils import VlmkitError, atomic_to_csv, progress
 
 SEED_KEYS = ("seed", "seeds")
 HEADLINE = (r"^R@1 i2t\b", r"^R@1 t2i\b", r"^RSUM\b", r"^gap\b", r"^ECE % i2t \[one-to-one", r"^ECE % t2i \[one-to-one",
@@ -254,8 +254,9 @@ class Batch:
         atomic_to_csv(self.by_seed(), out / "summary_by_seed.csv")
         for stale in (out / "figures").glob("*_vs_*.*") if (out / "figures").is_dir() else []:
             stale.unlink()
-        for name, fig in self.figures().items():
-            save_figure(fig, out / "figures" / name, png=png)
+        figs = self.figures()
+        for name in progress(figs, total=len(figs), desc="batch figures"):  # a PNG export takes seconds
+            save_figure(figs[name], out / "figures" / name, png=png)
         if not self.run_dirs:
             return out / "summary_by_seed.csv"
         from .report import build_grid_report
