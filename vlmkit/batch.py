@@ -230,7 +230,7 @@ class Batch:
                 others = [p for p in self.point_params if p != param]
                 v, d = agg[agg["metric"] == metric].copy(), diff[diff["metric"] == metric].copy()
                 for f in (v, d):
-                    f["series"] = f["method"] + f.apply(lambda r: "".join(f" · {p}={_show(r[p])}" for p in others), axis=1) if len(f) else []
+                    f["series"] = [m + "".join(f" · {p}={_show(r[p])}" for p in others) for m, (_, r) in zip(f["method"], f.iterrows())]
                     if param is not None and self.numeric.get(param):
                         f[param] = f[param].astype(float)
                 name = f"{_slug(metric)}_vs_{_slug(param) if param else 'method'}"
@@ -269,12 +269,12 @@ class Batch:
         (grid points × methods), the partial cells and the runs left out."""
         from .report import _png_uri, table_html
 
-        parts = [f"<section id=figures><h2>Each headline metric against the grid's parameters</h2><p class=narrative>"
+        parts = [(f"<section id=figures><h2>Each headline metric against the grid's parameters</h2><p class=narrative>"
                  "Left: each method's mean over the seeds with its 95 % Student-t interval (band, or error bars for a "
                  f"categorical parameter). How: {html.escape(INTERVAL_RULE)}. "
                  f"Right: the paired difference method − {html.escape(self.baseline())} within each seed, with its interval; "
                  "where the interval excludes the dashed zero line the difference is larger than the seed spread. "
-                 "Open markers and hatched bars: fewer seeds than the grid; ×: no seed at all (a failed or missing run).</p>"]
+                 "Open markers and hatched bars: fewer seeds than the grid; ×: no seed at all (a failed or missing run).</p>")]
         for name in self.figures():
             png, page = folder / "figures" / f"{name}.png", f"figures/{name}.html"
             if png.is_file():
