@@ -126,6 +126,22 @@ def test_a_partial_grid_is_shown_as_such_never_averaged_silently():
     assert "<h2>Partial grid</h2>" in html and "r-seed0-nr1" in html and "superseded" in html and "(n=2/3)" in html
 
 
+def test_a_method_a_grid_point_did_not_ask_for_is_not_missing():
+    rows = []
+    for seed in (0, 1):
+        for methods, names in (("contrastive,m2mix", ("pretrained", "contrastive", "m2mix")), ("sigmoid", ("pretrained", "sigmoid"))):
+            for k, m in enumerate(names):
+                rows.append({"run": f"r{seed}-{methods}", "status": "ok", "seed": seed, "methods": methods, "method": m, R1: 10.0 * k + seed})
+    rows = [r for r in rows if not (r["seed"] == 1 and r["method"] == "m2mix")]  # m2mix lost in one run: missing
+    rows.append({"run": "r-failed", "status": "failed", "seed": 0, "methods": "siglip"})  # a point with no ok run: all missing
+    b = batch.from_summary(pd.DataFrame(rows))
+    t = b.table().set_index("methods")
+    assert t.loc["contrastive,m2mix", "sigmoid"] == "—" and t.loc["sigmoid", "m2mix"] == "—" and t.loc["sigmoid", "contrastive"] == "—"
+    assert t.loc["contrastive,m2mix", "m2mix"] == "20.00 (n=1/2)" and t.loc["sigmoid", "sigmoid"] == "10.50 ± 0.71"
+    assert (t.loc["siglip", ["pretrained", "contrastive", "m2mix", "sigmoid"]] == "missing").all()
+    assert set(b.differences().query("methods == 'sigmoid'").method) == {"sigmoid − pretrained"}
+
+
 def test_figures_have_a_line_and_a_band_per_method_and_a_difference_panel_with_zero():
     rows = _summary()
     rows = rows[~((rows.method == "m2mix") & (rows.seed == 2) & (rows.noise_ratio == 0.5))]

@@ -16,6 +16,9 @@ of the mean, mean ± t(0.975, n−1)·sd/√n — the claims ledger's rule.  **P
 (A − B) are taken within each run (same seed, same grid point), then aggregated the same way,
 over the seeds where both methods have a value.
 
+With ``methods`` as a grid parameter, a method a grid point did not ask for is not part of
+that point (``—``), not missing.
+
 **Partial grids** are shown, never averaged over silently: each cell states ``n`` (seeds with
 a value) of ``n_expected`` (the seeds of the whole batch) and lists ``missing_seeds``; runs whose
 status is not ``ok`` are left out of every number and listed (:meth:`Batch.excluded`); a cell
@@ -126,6 +129,15 @@ class Batch:
     def _reported(self, method: str, metric: str) -> bool:
         return bool(self.used.loc[self.used["method"] == method, metric].notna().any())
 
+    def _runs_method(self, point: dict, method: str) -> bool:
+        """Whether ``method`` belongs to ``point``: with ``methods`` as a grid parameter, only the
+        methods that some ok run with the same ``methods`` value reports (a method the point did
+        not ask for is not missing); when no such run succeeded, every method (all missing)."""
+        if "methods" not in point:
+            return True
+        same = self.used.loc[self.used["methods"].astype(str) == str(point["methods"]), "method"]
+        return same.empty or method in set(same)
+
     def aggregate(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per grid point (without the seed), method and metric: ``n`` seeds with a value
         of ``n_expected``, ``seeds``, ``missing_seeds``, ``mean``, ``sd``, ``ci95_lo``, ``ci95_hi``
@@ -135,7 +147,7 @@ class Batch:
             for m in self.methods:
                 mine = rows[rows["method"] == m]
                 for metric in metrics or self.metrics:
-                    if self._reported(m, metric):
+                    if self._reported(m, metric) and self._runs_method(point, m):
                         out.append(self._record(point, "value", m, metric, dict(zip(mine["_seed"], mine[metric]))))
         return pd.DataFrame(out, columns=[*self.point_params, *AGG_COLUMNS])
 
@@ -162,7 +174,8 @@ class Batch:
                 ra = rows[rows["method"] == a].set_index("_seed")
                 rb = rows[rows["method"] == b].set_index("_seed")
                 for metric in metrics or self.metrics:
-                    if not (self._reported(a, metric) and self._reported(b, metric)):
+                    if not (self._reported(a, metric) and self._reported(b, metric)
+                            and self._runs_method(point, a) and self._runs_method(point, b)):
                         continue
                     both = ra.index.intersection(rb.index)
                     diff = {s: float(ra.at[s, metric]) - float(rb.at[s, metric]) for s in both}
