@@ -42,6 +42,17 @@ def _cell(frame: pd.DataFrame, method: str, metric: str, nr: float) -> pd.Series
     return hit.iloc[0]
 
 
+def test_headline_metrics_are_the_first_match_of_each_pattern():
+    cols = ["R@1 i2t [full 60x300]", "R@1 t2i [full 60x300]", "RSUM both [full 60x300]", "R@1 i2t [extended positives (matrix), full 60x300]",
+            "ECE % i2t [one-to-one labels]", "ECE % i2t [exact truth]", "ECE % t2i [one-to-one labels]", "gap ‖Δ‖",
+            "unc–R@1 r [one-to-one labels] i2t", "−score control r [one-to-one labels] i2t", "unc–R@1 r [truth] i2t",
+            "unc–R@1 r [one-to-one labels] t2i", "FN-vs-TN AUROC of σ²"]
+    b = batch.from_summary(pd.DataFrame([{"run": "r", "status": "ok", "seed": 0, "method": "m", **{c: 1.0 for c in cols}}]))
+    assert b.headline() == ["R@1 i2t [full 60x300]", "R@1 t2i [full 60x300]", "RSUM both [full 60x300]", "gap ‖Δ‖",
+                            "ECE % i2t [one-to-one labels]", "ECE % t2i [one-to-one labels]", "unc–R@1 r [one-to-one labels] i2t",
+                            "unc–R@1 r [one-to-one labels] t2i"]
+
+
 def test_stats_is_the_claims_rule():
     from vlmkit.claims import t_interval as claims_t
 

@@ -46,8 +46,10 @@ from .utils import VlmkitError, atomic_to_csv, progress
 
 SEED_KEYS = ("seed", "seeds")
 HEADLINE = (r"^R@1 i2t\b", r"^R@1 t2i\b", r"^RSUM\b", r"^gap\b", r"^ECE % i2t \[one-to-one", r"^ECE % t2i \[one-to-one",
-            r"^unc–R@1 r \[one-to-one labels\]")
-"""Regular expressions picking the headline metrics among ``summary.csv``'s columns, in order."""
+            r"^unc–R@1 r \[one-to-one labels\]( i2t)?$", r"^unc–R@1 r \[one-to-one labels\] t2i$")
+"""Regular expressions picking the headline metrics among ``summary.csv``'s columns, in order; each
+picks its first match (``R@1 i2t [full 60x300]``, one-to-one labels, comes before the extended
+positives' ``R@1 i2t [extended positives …]`` in a run's summary)."""
 PREFERRED_BASELINES = ("contrastive", "pretrained")
 AGG_COLUMNS = ["kind", "method", "metric", "n", "n_expected", "seeds", "missing_seeds", "mean", "sd", "ci95_lo", "ci95_hi"]
 PROTOCOL = f"each metric as named (the runs' tables/summary.csv); over seeds: {INTERVAL_RULE}"
@@ -201,7 +203,7 @@ class Batch:
         """The headline metrics this batch holds (:data:`HEADLINE`), in that order."""
         out = []
         for pat in HEADLINE:
-            out += [m for m in self.metrics if re.search(pat, m) and m not in out]
+            out += [m for m in self.metrics if re.search(pat, m) and m not in out][:1]
         return out
 
     # ----------------------------------------------------------------- tables
