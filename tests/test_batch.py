@@ -170,7 +170,10 @@ def test_figures_have_a_line_and_a_band_per_method_and_a_difference_panel_with_z
     band = next(t for t in bands if t.name == "contrastive · 95 % interval")
     half0, half5 = T975_2 / math.sqrt(3), T975_2 * 10 / math.sqrt(3)
     assert list(band.x) == [0.0, 0.5, 0.5, 0.0] and band.fill == "toself"
-    assert np.allclose(band.y, [2 + half0, 20 + half5, 20 - half5, 2 - half0])
+    # R@1 is a percentage: the band is drawn within [0, 100] (2 − 2.48 and 20 − 24.8 become 0), and the figure says so
+    assert np.allclose(band.y, [2 + half0, 20 + half5, 0, 0]) and "drawn within the metric's range [0, 100]" in fig.layout.title.text
+    assert batch.metric_range(R1) == (0, 100) and batch.metric_range(UNC) == (-1, 1) and batch.metric_range(GAP) is None
+    assert "drawn within" not in figs["gap_vs_noise_ratio"].layout.title.text
     # the partial cell (m2mix at 0.5: 2 of 3 seeds) has an open marker; the failed point is marked ×
     assert list(means["m2mix"].marker.color)[1] == "white" and list(means["m2mix"].marker.color)[0] != "white"
     assert [t.x for t in fig.data if t.meta == "missing"][0] == (1.0,)
@@ -185,10 +188,16 @@ def test_figures_have_a_line_and_a_band_per_method_and_a_difference_panel_with_z
     bars = {t.name: t for t in fig.data if t.type == "bar"}
     assert list(bars["contrastive"].x) == ["default", "stress"] and list(bars["contrastive"].y) == [2.0, 20.0]
     assert np.allclose(bars["contrastive"].error_y.array, [half0, half5]) and fig.layout.barmode == "group"
+    assert np.allclose(bars["contrastive"].error_y.arrayminus, [2.0, 20.0])  # down to 0, not below
     assert np.allclose(bars["m2mix − contrastive"].y, [2.0, 10 / 3])
     # a grid over seeds only: one bar per method
     solo = batch.from_summary(_summary()[lambda d: d.noise_ratio == 0].drop(columns="noise_ratio"))
     assert solo.point_params == [] and list(solo.figures([R1])) == ["r1_i2t_full_10x50_vs_method"]
+    # a metric only one method reports: no difference panel, and the figure says why
+    only = batch.from_summary(_summary()[lambda d: d.method != "m2mix"])
+    fig = only.figures([UNC])["unc_r1_r_one_to_one_labels_i2t_vs_noise_ratio"]
+    assert not [t for t in fig.data if t.xaxis == "x2" and t.meta == "mean"]
+    assert any("no paired difference" in a.text for a in fig.layout.annotations)
 
 
 def test_bad_summary_is_named(tmp_path):

@@ -51,6 +51,9 @@ HEADLINE = (r"^R@1 i2t\b", r"^R@1 t2i\b", r"^RSUM\b", r"^gap\b", r"^ECE % i2t \[
 picks its first match (``R@1 i2t [full 60x300]``, one-to-one labels, comes before the extended
 positives' ``R@1 i2t [extended positives …]`` in a run's summary)."""
 PREFERRED_BASELINES = ("contrastive", "pretrained")
+RANGES = ((r"^(R@\d|ECE|mAP@R|R-P)|%", (0.0, 100.0)), (r"^RSUM", (0.0, 600.0)), (r"AUROC", (0.0, 1.0)),
+          (r"(^|\s)r(\s|$)|pearson|spearman", (-1.0, 1.0)))
+"""A metric's possible range by its name (first match): intervals are drawn within it."""
 AGG_COLUMNS = ["kind", "method", "metric", "n", "n_expected", "seeds", "missing_seeds", "mean", "sd", "ci95_lo", "ci95_hi"]
 PROTOCOL = f"each metric as named (the runs' tables/summary.csv); over seeds: {INTERVAL_RULE}"
 
@@ -249,7 +252,8 @@ class Batch:
                     if param is not None and self.numeric.get(param):
                         f[param] = f[param].astype(float)
                 name = f"{_slug(metric)}_vs_{_slug(param) if param else 'method'}"
-                figs[name] = metric_figure(v, d, metric, param, baseline=base, numeric=bool(param and self.numeric.get(param)))
+                figs[name] = metric_figure(v, d, metric, param, baseline=base, numeric=bool(param and self.numeric.get(param)),
+                                           bounds=metric_range(metric))
         return figs
 
     # ----------------------------------------------------------------- writing
@@ -314,6 +318,11 @@ class Batch:
             body += table_html(excl, protocol="runs left out of every number (status not ok, or superseded by a later run)", max_rows=500)
         parts.append(f"<section id=partial><h2>Partial grid</h2>{body}</section>")
         return "".join(parts)
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The range a metric can take, read from its name (:data:`RANGES`); None when unknown."""
+    return next((r for pat, r in RANGES if re.search(pat, metric, re.I)), None)
 
 
 def _show(v: Any) -> str:

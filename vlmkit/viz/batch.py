@@ -23,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -38,9 +38,14 @@ def _hover(r: pd.Series) -> str:
             f"<br>n = {int(r['n'])} of {int(r['n_expected'])} seed(s){miss}")
 
 
+def _clipped(v: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
+    return v if bounds is None else np.clip(v, *bounds)
+
+
 def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequence[str], col: int,
-                   colours: dict[str, str], show_legend: bool) -> list[tuple[float, str]]:
-    """Lines + bands of ``frame`` (rows: one per series and parameter value); returns (x, series) of cells with no seed."""
+                   colours: dict[str, str], show_legend: bool, bounds: tuple[float, float] | None = None) -> list[tuple[float, str]]:
+    """Lines + bands of ``frame`` (rows: one per series and parameter value; bands drawn within
+    ``bounds``); returns (x, series) of cells with no seed."""
     missing_x: list[tuple[float, str]] = []
     for name in series:
         d = frame[frame["series"] == name].sort_values(param)
@@ -50,7 +55,7 @@ def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequ
         missing_x += [(x, name) for x in d.loc[d["n"] == 0, param].astype(float)]
         # the band: one polygon per run of consecutive cells with a finite interval
         ok = np.isfinite(d["ci95_lo"].to_numpy(float)) & np.isfinite(d["ci95_hi"].to_numpy(float))
-        x, lo, hi = d[param].to_numpy(float), d["ci95_lo"].to_numpy(float), d["ci95_hi"].to_numpy(float)
+        x, lo, hi = d[param].to_numpy(float), _clipped(d["ci95_lo"].to_numpy(float), bounds), _clipped(d["ci95_hi"].to_numpy(float), bounds)
         start = 0
         while start < len(d):
             if not ok[start]:
@@ -66,7 +71,8 @@ def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequ
                                          meta="band"), row=1, col=col)
             else:
                 fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hs, ls[::-1]]), fill="toself", mode="lines",
-                                         fillcolor=_rgba(c, 0.18), line=dict(width=0), name=f"{name} · 95 % interval",
+                                         fillcolor=_rgba(c, 0.12), line=dict(width=1, color=_rgba(c, 0.7), dash="dot"),
+                                         name=f"{name} · 95 % interval",
                                          legendgroup=name, showlegend=False, hoverinfo="skip", meta="band"), row=1, col=col)
             start = end + 1
         full = (d["n"] >= d["n_expected"]).to_numpy()
@@ -81,7 +87,7 @@ def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequ
 
 
 def _bar_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequence[str], col: int,
-               colours: dict[str, str], show_legend: bool) -> list[str]:
+               colours: dict[str, str], show_legend: bool, bounds: tuple[float, float] | None = None) -> list[str]:
     missing: list[str] = []
     for name in series:
         d = frame[frame["series"] == name]
@@ -89,8 +95,8 @@ def _bar_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequence
             continue
         x = d[param].astype(str).tolist()
         mean = d["mean"].where(d["n"] > 0).to_numpy(float)
-        up = np.nan_to_num(d["ci95_hi"].to_numpy(float) - mean, nan=0.0)
-        down = np.nan_to_num(mean - d["ci95_lo"].to_numpy(float), nan=0.0)
+        up = np.nan_to_num(_clipped(d["ci95_hi"].to_numpy(float), bounds) - mean, nan=0.0)
+        down = np.nan_to_num(mean - _clipped(d["ci95_lo"].to_numpy(float), bounds), nan=0.0)
         text = ["missing" if n == 0 else ("" if n >= e else f"n={n}/{e}") for n, e in zip(d["n"].astype(int), d["n_expected"].astype(int))]
         missing += [f"{name} @ {v}" for v, n in zip(x, d["n"]) if n == 0]
         fig.add_trace(go.Bar(x=x, y=np.nan_to_num(mean, nan=0.0), name=name, legendgroup=name, showlegend=show_legend,
@@ -103,10 +109,13 @@ def _bar_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequence
 
 
 def metric_figure(values: pd.DataFrame, diffs: pd.DataFrame, metric: str, param: str | None, *,
-                  baseline: str, numeric: bool) -> go.Figure:
+                  baseline: str, numeric: bool, bounds: tuple[float, float] | None = None) -> go.Figure:
     """``values`` / ``diffs``: rows of :meth:`vlmkit.batch.Batch.aggregate` / ``.differences``
     for ``metric`` with a ``series`` column (the legend entry) and the x column ``param``
-    (``None``: a grid over seeds only, one bar per series).  See the module docstring."""
+    (``None``: a grid over seeds only, one bar per series).  ``bounds``: the metric's range
+    (e.g. 0–100 for a percentage); the left panel's intervals are drawn within it (with two
+    seeds t(0.975, 1) = 12.7 makes them wide) and the subtitle says so when one was cut; hover
+    and the tables keep the full interval.  See the module docstring."""
     values, diffs = values.copy(), diffs.copy()
     if param is None:
         param, numeric = "grid point", False
@@ -121,7 +130,7 @@ def metric_figure(values: pd.DataFrame, diffs: pd.DataFrame, metric: str, param:
                         subplot_titles=(f"mean over seeds, 95 % t-interval as {how}",
                                         f"paired difference method − {baseline} (same seed); dashed: 0"))
     panel = _numeric_panel if numeric else _bar_panel
-    miss_left = panel(fig, values, param, series, 1, colours, True)
+    miss_left = panel(fig, values, param, series, 1, colours, True, bounds)
     miss_right = panel(fig, diffs, param, dseries, 2, colours, True) if len(diffs) else []
     if numeric:
         for col, miss, frame in ((1, miss_left, values), (2, miss_right, diffs)):
@@ -136,12 +145,18 @@ def metric_figure(values: pd.DataFrame, diffs: pd.DataFrame, metric: str, param:
     else:
         fig.update_layout(barmode="group")
     fig.add_hline(y=0, line=dict(color="#555", dash="dash", width=1.5), row=1, col=2)
+    if not len(diffs):
+        fig.add_annotation(text=f"no paired difference:<br>{baseline} or the other methods<br>do not report this metric",
+                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.6, showarrow=False, font=dict(size=13, color="#666"))
     for col in (1, 2):
         fig.update_xaxes(title_text=param, row=1, col=col, type="linear" if numeric else "category")
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_yaxes(title_text=f"Δ {metric}", row=1, col=2)
     note = ("open markers: fewer seeds than the grid; × on the axis: a cell with no seed" if numeric
             else "hatched bars and n=k/K: fewer seeds than the grid; 'missing': no seed")
+    cut = bounds is not None and ((values["ci95_lo"] < bounds[0]) | (values["ci95_hi"] > bounds[1])).any()
+    if cut:
+        note += f"; intervals drawn within the metric's range [{bounds[0]:g}, {bounds[1]:g}]"
     fig.update_layout(title=dict(text=f"{metric} against {param}<br><sup>{note}; hover for n and the missing seeds</sup>", x=0.01),
                       width=1150, height=500, template="plotly_white", legend=dict(orientation="h", y=-0.2, x=0),
                       margin=dict(t=90, b=110))
