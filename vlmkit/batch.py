@@ -75,6 +75,7 @@ class Batch:
     run_dirs: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.raw = self.rows.copy()  # written back as summary.csv, untouched
         cols = list(self.rows.columns)
         if "method" not in cols:
             where = f"{self.folder / 'summary.csv'}" if self.folder else "summary"
@@ -268,8 +269,7 @@ class Batch:
         if out is None:
             raise VlmkitError("Batch.write: no folder given and the batch was not loaded from one")
         out.mkdir(parents=True, exist_ok=True)
-        raw = self.rows.drop(columns=[c for c in self.rows.columns if c.startswith("_")])
-        atomic_to_csv(raw, out / "summary.csv")
+        atomic_to_csv(self.raw, out / "summary.csv")
         atomic_to_csv(self.by_seed(), out / "summary_by_seed.csv")
         for stale in (out / "figures").glob("*_vs_*.*") if (out / "figures").is_dir() else []:
             stale.unlink()
@@ -301,7 +301,7 @@ class Batch:
                              f"interactive: <a href='{html.escape(page)}'>{html.escape(page)}</a></figcaption></figure>")
             else:
                 parts.append(f"<figure><iframe class=plotly src='{html.escape(page)}' title='{html.escape(name)}' "
-                             "style='width:100%;height:520px;border:0'></iframe><figcaption>"
+                             "style='width:100%;height:540px;border:0'></iframe><figcaption>"
                              f"{html.escape(name)} (interactive; no static PNG in this batch)</figcaption></figure>")
         parts.append("</section>")
         n_seeds = f"{len(self.seeds)} seed(s): {_seed_text(self.seeds)}" if self.seed_key else "one run per grid point (no seed in the grid)"
