@@ -326,3 +326,76 @@ return {figs: Array.from(document.querySelectorAll('img.fig')).filter(ok).length
     assert shown["thumbs"] >= 8 + 3, shown  # 01's grid of test images and the panels of 03-05
     pngs = sorted(p.stem for p in (run / "figures").glob("*.png"))
     assert shown["figs"] == shown["all_figs"] == len(pngs) >= 1, (shown, pngs)  # every PNG the run saved, decoded and shown
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium alone (no JupyterLab): for pages opened from disk."""
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100",
+                "--no-first-run", "--disable-extensions"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+PLOT_JS = "return Array.from(document.querySelectorAll('.js-plotly-plot')).filter(p => p.querySelector('svg.main-svg')).length;"
+
+
+def test_grid_comparison_page_in_chromium(chromium, tmp_path):
+    """The page ``vlmkit run --grid`` ends with (vlmkit.batch), from fake runs of a 2 seeds × 2
+    noise ratios grid with one failed point: with PNGs, every image decodes and each figure's
+    interactive HTML renders in plotly (offline); without PNGs, each framed figure renders."""
+    import pandas as pd
+
+    from vlmkit import batch
+    from vlmkit import workbook as wb
+    from vlmkit.viz import png_available
+
+    runs = []
+    for seed in (0, 1):
+        for noise in (0, 0.5):
+            run = wb.prepare_run_dir(tmp_path / "runs" / f"s{seed}-n{noise}")
+            point = {"seed": seed, "noise_ratio": noise}
+            ok = (seed, noise) != (1, 0.5)
+            if ok:
+                wb.write_table(run, "summary", pd.DataFrame({"method": ["contrastive", "m2mix"], "R@1 i2t [full 10x50]": [10 + seed - 4 * noise, 12 + 2 * seed],
+                                                             "gap ‖Δ‖": [0.8 + 0.01 * seed, 0.7 - 0.1 * noise]}))
+            (run / "run.json").write_text(json.dumps({"parameters": point, "grid_point": point, "status": "ok" if ok else "failed"}))
+            runs.append(run)
+    b = batch.from_runs(runs)
+    names = list(b.figures())
+    assert len(names) == 2
+    for folder, png in ((tmp_path / "with-png", True), (tmp_path / "html-only", False)):
+        page = b.write(folder, png=png)
+        chromium.get(page.resolve().as_uri())
+        shown = chromium.execute_script("""
+const ok = i => i.complete && i.naturalWidth > 0;
+return {figs: Array.from(document.querySelectorAll('img.fig')).filter(ok).length, all_figs: document.querySelectorAll('img.fig').length,
+        frames: document.querySelectorAll('iframe.plotly').length,
+        external: Array.from(document.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || e.getAttribute('href'))
+                       .filter(u => /^\\s*(https?:)?\\/\\//i.test(u))};""")
+        _shot(chromium, tmp_path, f"grid-page-{folder.name}")
+        assert shown["external"] == [], shown
+        if png and png_available():
+            assert shown["figs"] == shown["all_figs"] == len(names) and shown["frames"] == 0, shown
+            for name in names:  # each interactive figure beside the page renders
+                chromium.get((folder / "figures" / f"{name}.html").resolve().as_uri())
+                _wait(chromium, f"{name}.html to render", lambda: chromium.execute_script(PLOT_JS) == 1, 30)
+        elif not png:
+            assert shown["frames"] == len(names) and shown["all_figs"] == 0, shown
+            for k in range(len(names)):
+                chromium.switch_to.frame(chromium.find_elements("css selector", "iframe.plotly")[k])
+                _wait(chromium, f"framed figure {k} to render", lambda: chromium.execute_script(PLOT_JS) == 1, 30)
+                bands = chromium.execute_script("return document.querySelector('.js-plotly-plot').data.filter(t => t.meta === 'band').length;")
+                assert bands >= 2, bands  # one band per method at least
+                chromium.switch_to.default_content()

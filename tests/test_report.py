@@ -206,11 +206,12 @@ def test_vlmkit_run_grid_ends_with_the_comparison_page(tmp_path, monkeypatch):
         return True
 
     monkeypatch.setattr(cli, "run_chain", fake_chain)
+    monkeypatch.setenv("VLMKIT_NO_PNG", "1")  # the batch figures' PNGs: tests/test_batch.py
     assert cli.main(["run", "--out", str(tmp_path), "--grid", "noise_ratio=0,0.5", "--only", "08"]) == 0
     (batch,) = tmp_path.glob("batch-*")
-    assert sorted(p.name for p in batch.iterdir()) == ["report.html", "summary.csv"]
+    assert sorted(p.name for p in batch.iterdir()) == ["figures", "report.html", "summary.csv", "summary_by_seed.csv"]  # vlmkit.batch: tests/test_batch.py
     text = (batch / "report.html").read_text()
-    assert "2 grid points" in text and "(noise_ratio = 0)" in text and "(noise_ratio = 0.5)" in text
+    assert "2 grid points" in text and "(noise_ratio = 0.0)" in text and "(noise_ratio = 0.5)" in text
 
 
 def test_write_result_tables_matches_a_brute_force_r_at_1(tmp_path):

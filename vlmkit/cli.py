@@ -9,7 +9,7 @@ Each run gets ``<out>/<timestamp>[-<grid point>]/`` with the executed notebooks,
 tables, the report and ``run.json``.  A grid runs every combination (``seeds`` is an alias
 of ``seed``; inside a grid value ``+`` separates list items) and ends with
 ``<out>/batch-<timestamp>/summary.csv`` and ``report.html`` (one comparison page across the grid
-points: ``vlmkit.report.build_grid_report``).  Exit code 1 if any run failed, 2 for bad
+points, aggregated over seeds: ``vlmkit.batch``).  Exit code 1 if any run failed, 2 for bad
 arguments — among them a parameter that no notebook's ``parameters`` cell declares
 (papermill's inspection of the notebooks is the one list of known parameters).
 
@@ -269,14 +269,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not run_chain(run_dir, {**params, **point}, point, only):
             failed += 1
     if len(grid) > 1:
-        from .report import build_grid_report
+        from .batch import write_batch
         from .workbook import summarise_runs
 
         batch = out / f"batch-{stamp}"
         batch.mkdir(parents=True, exist_ok=True)
         summ = summarise_runs(run_dirs)
         atomic_to_csv(summ, batch / "summary.csv")
-        page = build_grid_report(run_dirs, batch / "report.html")
+        page = write_batch(batch, run_dirs)  # summary_by_seed.csv, figures/ and report.html (vlmkit.batch)
         print(f"batch summary: {batch / 'summary.csv'} ({len(summ)} rows; {failed} of {len(grid)} runs failed); comparison page: {page}")
     return 1 if failed else 0
 

@@ -293,11 +293,13 @@ def _write(path: Path, title: str, body: str) -> Path:
     return path
 
 
-def build_grid_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
+def build_grid_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike, *, sections: str = "") -> Path:
     """One comparison page across grid points: the parameters that differ between the runs,
-    each grid point's summary table (``tables/summary.csv``, one row per metric), and every
-    run's summary side by side (:func:`vlmkit.workbook.summarise_runs`).  ``out`` is the HTML
-    file (or a folder, then ``out/report.html``); written atomically; returns its path."""
+    ``sections`` (HTML ``<section>``s placed next: the aggregates over seeds, figures and the
+    partial grid of :meth:`vlmkit.batch.Batch.sections_html`), each grid point's summary table
+    (``tables/summary.csv``, one row per metric), and every run's summary side by side
+    (:func:`vlmkit.workbook.summarise_runs`).  ``out`` is the HTML file (or a folder, then
+    ``out/report.html``); written atomically; returns its path."""
     from .workbook import summarise_runs
 
     runs = [Path(r) for r in run_dirs]
@@ -316,7 +318,7 @@ def build_grid_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathL
             "<p class=narrative>One row per grid point (run directory); its own report is report/report.html inside it.</p>"
             + table_html(pd.DataFrame(rows), protocol="parameters as recorded in each run.json") +
             ("<p>Shared by every point: " + "; ".join(f"{html.escape(k)} = {html.escape(show(params[runs[0]].get(k)))}" for k in same) + "</p>" if same else "")
-            + "</section><section id=per-point><h2>Summary per grid point</h2>")
+            + "</section>" + sections + "<section id=per-point><h2>Summary per grid point</h2>")
     for r in runs:
         label = ", ".join(f"{k} = {show(params[r].get(k))}" for k in differ) or r.name
         t = re.sub(r"^<h3>.*?</h3>", "", _section_table(r, "summary"))

@@ -3,7 +3,8 @@
 Every claim is tested through one or more *comparisons*. A comparison holds one number per seed:
 a paired difference (method A − method B, both trained with the same seed) or a value minus a
 reference (e.g. Pearson r − 0, AUROC − 0.5). Over the seeds: mean ± sd (n − 1) and the 95 %
-Student-t interval of the mean, mean ± t₀.₉₇₅,ₙ₋₁ · sd / √n.
+Student-t interval of the mean, mean ± t₀.₉₇₅,ₙ₋₁ · sd / √n (:func:`vlmkit.stats.t_interval`, shared with
+the batch aggregation of ``vlmkit run --grid``).
 
 * a comparison **holds** when its interval excludes 0 on the claimed side, **does not hold** when
   it excludes 0 on the other side, and is **inconclusive** otherwise (or with fewer than 2 seeds);
@@ -19,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
+from ..stats import t_interval  # noqa: F401 (the one interval rule; re-exported here)
 
 VERDICTS = ("holds", "partly holds", "does not hold", "inconclusive")
 RULE = ("Each claim is tested through one or more comparisons, each one number per seed: a paired difference "
@@ -33,22 +34,6 @@ RULE = ("Each claim is tested through one or more comparisons, each one number p
         "method — and the document says so.")
 CHANCE_FACTOR = 5.0
 """R@1 at or below this multiple of the chance rate counts as "did not train"."""
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
-    """``(mean, sd, lo, hi)`` of ``values``: sample sd (ddof 1) and the Student-t interval of the
-    mean at ``level``; sd and the interval are NaN with fewer than 2 finite values."""
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    if x.size == 0:
-        return (math.nan,) * 4
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan, math.nan
-    from scipy.stats import t
-
-    sd = float(x.std(ddof=1))
-    half = float(t.ppf(0.5 + level / 2, x.size - 1)) * sd / math.sqrt(x.size)
-    return mean, sd, mean - half, mean + half
 
 
 @dataclass
