@@ -372,10 +372,15 @@ def main(argv: list[str] | None = None) -> int:
     from .claims.__main__ import add_arguments as claims_arguments, cmd_claims
 
     claims_arguments(sub.add_parser("claims", help="the claims ledger: re-test every headline claim, write docs/results.md"))
+    from .audit.cli import add_arguments as audit_arguments, cmd_audit
+
+    audit_arguments(sub.add_parser("audit", help="rank a dataset's likely false negatives and mismatched pairs; write a review page"))
     args = ap.parse_args(argv)
     try:
         if args.command == "claims":
             return cmd_claims(args, argv)
+        if args.command == "audit":
+            return cmd_audit(args)
         return cmd_run(args)
     except VlmkitError as exc:
         print(f"vlmkit: error: {exc}", file=sys.stderr)
