@@ -185,6 +185,9 @@ def test_marking_k_pairs_true_changes_map_at_r_exactly_as_by_hand(tmp_path):
     ds2 = ds.with_extended_positives(paths["extended_positives"])
     after = ranking_metrics(S, Positives.from_dataset(ds2))["map_at_r"]
     assert after == pytest.approx((2 / 3 + 1 + 5 / 9) / 3) == pytest.approx(20 / 27)
+    tab = audit.reevaluate(ds, audit.Scorer.from_matrix("m", S), paths["extended_positives"]).set_index(["direction", "positives"])
+    assert tab.loc[("i2t", "before: one-to-one labels"), "mAP@R"] == pytest.approx(7 / 12)
+    assert tab.loc[("i2t", "after: one-to-one labels ∪ reviewed positives"), "mAP@R"] == pytest.approx(20 / 27)
     # a second review on top keeps the first one's positives (one file holds them all)
     paths = audit.write_decisions(ds2, [{"task": "false_negative", "image": 1, "caption": 4, "verdict": "true"}], tmp_path / "b")
     assert json.loads(paths["extended_positives"].read_text()) == {"img0": [2], "img1": [4], "img2": [1]}
@@ -303,3 +306,56 @@ def test_audit_of_the_real_coco_files(tmp_path, monkeypatch):
     page = (out / "review.html").read_text()
     assert len(_decoded_thumbs(page)) == 6 * 2 + 6
     assert json.loads((out / "audit.json").read_text())["images"] == 80
+
+
+# --------------------------------------------------------------------------- notebook 10
+
+
+def _run_notebook(run_dir: Path, **params) -> dict:
+    jupytext = pytest.importorskip("jupytext")
+    ns: dict = {"__name__": "nb10"}
+    for cell in jupytext.read(ROOT / "notebooks" / "10_audit.py").cells:
+        if cell.cell_type != "code":
+            continue
+        exec(compile(cell.source, "10_audit.py", "exec"), ns)
+        if "parameters" in cell.metadata.get("tags", []):
+            ns.update(run_dir=str(run_dir), **params)
+    return ns
+
+
+def test_notebook_10_audits_a_runs_methods(tmp_path, monkeypatch):
+    """In a run (01/02 registered a feature method and a VACSR-like one): no model is loaded,
+    both become scorers (σ² included), the review page and tables are written, quality measured."""
+    from vlmkit import workbook as wb
+
+    monkeypatch.setenv("VLMKIT_HEADLESS", "1")
+    run = wb.prepare_run_dir(tmp_path / "run")
+    wb.save_data_spec(run, "shapes", 12, 0, model="vlmkit-tiny", pretrained_dir="")
+    ds = wb.run_dataset(run)
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(ds.num_images, 8, generator=g), dim=1)
+    txt = torch.nn.functional.normalize(torch.as_tensor(ds.positives()).float().T @ img + 0.3 * torch.randn(ds.num_captions, 8, generator=g), dim=1)
+    wb.register_method(run, "pretrained", img=img, txt=txt, info={"score_kind": "cosine"})
+    s = 10 * (img @ txt.T)
+    wb.register_method(run, "vacsr", scores=s, uncertainty=torch.rand(s.shape, generator=g), info={"score_kind": "logit"})
+    ns = _run_notebook(run, audit_top_k=2, audit_review=4)
+    assert [sc.name for sc in ns["scorers"]] == ["pretrained", "vacsr"] and ns["use_run"]
+    assert len(_decoded_thumbs((run / "audit" / "review.html").read_text())) == 4 * 2 + 4
+    assert (run / "figures" / "10_audit_false_negative.html").is_file()
+    q = pd.read_csv(run / "tables" / "audit_quality.csv")
+    assert "exact truth" in q.protocol[0] and {"score:pretrained", "sigma2:vacsr", "combined"} <= set(q.column)
+    fn = pd.read_csv(run / "tables" / "audit_false_negative.csv")
+    assert len(fn) == 4 and "mean over the combined columns" in fn.protocol[0]
+    # a verdict through the widget, then the notebook's last cell credits it
+    top = ns["res"].false_negatives.iloc[0]
+    ns["reviewer"].mark("false_negative", top.image, top.caption, "true")
+    tab = audit.reevaluate(ds, ns["scorers"][0], run / "audit" / "extended_positives.json")
+    assert set(tab.positives) == {"before: exact truth", "after: one-to-one labels ∪ reviewed positives"}
+
+
+def test_notebook_10_alone_on_noisy_embedded_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLMKIT_HEADLESS", "1")
+    monkeypatch.setenv("VLMKIT_CACHE", str(tmp_path / "cache"))
+    ns = _run_notebook(tmp_path / "alone", test_images=10, audit_noise=0.4, audit_top_k=2, audit_review=3, device="cpu")
+    assert not ns["use_run"] and [sc.name for sc in ns["scorers"]] == ["zero-shot"]
+    assert ns["ds"].caption_meta["noisy"].sum() > 0 and (tmp_path / "alone" / "audit" / "candidates.csv").is_file()

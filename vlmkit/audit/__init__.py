@@ -28,7 +28,7 @@ from .measure import evaluate_audit, ranking_quality, total_errors, truth_of
 
 __all__ = ["AuditResult", "DIRECTIONS", "RULE", "Scorer", "TASKS", "VERDICTS", "audit_scores", "combine_table", "consistency",
            "evaluate_audit", "extended_positives", "mismatched_captions", "parquet_available", "ranking_quality",
-           "read_decisions", "review_columns", "scorers_from_run", "shortlist", "total_errors", "truth_of", "vacsr_scorer",
+           "read_decisions", "reevaluate", "review_columns", "scorers_from_run", "shortlist", "total_errors", "truth_of", "vacsr_scorer",
            "write_decisions", "write_outputs", "zero_shot_scorer"]
 
 
@@ -123,3 +123,31 @@ def write_outputs(ds: Any, result: AuditResult, out_dir: str | os.PathLike, *, n
     atomic_write_json(paths["manifest"], {**result.info, "combined_columns": result.combine, "n_review": int(n_review),
                                           "files": {k: p.name for k, p in paths.items()}, "note": note})
     return paths
+
+
+def reevaluate(ds: Any, scorer: Scorer, extended_positives_path: str | os.PathLike) -> "pd.DataFrame":
+    """mAP@R / R-Precision of ``scorer`` per direction before (``ds.positives()``: the data's own
+    labels and truth) and after crediting the reviewed pairs (``ds.with_extended_positives(path)``:
+    one-to-one labels ∪ the file's positives); one row per (direction, positives)."""
+    import pandas as pd
+
+    from ..metrics import Positives, ranking_metrics
+    from ..metrics.scores import Scores
+
+    if scorer.has_features:
+        s = Scores.from_features(scorer.img, scorer.txt, normalize=False, device="cpu")
+    elif scorer.scores is not None:
+        s = Scores(scorer.scores)
+    else:
+        raise VlmkitError(f"reevaluate: scorer {scorer.name!r} needs features or a score matrix")
+    from ..workbook import truth_protocol
+
+    after_ds = ds.with_extended_positives(extended_positives_path)
+    rows = []
+    for label, d in ((f"before: {truth_protocol(ds)}", ds), ("after: one-to-one labels ∪ reviewed positives", after_ds)):
+        p = Positives.from_dataset(d)
+        for direction, sc, pp in (("i2t", s, p), ("t2i", s.T, p.T)):
+            r = ranking_metrics(sc, pp, empty="skip")
+            rows.append({"scorer": scorer.name, "direction": direction, "positives": label,
+                         "mAP@R": r["map_at_r"], "R-Precision": r["r_precision"], "queries": r["n_queries"]})
+    return pd.DataFrame(rows)
