@@ -110,12 +110,14 @@ def quality(args: argparse.Namespace) -> pd.DataFrame:
             ev.insert(0, "noise", ratio)
             ev.insert(0, "seed", seed)
             ev["seconds"] = round(time.time() - t0, 1)
+            ev.insert(0, "protocol", f"embedded shapes test split, {args.images} images x 5 captions, inject_noise per seed; "
+                                     f"truth = exact (false negatives: ds.positives; mismatches: caption_meta['noisy']); top-k {args.top_k}")
             rows.append(ev)
+            if args.out:  # after every (seed, noise): a partial table survives an interruption
+                atomic_to_csv(pd.concat(rows, ignore_index=True), args.out)
             print(f"seed {seed} noise {ratio}: {time.time() - t0:.0f} s, candidates {res.info['candidates']}", flush=True)
             print(ev[["task", "column", "P@100", "P@1000", "R@1000", "AUROC"]].to_string(index=False), flush=True)
     out = pd.concat(rows, ignore_index=True)
-    out.insert(0, "protocol", f"embedded shapes test split, {args.images} images x 5 captions, inject_noise per seed; "
-                              f"truth = exact (false negatives: ds.positives; mismatches: caption_meta['noisy']); top-k {args.top_k}")
     if args.out:
         atomic_to_csv(out, args.out)
     return out
