@@ -138,7 +138,7 @@ class Scorer:
             return score_all(self.adapter, self.img[i0:i1], self.txt, show_progress=False, device="cpu")[0].float().clone()
         return self.img[i0:i1] @ self.txt.T
 
-    def pairs(self, ii: np.ndarray, jj: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray | None]:
+    def pairs(self, ii: np.ndarray, jj: np.ndarray, chunk: int = 1 << 14) -> tuple[np.ndarray, np.ndarray | None]:
         """Score (and uncertainty, or None) of the pairs (ii[k], jj[k])."""
         ii, jj = np.asarray(ii, np.int64), np.asarray(jj, np.int64)
         s = np.empty(len(ii), np.float32)
@@ -251,7 +251,7 @@ def _caption_centroids(txt: Tensor, caption_image: np.ndarray, n: int) -> tuple[
 
 
 def consistency(ref: Scorer, caption_image: np.ndarray, ii: np.ndarray, jj: np.ndarray,
-                chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+                chunk: int = 1 << 14) -> tuple[np.ndarray, np.ndarray]:
     """``caption_consistency`` (cosine of caption j to the mean of image i's other captions; NaN
     when i has none) and ``image_consistency`` (cosine of image i to caption j's own image)."""
     n = ref.shape[0]
