@@ -60,10 +60,10 @@ def scorers_from_run(run_dir: str | os.PathLike, ds: Any | None = None, methods:
         info = reg[name]
         # the stored blob itself: wb.load_method would add an N×M cosine matrix for feature methods
         m = torch.load(Path(run_dir) / info["path"], map_location="cpu", weights_only=True)
-        if m.get("img") is not None and m.get("uncertainty") is None:
-            s = Scorer.from_features(name, m["img"], m["txt"])
-        else:
+        if m.get("scores") is not None:  # a stored score matrix (VACSR: with σ²) is what the method scores by
             s = Scorer.from_matrix(name, m["scores"], m.get("uncertainty"), kind=info.get("score_kind", "logit"))
+        else:
+            s = Scorer.from_features(name, m["img"], m["txt"])
         if ds is not None and s.shape != (ds.num_images, ds.num_captions):
             raise VlmkitError(f"{run_dir}: method {name!r} has {s.shape[0]}×{s.shape[1]} scores, but {ds.name} has "
                               f"{ds.num_images}×{ds.num_captions} pairs: the run evaluated other data")
