@@ -338,12 +338,15 @@ def test_notebook_10_audits_a_runs_methods(tmp_path, monkeypatch):
     wb.register_method(run, "pretrained", img=img, txt=txt, info={"score_kind": "cosine"})
     s = 10 * (img @ txt.T)
     wb.register_method(run, "vacsr", scores=s, uncertainty=torch.rand(s.shape, generator=g), info={"score_kind": "logit"})
+    wb.register_method(run, "joint", img=img, txt=txt, scores=-s, uncertainty=torch.rand(s.shape, generator=g), info={"score_kind": "logit"})
     ns = _run_notebook(run, audit_top_k=2, audit_review=4)
-    assert [sc.name for sc in ns["scorers"]] == ["pretrained", "vacsr"] and ns["use_run"]
+    assert [sc.name for sc in ns["scorers"]] == ["pretrained", "vacsr", "joint"] and ns["use_run"]
+    joint = ns["scorers"][2]
+    assert joint.has_uncertainty and torch.equal(joint.scores, -s)  # features + stored scores: scored by what it stored
     assert len(_decoded_thumbs((run / "audit" / "review.html").read_text())) == 4 * 2 + 4
     assert (run / "figures" / "10_audit_false_negative.html").is_file()
     q = pd.read_csv(run / "tables" / "audit_quality.csv")
-    assert "exact truth" in q.protocol[0] and {"score:pretrained", "sigma2:vacsr", "combined"} <= set(q.column)
+    assert "exact truth" in q.protocol[0] and {"score:pretrained", "sigma2:vacsr", "sigma2:joint", "combined"} <= set(q.column)
     fn = pd.read_csv(run / "tables" / "audit_false_negative.csv")
     assert len(fn) == 4 and "mean over the combined columns" in fn.protocol[0]
     # a verdict through the widget, then the notebook's last cell credits it
