@@ -340,8 +340,8 @@ def test_notebook_10_audits_a_runs_methods(tmp_path, monkeypatch):
     wb.register_method(run, "vacsr", scores=s, uncertainty=torch.rand(s.shape, generator=g), info={"score_kind": "logit"})
     wb.register_method(run, "joint", img=img, txt=txt, scores=-s, uncertainty=torch.rand(s.shape, generator=g), info={"score_kind": "logit"})
     ns = _run_notebook(run, audit_top_k=2, audit_review=4)
-    assert [sc.name for sc in ns["scorers"]] == ["pretrained", "vacsr", "joint"] and ns["use_run"]
-    joint = ns["scorers"][2]
+    assert [sc.name for sc in ns["scorers"]] == ["pretrained", "joint", "vacsr"] and ns["use_run"]
+    joint = ns["scorers"][1]
     assert joint.has_uncertainty and torch.equal(joint.scores, -s)  # features + stored scores: scored by what it stored
     assert len(_decoded_thumbs((run / "audit" / "review.html").read_text())) == 4 * 2 + 4
     assert (run / "figures" / "10_audit_false_negative.html").is_file()

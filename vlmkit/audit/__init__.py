@@ -54,7 +54,7 @@ def scorers_from_run(run_dir: str | os.PathLike, ds: Any | None = None, methods:
     out = []
     import torch
 
-    for name in (methods or list(reg)):
+    for name in (methods or sorted(reg, key=lambda n: n != "pretrained")):  # the zero-shot method first: the reference
         if name not in reg:
             raise VlmkitError(f"method {name!r} is not registered in {run_dir}/methods.json (has {sorted(reg)})")
         info = reg[name]
