@@ -40,6 +40,7 @@ cache_dir: str = ""  # checkpoint and feature cache; empty: $VLMKIT_CACHE or ~/.
 device: str = "auto"  # auto (GPU when present), cpu or cuda
 audit_top_k: int = 10  # false-negative candidates per image and per caption, per scorer
 audit_review: int = 30  # candidates per task on the review page and in the widget
+audit_combine: str = ""  # comma-separated evidence columns of the combined rank (empty: every score, σ² and consistency column)
 audit_vacsr_epochs: int = 0  # >0: train a VACSR adapter on the zero-shot features for the audit (the run's vacsr method is used either way)
 
 # %%
@@ -48,7 +49,7 @@ from IPython.display import display
 from vlmkit import audit
 from vlmkit import viz
 from vlmkit import workbook as wb
-from vlmkit.audit.cli import build_scorers, load_data
+from vlmkit.audit.cli import build_scorers, load_data, parse_combine
 from vlmkit.viz.gallery import Thumbs
 from vlmkit.viz.review import review_widget, task_table_html
 
@@ -63,7 +64,7 @@ print(ds, "| scorers:", ", ".join(s.name + (" (score, σ²)" if s.has_uncertaint
       "| from the run's methods" if use_run else "| data loaded here")
 
 # %%
-res = audit.audit_scores(ds, scorers, top_k=audit_top_k)
+res = audit.audit_scores(ds, scorers, top_k=audit_top_k, combine=parse_combine(audit_combine))
 paths = audit.write_outputs(ds, res, out, n_review=audit_review)
 for task, table in res.tables.items():
     wb.write_table(run, f"audit_{task}", table.head(audit_review).drop(columns=[c for c in table if c.startswith("pct:")]),

@@ -128,6 +128,12 @@ def test_audit_refuses_scorers_of_other_data_and_bad_arguments():
         audit.audit_scores(ds, [audit.Scorer.from_features("cos", img[:5], txt)])
     with pytest.raises(VlmkitError, match="unique"):
         audit.audit_scores(ds, [audit.Scorer.from_features("a", img, txt)] * 2)
+    with pytest.raises(VlmkitError, match=r"unknown evidence column\(s\) \['score:nope'\]"):
+        audit.audit_scores(ds, [audit.Scorer.from_features("a", img, txt)], combine=["score:nope"])
+    res = audit.audit_scores(ds, [audit.Scorer.from_features("a", img, txt)], combine=["loss:a"])
+    assert res.combine == {"false_negative": ["loss:a"], "mismatch": ["loss:a"]}
+    fn = res.false_negatives  # one column: the combined order is that column's suspicion order (low loss first)
+    assert (np.diff(fn["loss:a"].to_numpy()) >= 0).all()
     with pytest.raises(VlmkitError, match="top_k"):
         audit.audit_scores(ds, [audit.Scorer.from_features("a", img, txt)], top_k=0)
 

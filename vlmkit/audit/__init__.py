@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
+
 from ..utils import VlmkitError, atomic_path, atomic_to_csv, atomic_write_json, atomic_write_text
 from .core import DIRECTIONS, RULE, TASKS, AuditResult, Scorer, audit_scores, combine_table, consistency, shortlist
 from .decisions import VERDICTS, extended_positives, mismatched_captions, read_decisions, write_decisions
@@ -125,12 +127,10 @@ def write_outputs(ds: Any, result: AuditResult, out_dir: str | os.PathLike, *, n
     return paths
 
 
-def reevaluate(ds: Any, scorer: Scorer, extended_positives_path: str | os.PathLike) -> "pd.DataFrame":
+def reevaluate(ds: Any, scorer: Scorer, extended_positives_path: str | os.PathLike) -> pd.DataFrame:
     """mAP@R / R-Precision of ``scorer`` per direction before (``ds.positives()``: the data's own
     labels and truth) and after crediting the reviewed pairs (``ds.with_extended_positives(path)``:
     one-to-one labels ∪ the file's positives); one row per (direction, positives)."""
-    import pandas as pd
-
     from ..metrics import Positives, ranking_metrics
     from ..metrics.scores import Scores
 

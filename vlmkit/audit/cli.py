@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-ratio", type=float, default=0.0, help="embedded data only: share of captions permuted (inject_noise)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (encoding)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $VLMKIT_CACHE/features)")
+    p.add_argument("--combine", default=None,
+                   help="comma-separated evidence columns of the combined rank (e.g. loss:zero-shot,caption_consistency); default: every score, σ² and consistency column")
     p.add_argument("--decisions", default=None, help="a decisions.json from the review: write extended_positives.json and stop")
 
 
@@ -79,6 +81,12 @@ def build_scorers(ds, *, model: str = "", pretrained: str = "stand-in", run_dir:
     return scorers
 
 
+def parse_combine(text: str | None) -> list[str] | None:
+    """``"a,b"`` → ``["a", "b"]``; empty or None → None (the default rule)."""
+    cols = [c.strip() for c in (text or "").split(",") if c.strip()]
+    return cols or None
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from . import audit_scores, read_decisions, write_decisions, write_outputs
 
@@ -94,7 +102,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     scorers = build_scorers(ds, model=args.model, pretrained=args.pretrained, run_dir=args.run_dir, methods=args.methods,
                             vacsr_epochs=args.vacsr_epochs, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
-    res = audit_scores(ds, scorers, top_k=args.top_k)
+    res = audit_scores(ds, scorers, top_k=args.top_k, combine=parse_combine(args.combine))
     paths = write_outputs(ds, res, out, n_review=args.n_review)
     print(f"audit of {ds.name} ({ds.num_images} images × {ds.num_captions} captions) by {', '.join(res.scorers)} in "
           f"{res.info['seconds']} s: {res.info['candidates']['false_negative']} false-negative candidates, "

@@ -370,8 +370,12 @@ def audit_scores(ds: Any, scorers: Sequence[Scorer], *, top_k: int = 10, referen
             if task == "mismatch" and col == "image_consistency":
                 continue
             df[col] = v[sl]
-        chosen = list(combine) if combine is not None else default_combine([c for c in df.columns if ":" in c or c.endswith("_consistency")], task)
-        chosen = [c for c in chosen if c in df]
+        evidence = [c for c in df.columns if ":" in c or c.endswith("_consistency")]
+        if combine is not None:
+            unknown = sorted(set(combine) - set(cols))
+            if unknown:
+                raise VlmkitError(f"combine: unknown evidence column(s) {unknown}; this audit has {sorted(cols)}")
+        chosen = [c for c in (list(combine) if combine is not None else default_combine(evidence, task)) if c in df]
         tables[task] = combine_table(df, task, chosen, tie=first)
         used[task] = chosen
     info = {"dataset": ds.name, "images": n, "captions": m, "top_k": int(top_k), "scorers": names,
