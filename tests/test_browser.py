@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 NOTEBOOKS = ("03_modality_gap", "04_mixed_retrievals", "05_uncertainty")
+AUDIT = "10_audit"  # served too; run by its own test (the review widget and the offline review page)
 RUN_TIMEOUT = 240  # seconds for the three notebooks to run (side by side) on 2 busy cores
 
 
@@ -84,7 +85,7 @@ def _notebook_copies(run: Path, folder: Path) -> None:
     from papermill.parameterize import parameterize_notebook
 
     folder.mkdir()
-    for name in NOTEBOOKS:
+    for name in (*NOTEBOOKS, AUDIT):
         nb = load_notebook_node(str(ROOT / "notebooks" / f"{name}.ipynb"))
         nb = parameterize_notebook(nb, {"run_dir": str(run)})
         nb.metadata.pop("jupytext", None)
@@ -399,3 +400,43 @@ return {figs: Array.from(document.querySelectorAll('img.fig')).filter(ok).length
                 bands = chromium.execute_script("return document.querySelector('.js-plotly-plot').data.filter(t => t.meta === 'band').length;")
                 assert bands >= 2, bands  # one band per method at least
                 chromium.switch_to.default_content()
+
+
+def test_audit_review_widget_and_page_in_chromium(lab, browser):
+    """10_audit in JupyterLab: the review widget renders with thumbnails, a click on "true" saves the
+    extended-positives JSON at once; then its offline review.html: every thumbnail decodes, nothing
+    external, and a verdict radio is what the download would hold."""
+    from selenium.webdriver.common.by import By
+
+    base, token, run, tmp = lab
+    _run_notebooks(browser, base, token, (AUDIT,))
+    _activate(browser, AUDIT)
+    checks = browser.execute_script("""
+const w = window.jupyterapp.shell.currentWidget.node;
+return {widget_errors: document.body.innerText.includes('Error displaying widget'),
+        thumbs: Array.from(w.querySelectorAll('img.vlmkit-thumb')).filter(i => i.complete && i.naturalWidth > 0).length,
+        all_thumbs: w.querySelectorAll('img.vlmkit-thumb').length,
+        toggles: w.querySelectorAll('.widget-toggle-buttons').length};""")
+    _shot(browser, tmp, "10_audit")
+    print(AUDIT, checks)
+    assert not checks["widget_errors"] and checks["toggles"] >= 2, checks
+    assert checks["thumbs"] == checks["all_thumbs"] >= 8, checks
+    button = browser.find_element(By.XPATH, "(//div[contains(@class,'widget-toggle-buttons')])[1]//button[normalize-space()='true']")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    button.click()
+    saved = run / "audit" / "extended_positives.json"
+    _wait(browser, "the widget to save the verdict", lambda: saved.is_file() and json.loads(saved.read_text()), 30)
+    _shot(browser, tmp, "10_audit_marked")
+
+    browser.get((run / "audit" / "review.html").resolve().as_uri())
+    page = browser.execute_script("""
+const ok = i => i.complete && i.naturalWidth > 0;
+return {thumbs: Array.from(document.querySelectorAll('img.vlmkit-thumb')).filter(ok).length,
+        all: document.querySelectorAll('img.vlmkit-thumb').length, rows: document.querySelectorAll('tr.vlmkit-cand').length,
+        external: Array.from(document.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || e.getAttribute('href'))
+                       .filter(u => /^\\s*(https?:)?\\/\\//i.test(u))};""")
+    _shot(browser, tmp, "review_page")
+    assert page["thumbs"] == page["all"] >= page["rows"] >= 2 and page["external"] == [], page
+    browser.find_element(By.CSS_SELECTOR, "tr.vlmkit-cand input[value='false']").click()
+    got = browser.execute_script("return vlmkitDecisions();")
+    assert len(got) == 1 and got[0]["verdict"] == "false" and "vlmkit-count" in browser.page_source

@@ -37,7 +37,7 @@ def _code(path: Path) -> str:
 
 
 def test_every_notebook_has_a_py_percent_source_and_no_generator_remains():
-    assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS] and len(SOURCES) == 10
+    assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS] and len(SOURCES) == 11
     assert not (NB_DIR / "_build.py").exists()
     for py in SOURCES:
         head = py.read_text().split("# ---", 2)[1]

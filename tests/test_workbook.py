@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COCO_MINI = ROOT.parent / "shared" / "data" / "coco-mini"
 EXPECTED_NOTEBOOKS = ["00_primer", "01_data_and_model", "02_finetune", "03_modality_gap", "04_mixed_retrievals",
                       "05_uncertainty", "06_similarity_histograms", "07_reliability", "08_report",
-                      "09_claims"]
+                      "09_claims", "10_audit"]
 
 
 def _vlmkit(args: list[str], env: dict, timeout: int = 900) -> subprocess.CompletedProcess:

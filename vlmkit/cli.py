@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="write a run's embeddings + metadata in clip-retrieval's layout (vlmkit.export)")
     e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (after notebooks 01-02)")
     e.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    from .audit.cli import add_arguments as audit_arguments, cmd_audit
+
+    audit_arguments(sub.add_parser("audit", help="rank a dataset's likely false negatives and mismatched pairs; write a review page"))
     args = ap.parse_args(argv)
     try:
         if args.command == "claims":
@@ -309,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {', '.join(rec['methods'])} ({rec['images']} images, {rec['captions']} captions) to "
                   f"{args.out or Path(args.run_dir) / 'export'}" + (f"; skipped {', '.join(rec['skipped'])} (no features)" if rec["skipped"] else ""))
             return 0
+        if args.command == "audit":
+            return cmd_audit(args)
         return cmd_run(args)
     except VlmkitError as exc:
         print(f"vlmkit: error: {exc}", file=sys.stderr)
