@@ -104,7 +104,7 @@ def test_joint_training_config_follows_the_paper_recipe():
     assert cfg.vacsr_option("contrastive_weight") == 0.0  # Eq. 13: no InfoNCE unless asked for
     assert cfg.vacsr_option("lr") == 5e-4 and cfg.lr < cfg.vacsr_option("lr")  # backbone lower
     vc = cfg.vacsr_config(512)
-    assert vc == VACSRConfig.paper_sized(512) and vc.mechanism == "hetero"
+    assert vc == VACSRConfig.paper_sized(512) and vc.mechanism == "paper"
     assert TrainConfig(method="vacsr-joint", vacsr={"latent_dim": 8}).vacsr_config(16).latent_dim == 8
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([{"params": [p], "lr": 1e-5}, {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 5e-4}])
