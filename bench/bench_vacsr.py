@@ -78,13 +78,17 @@ def matmul_peak(dev: torch.device, dtype: torch.dtype) -> float:
 
 
 def adapter_flops_per_pair(cfg: VACSRConfig) -> int:
-    """Matrix-product FLOPs of deterministic inference for one pair (no log σ²_k head)."""
+    """Matrix-product FLOPs of deterministic inference for one pair. The paper mechanism (the
+    default) also runs the log σ²_k head (its σ² is the latent variance) and has a 1-output
+    decoder; the hetero / side ablations skip that head and decode (logit, raw variance)."""
     K, L = cfg.n_components, cfg.latent_dim
     enc = [cfg.dim, *cfg.enc_hidden]
     macs = sum(a * b for a, b in zip(enc[:-1], enc[1:]))
     macs += enc[-1] * (K * L + K if cfg.mixing == "per_pair" and K > 1 else L)
+    if cfg.mechanism == "paper":
+        macs += enc[-1] * K * L
     dec = [L, *cfg.dec_hidden]
-    macs += sum(a * b for a, b in zip(dec[:-1], dec[1:])) + dec[-1] * 2
+    macs += sum(a * b for a, b in zip(dec[:-1], dec[1:])) + dec[-1] * (1 if cfg.mechanism == "paper" else 2)
     return 2 * macs
 
 

@@ -114,14 +114,14 @@ if vacsr and train is not None:
     from vlmkit.vacsr import VACSRConfig, train_on_features
     pre = load_model(spec["model"], pretrained=spec["pretrained_dir"], device=device)
     tf = encode_dataset(pre, train, cache_dir=cache / "features")
-    adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image),
-                                      VACSRConfig(dim=int(tf.images.shape[1]), cosine_skip=vacsr_cosine_skip), epochs=vacsr_epochs,
+    vacsr_cfg = VACSRConfig(dim=int(tf.images.shape[1]), cosine_skip=vacsr_cosine_skip)  # the paper's adapter (mechanism="paper")
+    adapter, hist = train_on_features(tf.images, tf.texts, torch.as_tensor(train.caption_image), vacsr_cfg, epochs=vacsr_epochs,
                                       batch_size=vacsr_batch, seed=seed, device=device,
-                                      checkpoint_dir=run / "methods" / ("vacsr+skip" if vacsr_cosine_skip > 0 else "vacsr"), resume=True,
+                                      checkpoint_dir=run / "methods" / vacsr_cfg.label, resume=True,
                                       show_progress=True)
     test = wb.load_method(run, "pretrained")
     s, u = score_all(adapter, test["img"], test["txt"], device=device, show_progress=False)
-    vacsr_name = "vacsr+skip" if vacsr_cosine_skip > 0 else "vacsr"  # the skip variant is never shown as plain VACSR
+    vacsr_name = vacsr_cfg.label  # "vacsr" for the paper's adapter; the skip variant is never shown as plain VACSR
     wb.register_method(run, vacsr_name, scores=s, uncertainty=u,
                        info={"score_kind": "logit", "description": f"{vacsr_name} adapter on frozen pretrained features"})
     h = pd.DataFrame(hist)

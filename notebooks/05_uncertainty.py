@@ -23,7 +23,15 @@
 # anything the score does not. Then the exact-truth view (a top-1 false negative counts as
 # correct), equal-count bins, the AUROC of σ² for top-1 errors within score strata, Appendix H's
 # ranking view (mean σ² over the top-k vs AP@R), and whether false negatives get higher
-# uncertainty than true negatives (AUROC). Every table names its protocol.
+# uncertainty than true negatives (AUROC) — **beside the AUROC of the score itself** (the
+# control: the score alone already ranks many false negatives above true negatives). Last,
+# σ²'s range and histogram per pair type (positive / false negative / true negative), so a
+# narrow σ² is visible. Every table names its protocol.
+#
+# σ² here is VACSR's as the paper defines it (§3.2, "uncertainty in latent variables"): the
+# sigmoid-normalised variance of the pair's latent components, averaged over the latent
+# dimensions and weighted by the mixing weights α (`vlmkit.vacsr.adapter.latent_uncertainty`).
+# Ablations (e.g. `vacsr-hetero`, σ² a decoder output) appear under their own names.
 
 # %% tags=["parameters"]
 run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes
@@ -39,7 +47,7 @@ from IPython.display import display
 
 from vlmkit import viz
 from vlmkit import workbook as wb
-from vlmkit.metrics import false_negative_auroc
+from vlmkit.metrics import false_negative_auroc_with_control, uncertainty_by_pair_type
 from vlmkit.vacsr import fig3_report
 from vlmkit.vacsr.fig3 import LABELS, TRUTH
 
@@ -69,17 +77,36 @@ for name in with_unc:
         rows.append(r)
     display(rep["summary"].round(3))
     if ds.has_extended_positives:
-        a = false_negative_auroc(m["uncertainty"], ds.caption_image, P)
-        rows.append({"method": name, "direction": "pairs", "fn_auroc": a["auroc"], "n_queries": a["n_false_negatives"]})
+        a = false_negative_auroc_with_control(m["uncertainty"], m["scores"], ds.caption_image, P).set_index("source")
+        rows.append({"method": name, "direction": "pairs", "fn_auroc": a.loc["sigma2", "auroc"],
+                     "fn_auroc_control": a.loc["score", "auroc"], "n_queries": int(a.loc["sigma2", "n_false_negatives"])})
 unc = pd.DataFrame(rows)
 if with_unc:
     wb.write_table(run, "uncertainty", unc, protocol=f"Pearson r of bin R@1 vs bin-mean top-1 uncertainty, {n_bins} equal-width bins: pearson = σ², correct = one-to-one "
                    f"labels (the paper's Fig. 3); pearson_control = −score, same labels; pearson_truth = σ², correct = {truth}; "
-                   f"fn_auroc = σ² of false vs true negatives over all unlabelled pairs ({ds.name})")
+                   f"fn_auroc = AUROC of σ² for false vs true negatives over all unlabelled pairs, fn_auroc_control = the same "
+                   f"AUROC of the score itself (σ² adds information only above it); n_queries = false negatives ({ds.name})")
     print(unc.to_string())
 else:
     print("note: no method with uncertainty in this run (VACSR was not trained); nothing to show")
 
+
+# %% [markdown]
+# ## σ² by pair type: range and histogram
+# Every test pair's σ², split into labelled positives, false negatives (true but unlabelled) and
+# true negatives: the range table (5 %–95 % and min–max) shows how wide σ² is at all — a σ² that
+# spans 0.01 can still rank pairs perfectly but says little in absolute terms — and the
+# histograms show where the false negatives sit between positives and true negatives.
+
+# %%
+for name in (with_unc if ds.has_extended_positives else []):
+    m = wb.load_method(run, name)
+    rng = uncertainty_by_pair_type(m["uncertainty"], ds.caption_image, P)
+    wb.write_table(run, f"sigma2_range_{name}", rng, protocol=f"{name}: σ² over all test pairs by pair type, "
+                   f"positive = one-to-one label, false negative = unlabelled but true ({truth}), true negative = neither ({ds.name})")
+    display(rng.round(4))
+    wb.show(viz.similarity_histogram(m["uncertainty"], ds.labels(), P, x_label="σ² (uncertainty)",
+                                     title=f"{name}: σ² by pair type ({ds.name}, true = {truth})"), run, f"05_sigma2_hist_{name}")
 
 # %% [markdown]
 # ## Query picker: a query's top-K with scores, uncertainties and truth

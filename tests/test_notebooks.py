@@ -201,7 +201,10 @@ def test_05_to_08_on_the_embedded_data_name_exact_truth_and_keep_both_eces(tmp_p
     name = wb.run_dataset(run).name
     assert f"05_fig3_vacsr_i2t: vacsr ({name}) — i2t, correct = one-to-one labels (the paper's protocol), equal-width bins" in titles
     unc = pd.read_csv(run / "tables" / "uncertainty.csv")
-    assert {"pearson", "pearson_control", "pearson_truth", "fn_auroc"} <= set(unc.columns)
+    assert {"pearson", "pearson_control", "pearson_truth", "fn_auroc", "fn_auroc_control"} <= set(unc.columns)
+    assert unc.fn_auroc_control.notna().any() and "05_sigma2_hist_vacsr" in titles  # the score's own AUROC; σ² by pair type
+    rng = pd.read_csv(run / "tables" / "sigma2_range_vacsr.csv")
+    assert list(rng.pair_type) == ["positive (labelled)", "false negative (true, unlabelled)", "true negative"] and (rng.q05 <= rng.q95).all()
     fig3 = pd.read_csv(run / "tables" / "fig3_summary_vacsr.csv")
     assert set(fig3.protocol) == {"labels", "exact truth"} and set(fig3.source) == {"sigma2", "-score"}
     assert "07_reliability_vacsr_i2t_truth" in titles and "correct = exact truth" in titles and "correct = one-to-one labels" in titles

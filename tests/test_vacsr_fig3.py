@@ -125,3 +125,37 @@ def test_report_rejects_bad_input():
         fig3_report(s, u2, labels)
     with pytest.raises(VlmkitError, match="direction"):
         fig3_report(s, u, labels, directions=("x2y",))
+
+
+def test_fn_auroc_with_control_and_sigma2_by_pair_type_match_brute_force():
+    """Issue #19: σ²'s FN-vs-TN AUROC beside the score's own, and σ²'s range per pair type."""
+    import itertools
+
+    import numpy as np
+
+    from vlmkit.metrics import false_negative_auroc_with_control, uncertainty_by_pair_type
+
+    # 3 images × 4 captions; caption c labelled with image ci[c]
+    ci = np.array([0, 1, 2, 2])
+    truth = np.array([[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 1]], bool)  # FNs: (0,1), (1,3)
+    unc = np.array([[0.1, 0.9, 0.2, 0.5], [0.3, 0.2, 0.5, 0.4], [0.6, 0.7, 0.05, 0.15]])
+    score = np.array([[5.0, 1.0, 2.0, 0.0], [1.0, 4.0, 3.0, 1.0], [0.0, 0.0, 6.0, 6.0]])
+    t = false_negative_auroc_with_control(unc, score, ci, truth).set_index("source")
+    lab = ci[None, :] == np.arange(3)[:, None]
+    fn, tn = truth & ~lab, ~truth & ~lab
+
+    def brute(x):
+        pairs = list(itertools.product(x[fn], x[tn]))
+        return sum((a > b) + 0.5 * (a == b) for a, b in pairs) / len(pairs)
+
+    assert t.loc["sigma2", "auroc"] == pytest.approx(brute(unc)) and t.loc["score", "auroc"] == pytest.approx(brute(score))
+    # by hand: FN σ² 0.9, 0.4 vs TN σ² 0.2 0.5 0.3 0.5 0.6 0.7 → (6 + 2) / 12; FN scores 1, 1 vs TN 2 0 1 3 0 0 → (3 + ½)·2 / 12
+    assert t.loc["sigma2", "auroc"] == pytest.approx(8 / 12) and t.loc["score", "auroc"] == pytest.approx(7 / 12)
+    assert (t.n_false_negatives == 2).all() and (t.n_true_negatives == 6).all()
+    r = uncertainty_by_pair_type(unc, ci, truth).set_index("pair_type")
+    assert list(r.n) == [4, 2, 6]
+    assert r.loc["false negative (true, unlabelled)", "min"] == 0.4 and r.loc["false negative (true, unlabelled)", "max"] == 0.9
+    assert r.loc["positive (labelled)", "mean"] == pytest.approx((0.1 + 0.2 + 0.05 + 0.15) / 4)
+    assert r.loc["true negative", "median"] == pytest.approx(np.median(unc[tn]))
+    with pytest.raises(VlmkitError, match="caption_image"):
+        uncertainty_by_pair_type(unc, ci[:3], truth)

@@ -104,7 +104,7 @@ def test_joint_training_config_follows_the_paper_recipe():
     assert cfg.vacsr_option("contrastive_weight") == 0.0  # Eq. 13: no InfoNCE unless asked for
     assert cfg.vacsr_option("lr") == 5e-4 and cfg.lr < cfg.vacsr_option("lr")  # backbone lower
     vc = cfg.vacsr_config(512)
-    assert vc == VACSRConfig.paper_sized(512) and vc.mechanism == "hetero"
+    assert vc == VACSRConfig.paper_sized(512) and vc.mechanism == "paper"
     assert TrainConfig(method="vacsr-joint", vacsr={"latent_dim": 8}).vacsr_config(16).latent_dim == 8
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([{"params": [p], "lr": 1e-5}, {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 5e-4}])
@@ -119,3 +119,59 @@ def test_joint_training_config_follows_the_paper_recipe():
     for bad, match in (({"preset": "huge"}, "preset"), ({"schedule": "linear"}, "schedule"), ({"step_frac": 0}, "step_frac")):
         with pytest.raises(VlmkitError, match=match):
             TrainConfig(method="vacsr-joint", vacsr=bad)
+
+
+# ---- vacsr-joint: the paper's recipe adapted (issue #19) ------------------------------------------
+_TINY = dict(model="vlmkit-tiny", pretrained=None, train_images=8, val_images=6, batch_size=8, device="cpu",
+             warmup_frac=0.0, eval_batch_size=64)
+_SMALL = {"enc_hidden": [16], "dec_hidden": [16], "latent_dim": 4, "lr": 1e-3}
+
+
+def test_joint_towers_train_at_the_documented_fraction_of_the_adapter_lr():
+    from vlmkit.models import load_model
+    from vlmkit.train.config import TrainConfig
+    from vlmkit.train.loop import _Trainable, build_optimizer
+    from vlmkit.vacsr import VACSRLoss
+
+    def lrs(cfg):
+        loaded = load_model("vlmkit-tiny", device="cpu")
+        tr = _Trainable(loaded.model, None, VACSRLoss(cfg.vacsr_config(loaded.embed_dim)))
+        out = {}
+        for g in build_optimizer(cfg, tr).param_groups:
+            out.setdefault(g["name"].removesuffix("-nodecay"), set()).add(round(g["lr"], 12))
+        return out
+
+    paper = lrs(TrainConfig(method="vacsr-joint", lr=5e-4, **{k: v for k, v in _TINY.items() if k != "device"}))
+    assert paper == {"image": {5e-6}, "text": {5e-5}, "vacsr-adapter": {5e-4}}, paper  # ×0.01 / ×0.1 of the adapter's
+    own = lrs(TrainConfig(method="vacsr-joint", lr=2e-4, lr_mult_image=0.5, vacsr={"text_lr_frac": None, "lr": 1e-3}))
+    assert own == {"image": {5e-6}, "text": {2e-4}, "vacsr-adapter": {1e-3}}, own  # image 1e-3·0.01·0.5; text at lr
+
+
+def test_joint_warm_start_is_the_frozen_feature_adapter_of_the_same_split():
+    from vlmkit.features import encode_dataset
+    from vlmkit.models import load_model
+    from vlmkit.train.config import TrainConfig
+    from vlmkit.train.loop import load_splits, warm_start_adapter
+    from vlmkit.vacsr import VACSRLoss
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(method="vacsr-joint", noise_ratio=0.25, vacsr={**_SMALL, "warm_epochs": 2}, **_TINY)
+    train, _ = load_splits(cfg)
+    loaded = load_model("vlmkit-tiny", device="cpu")
+    vl = VACSRLoss(cfg.vacsr_config(loaded.embed_dim), batch_size=8)
+    hist = warm_start_adapter(cfg, loaded, train, vl, 8)
+    assert len(hist) == 2 and vl.adapter.training
+    f = encode_dataset(loaded, train)
+    ref, _ = train_on_features(f.images, f.texts, torch.as_tensor(train.caption_image), vl.adapter.config, epochs=2,
+                               batch_size=8, lr=1e-3, seed=cfg.seed, device="cpu", show_progress=False)
+    for (k, a), b in zip(vl.adapter.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0, msg=k)
+
+
+@pytest.mark.parametrize("bad, match", [({"warm_start": "random"}, "warm_start"), ({"warm_epochs": 0}, "warm_epochs"),
+                                        ({"text_lr_frac": -0.1}, "text_lr_frac"), ({"warm_lr": 0}, "warm_lr")])
+def test_joint_recipe_keys_are_validated(bad, match):
+    from vlmkit.train.config import TrainConfig
+
+    with pytest.raises(VlmkitError, match=match):
+        TrainConfig(method="vacsr-joint", vacsr=bad)

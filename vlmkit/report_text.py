@@ -62,14 +62,19 @@ NARRATIVE: dict[str, str] = {
         "is abrupt — and whether they stay relevant. The hardness table compares negatives: mixed negatives that "
         "lie closer to the anchor image than the original ones are the hard negatives m²-Mix trains on."),
     "uncertainty": (
-        "VACSR scores each pair as a distribution and reports its variance σ² as uncertainty. The paper's Fig. 3: "
-        "per query the σ² of its top-1 pair, 10 equal-width bins, R@1 per bin under one-to-one labels, and the "
-        "Pearson r of bin R@1 against bin σ² (paper: −0.931 i→t, −0.903 t→i). The control repeats this with "
-        "−score as the uncertainty: σ² carries information only where it beats the control. The same bins with "
-        "correctness under the dataset's truth, and the AUROC of σ² separating false from true negatives, follow. "
-        "Look for a negative r at least as strong as the control's, and an FN-vs-TN AUROC well above 0.5 — high "
-        "uncertainty on exactly the pairs the labels got wrong. The query picker lists one query's top-K with score, "
-        "σ², label and truth."),
+        "VACSR scores each pair through a latent Gaussian mixture and reports as uncertainty σ² the variance of the "
+        "pair's latent components (sigmoid-normalised, averaged over the latent dimensions, weighted by the mixing "
+        "weights) — the paper's §3.2, not a second output of the decoder (that reading is the ablation "
+        "vacsr-hetero, shown under its own name). The paper's Fig. 3: per query the σ² of its top-1 pair, 10 "
+        "equal-width bins, R@1 per bin under one-to-one labels, and the Pearson r of bin R@1 against bin σ² "
+        "(paper: −0.931 i→t, −0.903 t→i). The control repeats this with −score as the uncertainty: σ² carries "
+        "information only where it beats the control. The same bins with correctness under the dataset's truth "
+        "follow, then the AUROC of σ² separating false from true negatives beside the AUROC of the score itself "
+        "(the score alone already ranks most false negatives above true negatives), and σ²'s range and histogram "
+        "per pair type. Look for a negative r at least as strong as the control's, an FN AUROC of σ² above the "
+        "score's, and a σ² range wide enough to mean something. Eq. 12 trains the hardest negatives — often the "
+        "false negatives — towards low σ², so the faithful σ² need not rank false negatives high. The query picker "
+        "lists one query's top-K with score, σ², label and truth."),
     "histograms": (
         "Scores of all test pairs per method, split by pair type: labelled positives, false negatives (true but "
         "labelled negative) and true negatives. Look for where the false negatives sit — near the positives, where "

@@ -27,7 +27,8 @@ from .positives import Positives
 from .ranking import ranking_metrics
 from .retrieval import bidirectional_recall, coco_recall, fold_indices, protocol_name, recall_at_k, recall_from_ranks, rsum
 from .scores import Scores, similarity_matrix
-from .uncertainty import auroc, false_negative_auroc, top1_uncertainty, uncertainty_bins, uncertainty_correlation
+from .uncertainty import (auroc, false_negative_auroc, false_negative_auroc_with_control, top1_uncertainty, uncertainty_bins,
+                          uncertainty_by_pair_type, uncertainty_correlation)
 
 __all__ = [
     "Scores", "similarity_matrix", "Positives", "QueryStats", "scan",
@@ -36,6 +37,7 @@ __all__ = [
     "expected_calibration_error", "reliability_bins", "retrieval_calibration",
     "uniformity", "alignment", "relative_alignment", "modality_gap", "ModalityGap",
     "top1_uncertainty", "uncertainty_bins", "uncertainty_correlation", "false_negative_auroc", "auroc",
+    "false_negative_auroc_with_control", "uncertainty_by_pair_type",
     "false_negative_census", "false_negative_counts", "caption_census", "noise_census",
     "class_prototypes", "classification_logits", "classification_metrics", "classification_metrics_from_logits",
     "harmonic_mean", "true_class_rank",

@@ -14,6 +14,11 @@
   the uncertainty separates true false negatives (caption true of the image) from true
   negatives: AUROC = P(u_FN > u_TN) + ½ P(u_FN = u_TN), exact, in blocks.  Checked against
   ``sklearn.metrics.roc_auc_score`` in the tests.
+* :func:`false_negative_auroc_with_control` — that AUROC for σ² beside the AUROC of the score
+  itself on the same pairs (the control: σ² "finds false negatives" only where it beats the
+  score, which already ranks false negatives above true negatives).
+* :func:`uncertainty_by_pair_type` — σ²'s range per pair type (labelled positive, false
+  negative, true negative): n, mean, min, 5 %, median, 95 %, max — so a narrow σ² is visible.
 """
 
 from __future__ import annotations
@@ -162,3 +167,45 @@ def false_negative_auroc(uncertainty: Any, caption_image: Any, positives: Positi
         raise VlmkitError(f"false_negative_auroc: needs both false negatives and true negatives, "
                           f"got {F} and {T}")
     return {"auroc": (greater + 0.5 * ties) / (F * T), "n_false_negatives": F, "n_true_negatives": T}
+
+
+PAIR_TYPES = ("positive (labelled)", "false negative (true, unlabelled)", "true negative")
+
+
+def false_negative_auroc_with_control(uncertainty: Any, scores: Any, caption_image: Any, positives: Positives | Any, *,
+                                      chunk_size: int | None = None) -> pd.DataFrame:
+    """FN-vs-TN AUROC of ``uncertainty`` and, on the same pairs, of ``scores`` (the control).
+
+    One row per source: ``source`` ("sigma2" or "score"), ``auroc`` (P(x_FN > x_TN) + ½ P(tie),
+    pairs labelled positive left out, exact truth from ``positives``), ``n_false_negatives``,
+    ``n_true_negatives``. The score's AUROC is what ranking alone already gives: σ² adds
+    information about false negatives only where its AUROC is higher.
+    """
+    rows = []
+    for source, x in (("sigma2", uncertainty), ("score", scores)):
+        rows.append({"source": source, **false_negative_auroc(x, caption_image, positives, chunk_size=chunk_size)})
+    return pd.DataFrame(rows)
+
+
+def uncertainty_by_pair_type(uncertainty: Any, caption_image: Any, positives: Positives | Any) -> pd.DataFrame:
+    """Range of ``uncertainty`` (N × M) per pair type over all pairs: labelled positives
+    (``caption_image[c] == i``), false negatives (true under ``positives``, unlabelled) and true
+    negatives. Columns: pair_type, n, mean, min, q05, median, q95, max (NaN for an empty type)."""
+    u = torch.as_tensor(np.asarray(uncertainty) if not isinstance(uncertainty, torch.Tensor) else uncertainty)
+    u = u.detach().double().cpu().numpy()
+    if u.ndim != 2:
+        raise VlmkitError(f"uncertainty: expected an (images × captions) matrix, got shape {u.shape}")
+    n, m = u.shape
+    ci = np.asarray(as_tensor(caption_image, "caption_image")).reshape(-1)
+    if ci.shape[0] != m:
+        raise VlmkitError(f"caption_image has {ci.shape[0]} entries for {m} captions (columns)")
+    lab = ci[None, :] == np.arange(n)[:, None]
+    truth = as_positives(positives, (n, m)).dense().cpu().numpy().astype(bool)
+    types = np.where(lab, 0, np.where(truth, 1, 2))
+    rows = []
+    for k, name in enumerate(PAIR_TYPES):
+        v = u[types == k]
+        q = np.quantile(v, [0.0, 0.05, 0.5, 0.95, 1.0]) if v.size else [np.nan] * 5
+        rows.append({"pair_type": name, "n": int(v.size), "mean": float(v.mean()) if v.size else np.nan,
+                     "min": q[0], "q05": q[1], "median": q[2], "q95": q[3], "max": q[4]})
+    return pd.DataFrame(rows)

@@ -15,9 +15,11 @@ METHODS = ("contrastive", "sigmoid", "m2mix", "m2mix-linear", "vmix", "lmix", "v
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 #: keys of ``TrainConfig.vacsr`` that belong to the loop, not to :class:`~vlmkit.vacsr.VACSRConfig`
 VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
-                   "step_frac": 0.6}
+                   "step_frac": 0.6, "warm_start": "features", "warm_epochs": 3, "warm_lr": 1e-3,
+                   "text_lr_frac": 0.1, "image_lr_frac": 0.01}
 VACSR_PRESETS = (None, "paper")
 VACSR_SCHEDULES = ("step", "cosine")
+VACSR_WARM_STARTS = ("features", "none")
 
 
 @dataclass
@@ -46,16 +48,19 @@ class TrainConfig:
     ``preset`` (None: ``VACSRConfig`` defaults; ``"paper"``: :meth:`VACSRConfig.paper_sized`,
     5.25 M parameters at d = 512), ``schedule`` (``"step"``: the paper's constant lr ×0.1 from
     epoch round(``step_frac`` · epochs) on, no warm-up, for every group; ``"cosine"``: the loop's
-    warm-up + cosine) and ``step_frac`` (0.6: paper 25 epochs, ×0.1 at epoch 15). The encoders
-    run at ``lr`` (the backbone's lower lr, e.g. 1e-5 for a real CLIP), the adapter at
-    ``vacsr["lr"]``. The paper's recipe: ``TrainConfig(method="vacsr-joint", lr=1e-5,
-    vacsr={"preset": "paper"})``; the cheap path on frozen features is
-    :func:`vlmkit.vacsr.train_on_features`). Measured on the stand-in (bench/README.md, VACSR):
-    at the workbook's budget (2 epochs, 156 steps) ``vacsr-joint`` does not train — the
-    adapter stays at its prior (every pair scores the same to 4 digits) and the encoders,
-    trained only through it, collapse (mean image–image cosine 0.999); the paper trains 25
-    epochs. Use the frozen-feature path, or many more epochs (at 8 epochs, lr 5e-5, it trains:
-    test R@1 55 / 23, against SigLIP's 82 / 36 at the same budget).
+    warm-up + cosine) and ``step_frac`` (0.6: paper 25 epochs, ×0.1 at epoch 15; scaled to the
+    run's epochs). The paper's recipe adapted (issue #19; §C.2 inside PCME++: the heads warm up
+    with the image backbone frozen, backbones at a fraction of the head lr, text ×0.1 and image
+    ×0.01): ``warm_start="features"`` (default) first trains the adapter on frozen pretrained
+    features of the same (noisy) training split (:func:`vlmkit.vacsr.train_on_features`,
+    ``warm_epochs`` epochs at ``warm_lr``, batch = the loop's local batch, the run's seed) and
+    starts the joint run from it (``"none"``: a random adapter); ``text_lr_frac`` /
+    ``image_lr_frac`` (0.1 / 0.01, the paper's) set the towers' lr to that fraction of
+    ``vacsr["lr"]`` (times ``lr_mult_*``); ``None`` runs the towers at ``lr`` instead (the
+    previous behaviour). Loss: Eq. 13 only. A randomly initialised adapter trained jointly at
+    the encoders' lr does not train at the workbook's budget (2 epochs: R@1 0.09 %, chance
+    0.1 %, the encoders collapse); the measured numbers of this recipe are in bench/README.md
+    (VACSR).
 
     Optimisation: AdamW, linear warm-up over ``warmup_frac`` of the steps then cosine decay to
     0, gradient-norm clipping (``grad_clip=0`` switches it off). ``freeze`` freezes a whole
@@ -178,7 +183,16 @@ class TrainConfig:
                 v = self.vacsr.get(key, VACSR_LOOP_KEYS[key])
                 if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0):
                     raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number {'> 0' if key == 'lr' else '≥ 0'}")
-            for key, choices in (("preset", VACSR_PRESETS), ("schedule", VACSR_SCHEDULES)):
+            for key in ("warm_lr", "text_lr_frac", "image_lr_frac"):
+                v = self.vacsr.get(key, VACSR_LOOP_KEYS[key])
+                if v is None and key != "warm_lr":
+                    continue
+                if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)) or (key == "warm_lr" and v == 0):
+                    raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number {'> 0' if key == 'warm_lr' else '≥ 0 (or None: the towers at lr)'}")
+            we = self.vacsr.get("warm_epochs", VACSR_LOOP_KEYS["warm_epochs"])
+            if not isinstance(we, int) or isinstance(we, bool) or we < 1:
+                raise VlmkitError(f"TrainConfig.vacsr['warm_epochs']={we!r}: expected an integer ≥ 1")
+            for key, choices in (("preset", VACSR_PRESETS), ("schedule", VACSR_SCHEDULES), ("warm_start", VACSR_WARM_STARTS)):
                 if self.vacsr.get(key, VACSR_LOOP_KEYS[key]) not in choices:
                     raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={self.vacsr[key]!r}: expected one of {choices}")
             f = self.vacsr.get("step_frac", VACSR_LOOP_KEYS["step_frac"])

@@ -142,7 +142,7 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable) -> torch.optim.Opti
         if frozen:
             continue
         decay = tower != "logit" and p.ndim >= 2 and "embedding" not in name
-        lr = cfg.lr * (mult.get(tower, 1.0))
+        lr = _vacsr_tower_lr(cfg, tower) * (mult.get(tower, 1.0))
         groups.setdefault((tower, decay, lr), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr, "name": f"{tower}{'' if decay else '-nodecay'}"}
                     for (tower, decay, lr), ps in groups.items()]
@@ -154,6 +154,34 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable) -> torch.optim.Opti
     if not any(g["params"] for g in param_groups):
         raise VlmkitError("TrainConfig: every parameter is frozen; nothing to train")
     return torch.optim.AdamW(param_groups, lr=cfg.lr)
+
+
+def _vacsr_tower_lr(cfg: TrainConfig, tower: str) -> float:
+    """A tower's base lr: ``cfg.lr``, or for ``vacsr-joint`` with ``vacsr["text_lr_frac"]`` /
+    ``["image_lr_frac"]`` set, that fraction of the adapter's lr (the paper: ×0.1 / ×0.01)."""
+    if cfg.method != "vacsr-joint" or tower not in ("image", "text"):
+        return cfg.lr
+    frac = cfg.vacsr_option(f"{tower}_lr_frac")
+    return cfg.lr if frac is None else cfg.vacsr_option("lr") * float(frac)
+
+
+def warm_start_adapter(cfg: TrainConfig, loaded: LoadedModel, train, vacsr: nn.Module, batch_size: int) -> list[dict]:
+    """``vacsr-joint``'s warm start: train the adapter on frozen features of ``train`` (the
+    pretrained encoders, before any joint step) with :func:`vlmkit.vacsr.train_on_features` and
+    load its weights into ``vacsr.adapter``; returns that training's history."""
+    from ..vacsr import train_on_features
+
+    _, _, enc_amp = _amp(cfg, loaded.device)
+    was = loaded.model.training
+    feats = encode_dataset(loaded, train, batch_size=cfg.eval_batch_size, amp=enc_amp)
+    loaded.model.train(was)
+    warm, hist = train_on_features(feats.images, feats.texts, torch.as_tensor(np.asarray(train.caption_image)),
+                                   vacsr.adapter.config, epochs=int(cfg.vacsr_option("warm_epochs")),
+                                   batch_size=batch_size, lr=cfg.vacsr_option("warm_lr"), seed=cfg.seed,
+                                   device=loaded.device, show_progress=False)
+    vacsr.adapter.load_state_dict(warm.state_dict())
+    vacsr.adapter.train()
+    return hist
 
 
 def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int, steps_per_epoch: int, last_step: int = -1):
@@ -301,6 +329,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         from ..vacsr import VACSRLoss
 
         vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim), batch_size=n_local).to(dev)  # −log B prior on the local batch
+        if ckpt is None and cfg.vacsr_option("warm_start") == "features":
+            warm_start_adapter(cfg, loaded, train, vacsr, n_local)
     trainable = _Trainable(loaded.model, head, vacsr)
     opt = build_optimizer(cfg, trainable)
     total = cfg.epochs * steps_per_epoch

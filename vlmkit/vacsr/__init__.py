@@ -5,30 +5,29 @@
     scores, uncertainty = score_all(adapter, img_test, txt_test)
     report = fig3_report(scores, uncertainty, labels, truth)   # Fig. 3 / App. H, with the control
 
-How σ² acts on the label (``VACSRConfig.mechanism``), read against the paper
+What σ² is and how it acts on the label (``VACSRConfig.mechanism``), read against the paper
 (``shared/seeds/vacsr-paper.txt``):
 
-- The paper says σ is the point: "uncertainty-aware adaptive weighting of different image-text
-  pairs" (§2), "we can control the optimization strength of the binary annotations by adjusting
-  σ" (§3.2); as σ → 0 the pair "optimizes towards binary results", as σ → ∞ "[the label] no
-  longer influences the gradient". Its reconstruction (Eq. 8) is the Gaussian NLL
-  1/(2σ²)·‖ŷ − μ‖² + log σ + ½ log 2π, with σ² "typically fixed to 1" in a plain VAE, and the
-  distributional loss (Eq. 10) has the same form with the error stop-gradiented.
-- **"hetero" (default)** is Eq. 8 with σ² learned: ½(ŷ − y)²/σ² + ½ log σ² on every pair
-  (σ² + ``recon_var_floor``). The label's gradient at the logit is (ŷ − y)/σ², so both limits
-  of §3.2 hold exactly (σ² → 0: full pull of the label; σ² → ∞: none), and σ² learns
-  (ŷ − y)² from every pair, which is what gives false negatives (label 0, high score) high σ².
-  The distributional losses on positives and hardest negatives (target 1, Eq. 10–12) act on the
-  same σ².
-- Eq. 9's reading — the decoded similarity sampled with the σ of the sampled latent components,
-  one reparameterised sample — is *not* implemented as a switch: with the straight-through
-  estimator of App. B.1 the expected label gradient of a sampled similarity is E[ŷ] − y, which
-  does not weaken as σ grows (only its signal-to-noise ratio does), and with σ² ≤ 1 (the
-  paper's sigmoid) the noise is small against logits of a few units. The adapter does sample z
-  with the components' σ_k in training (§3.1), as before.
-- **"side"** (ablation, the previous behaviour): unit-variance MSE, σ² regressed beside the
-  score by the distributional loss only; σ² then never weights the label and ends up a
-  monotone function of the score.
+- **"paper" (default; shown as ``vacsr``)** — §3.2 "Optimization of Uncertainty in Latent
+  Variables": "We address this issue by managing the uncertainty of the latent variable." σ² of
+  a pair is the sigmoid-normalised variance of its latent components, reduced to one number
+  u = Σ_k α_k · mean_l σ²_{k,l} (:func:`~vlmkit.vacsr.adapter.latent_uncertainty`, why in the
+  adapter's docstring). The reconstruction is the unit-variance MSE on ŷ = sigmoid(decoder(z))
+  (Eq. 8, "the variance is typically fixed to 1") with the straight-through estimator (App. B.1,
+  gradient ŷ − y at the logit), z sampled by Gumbel-softmax + reparameterisation z = μ + σ ε
+  (Eq. 9): σ weights the label only through the sampling ("we can control the optimization
+  strength of the binary annotations by adjusting σ"). Eq. 10–12 train u towards (ŷ − y)² on
+  positives and the k hardest negatives (both y = 1); the KL upper bound (Eq. 7) on the
+  components; inference decodes from the means (no sampling). The decoder has no variance output.
+  Caveat, measured in tests/test_vacsr_mechanism.py: with the STE the label's pull on μ is
+  −y·E_ε[∂logit/∂z], the Gaussian-smoothed slope of the decoder, so it shrinks with σ where
+  the decoder's response is local/saturating, not for a decoder linear in z; and with the
+  sigmoid σ² ≤ 1, so the σ → ∞ limit of §3.2 is never reached.
+- **"hetero"** (ablation, ``vacsr-hetero``; the default before issue #19): σ² a second decoder
+  output, ½(ŷ − y)²/σ² + ½ log σ² on every pair. σ² then learns ŷ² on all negatives and ends a
+  monotone function of the score (Spearman 1.000 measured; Fig. 3 with the opposite sign).
+- **"side"** (ablation, ``vacsr-side``): unit-variance MSE, σ² a decoder output regressed beside
+  the score by the distributional loss only.
 
 Imbalance: one positive per caption against B − 1 negatives. ``recon_reduction="batch"``
 (default) sums the per-pair terms and divides by the batch's captions (SigLIP's 1/|B|), the
@@ -41,7 +40,7 @@ ranking. The cosine skip path (``cosine_skip`` > 0) is vlmkit's addition: label 
 ``vacsr+skip`` wherever it is shown, never plain VACSR.
 """
 
-from vlmkit.vacsr.adapter import VACSRAdapter, VACSROutput, kl_upper_bound
+from vlmkit.vacsr.adapter import VACSRAdapter, VACSROutput, kl_upper_bound, latent_uncertainty
 from vlmkit.vacsr.checkpoint import load_adapter, save_adapter
 from vlmkit.vacsr.config import VACSRConfig
 from vlmkit.vacsr.fig3 import fig3_report
@@ -53,7 +52,7 @@ from vlmkit.vacsr.train import train_on_features, validate
 
 __all__ = [
     "VACSRAdapter", "VACSRConfig", "VACSRLoss", "VACSROutput", "auroc", "false_negative_auroc", "fig3_report",
-    "kl_upper_bound", "labels_from_ids", "load_adapter", "map_at_r", "recall_at_1", "save_adapter",
+    "kl_upper_bound", "labels_from_ids", "latent_uncertainty", "load_adapter", "map_at_r", "recall_at_1", "save_adapter",
     "score_all", "score_pairs_naive", "train_on_features", "uncertainty_accuracy", "validate",
     "vacsr_loss", "variance_loss",
 ]

@@ -1,9 +1,27 @@
-"""``VACSRAdapter``: the variational similarity adapter of VACSR (paper §3.1, docs/design.md).
+"""``VACSRAdapter``: the variational similarity adapter of VACSR (paper §3.1–3.2, docs/design.md).
 
-Pair vector s_ij = v_i ⊙ t_j → encoder MLP → K diagonal Gaussians (μ_k, log σ²_k) and
-mixing weights α → z (Gumbel-softmax component choice c, reparameterised samples z_k,
-z = Σ_k c_k z_k) → decoder MLP → similarity logit μ (score = sigmoid(μ)) and variance σ²
-(sigmoid-squashed into (0, 1) by default; the uncertainty).
+Pair vector s_ij = v_i ⊙ t_j → encoder MLP → K diagonal Gaussians (μ_k, σ²_k) and mixing
+weights α → z (Gumbel-softmax component choice c, reparameterised samples z_k = μ_k + σ_k ε,
+z = Σ_k c_k z_k) → decoder MLP → similarity logit (score ŷ = sigmoid(logit)).
+
+The uncertainty (``mechanism="paper"``, the default): "We address this issue by managing the
+uncertainty of the latent variable" (§3.2). σ²_k = sigmoid(head output) is the variance of
+latent component k ("we additionally apply a sigmoid function to normalize the output"), used
+both to sample z and in the KL; the decoder has no variance output. One number per pair
+(:func:`latent_uncertainty`):
+
+    u = Σ_k w_k · (1/L) Σ_l σ²_{k,l},   w = α  (``inference="mean"``) or one-hot argmax α ("mode").
+
+Why this reduction: (1) the mean over the L coordinates is the noise power per latent
+coordinate that the reparameterisation adds to z = μ + σ ε — what drowns μ and so weakens the
+label's pull (Eq. 9) — and it stays in (0, 1), the range Eq. 11 targets ((ŷ − y)² ≤ 1), where a
+sum would scale with L and a product/determinant would collapse; (2) weighting by α is the
+expectation over the Gumbel choice of the component, so the number is deterministic (inference
+"decodes the μ", no sampling) and the same number is trained by Eq. 10–12 and returned at
+inference, rather than a noisy draw of the sampled component.
+
+The ``hetero`` / ``side`` ablations keep the previous layout: the decoder outputs (logit, raw
+variance), σ² = sigmoid(raw), and the latent σ²_k = exp(head output) is used for sampling only.
 
 The first encoder layer acts on s = v ⊙ t, so W s = (W diag v) t: a block of images against
 a block of captions is one matrix product and the B_v × B_t × d pair tensor is never built
@@ -32,8 +50,11 @@ from vlmkit.vacsr.config import VACSRConfig
 class VACSROutput:
     """What the adapter computes for a grid of pairs (shape ``S`` = (B_v, B_t) or (P,)).
 
-    logit: decoder mean μ (pre-sigmoid similarity), shape S.
-    var: σ² (the uncertainty), shape S.  log_var: log σ², computed stably, shape S.
+    logit: decoder output (pre-sigmoid similarity), shape S.
+    var: σ² (the uncertainty), shape S — with ``mechanism="paper"`` the latent variance reduced by
+    :func:`latent_uncertainty`; in the ablations the decoder's variance output.
+    log_var: log σ², computed stably, shape S.
+    logvar_k: log σ²_k of the latent components (sigmoid-normalised with the paper mechanism).
     kl: per-pair KL upper bound Σ_k α_k KL(N(μ_k, σ_k²) ‖ N(0, I)), shape S.
     alpha: mixing weights, S + (K,).  mu_k, logvar_k: component parameters, S + (K, L).
     """
@@ -64,6 +85,23 @@ def kl_upper_bound(alpha: Tensor, mu_k: Tensor, logvar_k: Tensor) -> Tensor:
     return (alpha * kl_k).sum(-1)
 
 
+def latent_uncertainty(log_alpha: Tensor, logvar_k: Tensor, mode: bool = False) -> tuple[Tensor, Tensor]:
+    """(u, log u): one uncertainty per pair from the latent variances (module docstring).
+
+    u = Σ_k w_k · mean_l σ²_{k,l} with w = α (``mode=False``) or the one-hot argmax α.
+    log_alpha: (..., K); logvar_k: (..., K, L). log u is computed with logsumexp (stable for
+    tiny σ²).
+    """
+    L = logvar_k.shape[-1]
+    lv_k = torch.logsumexp(logvar_k, dim=-1) - math.log(L)  # log mean_l σ²_{k,l}, (..., K)
+    if mode:
+        idx = log_alpha.argmax(-1, keepdim=True)
+        log_u = lv_k.gather(-1, idx).squeeze(-1)
+    else:
+        log_u = torch.logsumexp(log_alpha + lv_k, dim=-1)
+    return log_u.exp(), log_u
+
+
 class VACSRAdapter(nn.Module):
     """The adapter; ``forward(v, t)`` scores all B_v × B_t pairs of a batch."""
 
@@ -87,7 +125,9 @@ class VACSRAdapter(nn.Module):
             self.alpha_logits = nn.Parameter(torch.zeros(K))
         dw = [L, *c.dec_hidden]
         self.dec = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dw[:-1], dw[1:]))
-        self.dec_out = nn.Linear(dw[-1], 2)  # (logit μ, raw variance)
+        # paper: the decoder gives the similarity only (σ² is the latent variance); the hetero /
+        # side ablations: (logit, raw variance)
+        self.dec_out = nn.Linear(dw[-1], 1 if c.mechanism == "paper" else 2)
         self.act = _act(c.activation)
         if c.cosine_skip > 0:  # logit += a·(v·t): start from the encoder's own ranking
             self.skip_scale = nn.Parameter(torch.tensor(float(c.cosine_skip)))
@@ -139,7 +179,12 @@ class VACSRAdapter(nn.Module):
         return h
 
     def mixture(self, h: Tensor, need_logvar: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
-        """(μ_k (..., K, L), log σ²_k (..., K, L) or None, log α (..., K))."""
+        """(μ_k (..., K, L), log σ²_k (..., K, L) or None, log α (..., K)).
+
+        Paper mechanism: σ²_k = sigmoid(head output) — the sigmoid-normalised latent variance
+        ("we additionally apply a sigmoid function to normalize the output ... extends the domain
+        of variance to ℝ while preserving its range"); ablations: σ²_k = exp(head output).
+        """
         K, L = self.config.n_components, self.config.latent_dim
         out = self.head_mu(h)
         mu_k = out[..., : K * L].unflatten(-1, (K, L))
@@ -148,11 +193,20 @@ class VACSRAdapter(nn.Module):
         else:
             log_alpha = F.log_softmax(self.alpha_logits, dim=-1).expand(*out.shape[:-1], K)
         logvar_k = self.head_logvar(h).unflatten(-1, (K, L)) if need_logvar else None
+        if logvar_k is not None and self.config.mechanism == "paper" and self.config.sigmoid_var:
+            logvar_k = F.logsigmoid(logvar_k)
         return mu_k, logvar_k, log_alpha
 
     def sample_z(self, mu_k: Tensor, logvar_k: Tensor, log_alpha: Tensor,
                  generator: torch.Generator | None = None) -> Tensor:
-        """Gumbel-softmax component choice c, reparameterised z_k, z = Σ_k c_k z_k (paper §3.1)."""
+        """Gumbel-softmax component choice c, reparameterised z_k, z = Σ_k c_k z_k (paper §3.1).
+
+        Paper: "we first use the Gumbel-Softmax trick to reparameterize the binary Gaussian
+        component selection process, obtaining a differentiable approximate one-hot vector. We
+        then apply the standard Gaussian reparameterization trick to sample from each Gaussian
+        component." Eq. 9: z = μ + σ·ε, "when σ → 0, [ŷ] optimizes towards binary results ...
+        when σ → ∞ ... [y] no longer influences the gradient of μ".
+        """
         c = self.config
         eps = torch.randn(mu_k.shape, generator=generator, device=mu_k.device, dtype=mu_k.dtype)
         z_k = mu_k + (0.5 * logvar_k).exp() * eps
@@ -173,13 +227,14 @@ class VACSRAdapter(nn.Module):
         idx = log_alpha.argmax(-1, keepdim=True).unsqueeze(-1).expand(*mu_k.shape[:-2], 1, mu_k.shape[-1])
         return mu_k.gather(-2, idx).squeeze(-2)
 
-    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Decoder: z → (logit μ, raw variance) (the raw variance is pre-sigmoid / log σ²)."""
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Decoder: z → (logit, raw variance); the raw variance (pre-sigmoid / log σ²) is None
+        with the paper mechanism, whose decoder has no variance output."""
         h = z
         for lin in self.dec:
             h = self.act(lin(h))
         out = self.dec_out(h)
-        return out[..., 0], out[..., 1]
+        return out[..., 0], (out[..., 1] if out.shape[-1] > 1 else None)
 
     def variance(self, raw: Tensor) -> tuple[Tensor, Tensor]:
         """(σ², log σ²) from the raw decoder output: sigmoid (paper) or exp (ablation)."""
@@ -230,12 +285,15 @@ class VACSRAdapter(nn.Module):
         logit, raw = self.decode(z)
         if cos is not None:
             logit = logit + self.skip_scale * cos.to(logit.dtype)
-        if sample and self.config.logit_noise:
-            # paper §3.2 reading: the decoded similarity is itself sampled, μ + σ ε
-            std = (0.5 * self.variance(raw)[1]).exp()
-            logit = logit + std * torch.randn(logit.shape, generator=generator, device=logit.device,
-                                              dtype=logit.dtype)
-        var, log_var = self.variance(raw)
+        if raw is None:  # paper: the uncertainty is the latent variance, deterministic (α-weighted)
+            var, log_var = latent_uncertainty(log_alpha, logvar_k, self.config.inference == "mode")
+        else:
+            if sample and self.config.logit_noise:
+                # legacy ablation: the decoded similarity is itself sampled, μ + σ ε
+                std = (0.5 * self.variance(raw)[1]).exp()
+                logit = logit + std * torch.randn(logit.shape, generator=generator, device=logit.device,
+                                                  dtype=logit.dtype)
+            var, log_var = self.variance(raw)
         alpha = log_alpha.exp()
         return VACSROutput(logit=logit, var=var, log_var=log_var,
                            kl=kl_upper_bound(alpha, mu_k, logvar_k), alpha=alpha,

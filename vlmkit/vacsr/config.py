@@ -17,8 +17,11 @@ from typing import Any
 from vlmkit.utils import VlmkitError
 
 _ACTIVATIONS = ("relu", "gelu", "silu")
-#: how σ² acts on the label's gradient (see VACSRConfig.mechanism)
-MECHANISMS = ("hetero", "side")
+#: what σ² is and how it acts on the label (see VACSRConfig.mechanism); "paper" is VACSR, the
+#: others are ablations shown under their own names (``vacsr-hetero``, ``vacsr-side``), never "VACSR"
+MECHANISMS = ("paper", "hetero", "side")
+#: the name under which a mechanism's adapter is shown in tables and plots
+MECHANISM_LABELS = {"paper": "vacsr", "hetero": "vacsr-hetero", "side": "vacsr-side"}
 RECON_REDUCTIONS = ("batch", "mean", "sum")
 
 
@@ -32,7 +35,9 @@ class VACSRConfig:
             the one that factorises, W s = (W diag v) t).
         latent_dim: L, the dimension of z.
         n_components: K Gaussian components of the posterior (paper ablates 1–4; default 2).
-        dec_hidden: hidden widths of the decoder MLP z → (logit μ, raw variance); may be empty.
+        dec_hidden: hidden widths of the decoder MLP; may be empty. The decoder outputs the
+            similarity logit only with ``mechanism="paper"`` (the paper: σ² is not a decoder
+            output), (logit, raw variance) in the ``hetero`` / ``side`` ablations.
         activation: "relu" (default; cheapest on GPU), "gelu" or "silu".
         cosine_skip: initial scale a of a learnable skip path, logit += a·(v·t) (vlmkit's
             addition, not in the paper; the default 0 is the paper's adapter; a run with a > 0
@@ -48,7 +53,10 @@ class VACSRConfig:
     Sampling / outputs
         gumbel_tau: temperature of the Gumbel-softmax component choice.
         gumbel_hard: straight-through hard one-hot (value one-hot, gradient of the soft sample).
-        sigmoid_var: σ² = sigmoid(raw) ∈ (0, 1) (paper); False: σ² = exp(raw) ∈ (0, ∞) (ablation).
+        sigmoid_var: σ² = sigmoid(raw) ∈ (0, 1) (paper: "we additionally apply a sigmoid function
+            to normalize the output"); False: σ² = exp(raw) ∈ (0, ∞) (ablation). With
+            ``mechanism="paper"`` this is the variance of the latent components themselves
+            (σ²_k = sigmoid(head output), used to sample z and in the KL).
         inference: deterministic scoring; "mean" — z = Σ_k α_k μ_k (component means weighted
             by α, no sampling); "mode" — z = μ of the most likely component (argmax α).
         variational: True (the paper): z is sampled while training (Gumbel-softmax +
@@ -58,12 +66,17 @@ class VACSRConfig:
         logit_noise: legacy ablation (only with ``mechanism="side"``): the decoder output is
             itself sampled in the reconstruction, logit = μ + σ·ε with the decoder's σ².
     Loss
-        mechanism: how σ² acts on the label (module docstring of :mod:`vlmkit.vacsr`).
-            "hetero" (default) — heteroscedastic reconstruction ½(ŷ − y)²/σ² + ½ log σ²
-            (paper Eq. 8 with a learned σ²): the label's gradient at the logit is (ŷ − y)/σ²,
-            so a pair with k× the uncertainty gets 1/k of its label's pull.
-            "side" — the previous behaviour, kept as an ablation: unit-variance MSE, σ² only
-            regressed beside the score by the variance loss (σ² never weights the label).
+        mechanism: what σ² is and how it acts on the label (module docstring of :mod:`vlmkit.vacsr`).
+            "paper" (default; VACSR as written, §3.2 "Optimization of Uncertainty in Latent
+            Variables") — σ² of a pair is the sigmoid-normalised variance of its latent
+            components, reduced to one number as u = Σ_k w_k · mean_l σ²_{k,l} (w = α, or the
+            one-hot argmax α with ``inference="mode"``; :func:`vlmkit.vacsr.adapter.latent_uncertainty`);
+            reconstruction = unit-variance MSE through the sampled z (Eq. 8–9), so σ weights
+            the label through the sampling; Eq. 10–12 train u; the decoder outputs the logit only.
+            "hetero" (ablation ``vacsr-hetero``, the default until issue #19) — σ² is a second
+            decoder output and the reconstruction is ½(ŷ − y)²/σ² + ½ log σ² on every pair.
+            "side" (ablation ``vacsr-side``) — unit-variance MSE, σ² a second decoder output
+            regressed beside the score by the variance loss only.
         recon_reduction: "batch" (default; SigLIP's normalisation: the sum over all
             B_v × B_t pairs ÷ B_t, the number of captions, so a caption's positive weighs as much
             as all its negatives' errors together), "mean" over all pairs (the previous
@@ -97,7 +110,7 @@ class VACSRConfig:
     inference: str = "mean"
     variational: bool = True
     logit_noise: bool = False
-    mechanism: str = "hetero"
+    mechanism: str = "paper"
     lambda_recon: float = 1.0
     lambda_kl: float = 5e-4
     lambda_pos: float = 1.0
@@ -114,7 +127,7 @@ class VACSRConfig:
 
     #: fields whose values fix the shapes/meaning of the weights in a checkpoint
     ARCH_FIELDS = ("dim", "enc_hidden", "latent_dim", "n_components", "dec_hidden",
-                   "activation", "mixing", "sigmoid_var", "cosine_skip")
+                   "activation", "mixing", "sigmoid_var", "cosine_skip", "mechanism")
 
     def __post_init__(self) -> None:
         self.enc_hidden = tuple(int(h) for h in self.enc_hidden)
@@ -151,7 +164,7 @@ class VACSRConfig:
         if self.recon_reduction not in RECON_REDUCTIONS:
             bad("recon_reduction", f"one of {RECON_REDUCTIONS}")
         if self.mechanism not in MECHANISMS:
-            bad("mechanism", f"one of {MECHANISMS} (how σ² weights the label)")
+            bad("mechanism", f"one of {MECHANISMS} (what σ² is and how it weights the label)")
         if self.logit_noise and self.mechanism != "side":
             bad("logit_noise", "False unless mechanism='side' (a legacy ablation of the side regressor)")
         if not (float(self.cosine_skip) >= 0 and math.isfinite(float(self.cosine_skip))):
@@ -176,12 +189,12 @@ class VACSRConfig:
     @classmethod
     def plain_sigmoid(cls, dim: int = 512, **overrides: Any) -> "VACSRConfig":
         """The same MLP with the variational parts off (issue #11's ablation): no sampling of z,
-        no KL, no variance losses, σ² not weighting the label (``mechanism="side"``). With the
+        no KL, no variance losses (the paper adapter's architecture, ``mechanism="paper"``). With the
         straight-through sigmoid the reconstruction's gradient at the logit is then ŷ − y, exactly
         the gradient of a plain sigmoid (binary cross-entropy) loss with SigLIP's 1/B_t
-        reduction; its σ² output is untrained and carries no information.
+        reduction; its σ² (the latent variance) is untrained and carries no information.
         """
-        kw: dict[str, Any] = dict(dim=dim, variational=False, mechanism="side", lambda_kl=0.0,
+        kw: dict[str, Any] = dict(dim=dim, variational=False, mechanism="paper", lambda_kl=0.0,
                                   lambda_pos=0.0, lambda_neg=0.0, use_ste=True)
         kw.update(overrides)
         return cls(**kw)
@@ -203,6 +216,15 @@ class VACSRConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @property
+    def label(self) -> str:
+        """The name this adapter is shown under: ``vacsr`` only for the paper's mechanism without
+        the skip path; ablations carry their mechanism (``vacsr-hetero``) and ``+skip``; with the
+        variational parts off it is ``plain-sigmoid-mlp`` (:meth:`plain_sigmoid`)."""
+        if not self.variational:
+            return "plain-sigmoid-mlp"
+        return MECHANISM_LABELS[self.mechanism] + ("+skip" if self.cosine_skip > 0 else "")
 
     def arch_diff(self, other: "VACSRConfig") -> dict[str, tuple[Any, Any]]:
         """Architecture fields on which ``self`` and ``other`` differ: {name: (self, other)}."""

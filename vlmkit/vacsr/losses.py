@@ -2,18 +2,29 @@
 
     L = λ_rec·L_recon + λ_KL·L_KL + λ_pos·L_pos + λ_neg·L_neg
 
-- L_recon: Gaussian NLL of the binary label given ŷ = sigmoid(μ), over all B_v × B_t pairs of
-  the batch, pair by pair (no softmax), reduced by ``config.recon_reduction`` ("batch": ÷ B_t).
-  ``mechanism="hetero"``: ½ (ŷ − y)² / σ² + ½ log σ² (σ² + ``recon_var_floor``), paper Eq. 8
-  with the learned σ²; ``"side"``: ½ (ŷ − y)² (σ² fixed to 1). With the straight-through
-  estimator (Appendix B.1) the sigmoid's derivative is replaced by 1, so the gradient reaching
-  the logit μ is exactly (ŷ − y)/σ² per pair (before the reduction), the sigmoid loss's
-  gradient weighted by 1/σ².
+- L_recon: Gaussian NLL of the binary label given ŷ = sigmoid(decoder(z)), over all B_v × B_t
+  pairs of the batch, pair by pair (no softmax; "the final objective is a pairwise MSE loss
+  without global normalization ... enabling chunk-based computation"), reduced by
+  ``config.recon_reduction`` ("batch": ÷ B_t).
+  ``mechanism="paper"`` (default) and ``"side"``: ½ (ŷ − y)² — "Ignoring the constant term, this
+  loss is equivalent to the mean squared error (MSE) loss ... The variance is typically fixed
+  to 1" (Eq. 8). With the paper mechanism z is the sampled latent (Eq. 9, z = μ + σ ε of the
+  sampled component), so σ weights the label through the sampling, not through this formula.
+  ``"hetero"`` (ablation): ½ (ŷ − y)² / σ² + ½ log σ² (σ² + ``recon_var_floor``) on a decoder σ².
+  With the straight-through estimator (Appendix B.1: "bypassing the differentiation of the
+  sigmoid function by directly treating the output derivative as the input derivative ...
+  equivalent to the gradient of the sigmoid loss") the gradient reaching the logit is exactly
+  ŷ − y per pair (paper, side) or (ŷ − y)/σ² (hetero), before the reduction.
 - L_KL: mean over pairs of Σ_k α_k KL(N(μ_k, σ_k²) ‖ N(0, I)), an upper bound on the KL of
   the mixture posterior (convexity of KL, Appendix B.2).
-- L_pos, L_neg: the variance ("distributional") loss sg[(ŷ − y)²] / (2σ²) + ½ log σ², whose
-  minimum over σ² is at σ² = (ŷ − y)²; on the positives and on the k hardest negatives of each
-  query (highest ŷ among y = 0), both with target y = 1 (so hard negatives keep low σ²).
+- L_pos, L_neg: the variance ("distributional") loss sg[(ŷ − y)²] / (2σ²) + ½ log σ² (Eq. 10:
+  "We truncate the gradient of the ‖ŷ − y‖² term and use it solely as a weighting coefficient
+  to optimize the variance term"), whose minimum over σ² is at σ² = (ŷ − y)² (Eq. 11: "the
+  optimized variance equals the squared distance between the model's output similarity and the
+  true label"); on the positives and on the k hardest negatives of each query (highest ŷ among
+  y = 0), both with target y = 1 (Eq. 12: "we still set y = 1 for hard negative samples"). With
+  the paper mechanism σ² here is the pair's latent uncertainty u (adapter module docstring); ŷ
+  is the training forward's score (decoded from the sampled z, as in the reconstruction).
 """
 
 from __future__ import annotations
@@ -48,12 +59,12 @@ def variance_loss(y_hat: Tensor, target: Tensor | float, log_var: Tensor, eps: f
 def reconstruction(y_hat: Tensor, y: Tensor, log_var: Tensor, config: VACSRConfig) -> Tensor:
     """Per-pair reconstruction term (module docstring); ``y_hat`` carries the STE if used.
 
-    "hetero": ½ (ŷ − y)² / s + ½ log s with s = σ² + ``recon_var_floor``: d/dŷ = (ŷ − y)/s,
-    so the label's pull on a pair is inversely proportional to its uncertainty, and the
-    optimum over σ² is (ŷ − y)² − floor (σ² also learns from every pair). "side": ½ (ŷ − y)².
+    "paper" / "side": ½ (ŷ − y)² (unit variance, Eq. 8). "hetero" (ablation): ½ (ŷ − y)² / s +
+    ½ log s with s = σ² + ``recon_var_floor``: d/dŷ = (ŷ − y)/s, and the optimum over σ² is
+    (ŷ − y)² − floor (σ² also learns from every pair).
     """
     err2 = (y_hat - y).pow(2)
-    if config.mechanism == "side":
+    if config.mechanism in ("paper", "side"):
         return 0.5 * err2
     floor = float(config.recon_var_floor)
     lv = log_var if floor <= 0 else torch.logaddexp(log_var, torch.full_like(log_var, math.log(floor)))

@@ -2,8 +2,10 @@
 
 ``score_all`` returns two (N_images, M_captions) float32 matrices: the score (the decoder's
 logit μ by default — sigmoid(μ) ranks identically and ``prob=True`` returns it, but it
-saturates to exactly 1.0 in float32 for μ ≳ 17 and would create ties) and the uncertainty σ².
-No sampling: z = Σ_k α_k μ_k (``config.inference="mean"``) or the most likely component's
+saturates to exactly 1.0 in float32 for μ ≳ 17 and would create ties) and the uncertainty σ²
+(paper mechanism: the latent variance u = Σ_k α_k · mean_l σ²_{k,l} of
+:func:`vlmkit.vacsr.adapter.latent_uncertainty`, computed from the same factorised first layer,
+per chunk, in float32; ablations: the decoder's variance output). No sampling: z = Σ_k α_k μ_k (``config.inference="mean"``) or the most likely component's
 mean (``"mode"``); the same inputs give the same outputs.
 
 Precision: the hidden layers run in the compute dtype (bf16 by default on CUDA; the GEMMs
@@ -63,6 +65,17 @@ class FastScorer:
                 self.head = (prep(wf.t()).contiguous(), prep(bf))
             else:
                 self.head = (prep(w.t()).contiguous(), prep(b))
+            # paper mechanism: the uncertainty is the latent variance (adapter.latent_uncertainty),
+            # so the log σ²_k head is needed at inference too, and the weights w of the components
+            self.latent_var = c.mechanism == "paper"
+            if self.latent_var:
+                self.head_lv = (prep(adapter.head_logvar.weight.t()).contiguous(), prep(adapter.head_logvar.bias))
+                if not self.head_mixture:
+                    a = (torch.ones(1, device=w.device, dtype=torch.float32) if K == 1
+                         else F.softmax(adapter.alpha_logits.detach().float(), -1))
+                    if c.inference == "mode":
+                        a = F.one_hot(a.argmax(), K).float()
+                    self.alpha_const = a.to(device)
             self.dec = [(prep(lin.weight.t()).contiguous(), prep(lin.bias)) for lin in adapter.dec]
             # the last layer in float32 (input upcast, fp32 product and output): a bf16 logit has
             # ~3 significant digits, a handful of distinct scores per row and ties at the top
@@ -87,9 +100,21 @@ class FastScorer:
         for w, b in self.enc:
             h = self._act_(torch.addmm(b, h, w))
         out = torch.addmm(self.head[1], h, self.head[0])
+        lat_var = None
+        if self.latent_var:  # u = Σ_k w_k · mean_l σ²_{k,l}, in float32
+            lv = torch.addmm(self.head_lv[1], h, self.head_lv[0])
+            lv = torch.sigmoid_(lv) if c.sigmoid_var else lv.exp_()
+            lat_var = lv.view(-1, K, L).mean(-1, dtype=torch.float32)  # (P, K)
+            del lv
         del h
+        if self.latent_var and not self.head_mixture:
+            lat_var = lat_var @ self.alpha_const
         if self.head_mixture:
             la = out[:, K * L:].float()
+            if lat_var is not None:
+                w = (torch.softmax(la, -1) if c.inference == "mean"
+                     else F.one_hot(la.argmax(-1), K).float())
+                lat_var = (lat_var * w).sum(-1)
             if c.inference == "mean":
                 a = torch.softmax(la, -1).to(out.dtype)
                 z = out[:, :L] * a[:, :1]
@@ -104,7 +129,10 @@ class FastScorer:
         for w, b in self.dec:
             z = self._act_(torch.addmm(b, z, w))
         o = torch.addmm(self.dec_out[1], z.to(self.out_dtype), self.dec_out[0]).float()
-        logit, raw = o[:, 0], o[:, 1]
+        logit = o[:, 0]
+        if lat_var is not None:
+            return logit, lat_var
+        raw = o[:, 1]
         var = torch.sigmoid(raw) if c.sigmoid_var else raw.exp()
         return logit, var
 
