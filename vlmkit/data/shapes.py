@@ -657,8 +657,10 @@ def make_shapes(
             (noisy alt-text, ``web_per_image`` per image, for pretraining).
         config: overrides the preset's :class:`ShapesConfig`.
         preset: ``"coco"`` (default: near-unique COCO-style captions, a handful of true
-            images per caption) or ``"stress"`` (generic captions true of a third of the
-            gallery; false negatives everywhere).  See :data:`PRESETS` and data/README.md.
+            images per caption), ``"stress"`` (generic captions true of a third of the
+            gallery; false negatives everywhere) or ``"web"`` (the stand-in's pretraining domain:
+            other backgrounds and image statistics; with ``captions="web"`` short alt-text,
+            :func:`alt_text_captions`).  See :data:`PRESETS` and data/README.md.
     """
     base = preset_config(preset)
     cfg = config or base
@@ -672,7 +674,7 @@ def make_shapes(
     images = np.stack([render_scene(o, render_rng, cfg, b) for o, b in zip(objs, backgrounds)])
     cap_rng = np.random.default_rng([seed, SPLITS[split], 2])
     if captions == "exact":
-        if preset == "coco":
+        if preset in ("coco", "web"):  # web scenes with coco-style captions: the image shift alone
             texts, spec, specificity = coco_captions(objs, backgrounds, cap_rng)
         else:
             texts, spec, specificity = exact_captions(objs, cap_rng)
