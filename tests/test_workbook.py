@@ -225,15 +225,16 @@ def _run_notebook(number: str, run_dir: Path, **params) -> dict:
 
 @pytest.mark.parametrize("noise", [0.0, 0.6])
 def test_02_reports_moved_and_truly_mismatched_training_captions(tmp_path, noise):
-    """Notebook 02 writes the noise census of the split it trains on: moved captions and those
-    truly not true of their labelled image (exact truth; stress captions often stay true)."""
+    """Notebook 02 writes the noise census of the noisy split VACSR trains on (``vacsr_noise_ratio``):
+    moved captions and those truly not true of their labelled image (exact truth; stress captions
+    often stay true)."""
     import numpy as np
 
     from vlmkit.selection import training_data
 
     run = wb.prepare_run_dir(tmp_path / "run")
     wb.save_data_spec(run, "shapes:stress", 4, 0, model="", pretrained_dir="stand-in")
-    _run_notebook("02", run, methods=[], vacsr=False, train_images=40, val_images=4, noise_ratio=noise, seed=1)
+    _run_notebook("02", run, methods=[], vacsr=False, train_images=40, val_images=4, vacsr_noise_ratio=noise, seed=1)
     t = pd.read_csv(run / "tables" / "noise_census.csv")
     (row,) = t.to_dict("records")
     ref = training_data(wb.run_data_spec(run), "", 40, noise, 1, val_images=4)
