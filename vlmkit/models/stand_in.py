@@ -37,7 +37,7 @@ def stand_in(device: str | torch.device | None = "auto") -> LoadedModel:
     return loaded
 
 
-def learned_temperature(model: "LoadedModel | torch.nn.Module") -> float:
+def learned_temperature(model: LoadedModel | torch.nn.Module) -> float:
     """The model's own learned τ = 1 / exp(logit_scale) (CLIP ViT-B/32: 0.01; the τ the m²-Mix
     authors fine-tune and evaluate at).  Raises when the model has no ``logit_scale``."""
     m = getattr(model, "model", model)
