@@ -72,9 +72,9 @@ class TrainConfig:
     authors' recipe (``RECIPES["authors"]``: ``changdaeoh/multimodal-mixup``, ``main.py``; DESIGN §4),
     and why:
 
-    * ``lr=1e-4`` (authors 1e-5 or 7e-6): tuned for the small stand-in at the workbook's two
-      epochs (bench/README.md, "The premise": 1e-5 barely moves it in 156 steps); pass 1e-5 for a
-      real CLIP.
+    * ``lr=1e-4`` (authors 1e-5 or 7e-6): the small stand-in barely moves at 1e-5 in the
+      workbook's 156 steps (bench/README.md, Fine-tuning: 1e-5 → RSUM 50.3, 1e-4 → 120.2); at
+      1e-4 with the authors' other switches see "The premise". Pass 1e-5 for a real CLIP.
     * ``epochs=2`` (authors 9): the CPU budget of the default workbook (≤ 10 min on 2 cores); with
       every caption an epoch already holds five times the authors' pairs.
     * ``weight_decay=0.1`` (authors 0.2 or 0.01) **in groups**: decay only on weight
