@@ -45,6 +45,7 @@ from vlmkit import workbook as wb
 from vlmkit.features import encode_dataset
 from vlmkit.kernel import record_skipped
 from vlmkit.metrics import false_negative_census
+from vlmkit.models import learned_temperature
 from vlmkit.models.factory import load_model
 
 run = wb.prepare_run_dir(run_dir)
@@ -62,7 +63,7 @@ print(ds, "| model:", loaded.name, "from", pretrained or "random weights")
 # %%
 feats = encode_dataset(loaded, ds, cache_dir=cache / "features")
 wb.register_method(run, "pretrained", img=feats.images, txt=feats.texts,
-                   info={"score_kind": "cosine", "description": "zero-shot: the pretrained checkpoint"})
+                   info={"score_kind": "cosine", "description": "zero-shot: the pretrained checkpoint", "tau": learned_temperature(loaded)})
 print("test features:", tuple(feats.images.shape), tuple(feats.texts.shape))
 
 # %% [markdown]

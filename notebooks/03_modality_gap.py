@@ -25,7 +25,7 @@ run_dir: str = "runs/interactive"  # the run directory every notebook reads and 
 projection: str = "pca"  # pca, umap or both
 max_points: int = 1500  # images plotted per projection (their captions come along)
 shifts: list = [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]  # shift amounts (1 makes the centroids meet)
-temperature: float = 0.01  # τ of the contrastive loss in the shift experiment
+temperature: float = 0.0  # τ of the contrastive loss in the shift experiment; 0: each method's own learned τ
 seed: int = 0  # subsampling seed
 explore_method: str = "pretrained"  # the method whose points are shown with their nearest neighbours
 n_examples: int = 3  # images shown with their neighbours headless (plus one caption)
@@ -75,14 +75,19 @@ wb.show(fig3, run, "03_embeddings_pretrained_pca3d")
 
 # %%
 shift_rows = []
+taus = {name: wb.method_temperature(methods, name, temperature) for name in methods}
 for name in methods:
     m = wb.load_method(run, name)
-    t = analysis.embedding_shift(m["img"], m["txt"], ds.caption_image, shifts, temperature)
+    t = analysis.embedding_shift(m["img"], m["txt"], ds.caption_image, shifts, taus[name])
     t.insert(0, "method", name)
+    t.insert(1, "tau", taus[name])
     shift_rows.append(t)
 shift = pd.concat(shift_rows)
-wb.write_table(run, "gap_shift", shift, protocol=f"embedding shift; R@1 on one-to-one labels (full {ds.num_images}x{ds.num_captions}); loss on first caption per image, τ={temperature}")
-wb.show(viz.gap_shift_figure(shift[shift.method == "pretrained"], title=f"pretrained: shifting the clouds along Δ ({ds.name}, τ={temperature})"), run, "03_gap_shift")
+wb.write_table(run, "gap_shift", shift, protocol=f"embedding shift; R@1 on one-to-one labels (full {ds.num_images}x{ds.num_captions}); "
+                                                  "loss on first caption per image at the method's τ (column tau)")
+tau0 = taus.get("pretrained", temperature or 0.01)
+wb.show(viz.gap_shift_figure(shift[shift.method == "pretrained"], title=f"pretrained: shifting the clouds along Δ ({ds.name}, τ={tau0:.3g})"),
+        run, "03_gap_shift")
 print(shift.to_string())
 
 # %% [markdown]

@@ -361,3 +361,50 @@ def test_caption_census_against_brute_force():
         assert row.duplicate_share == pytest.approx(1 - len(set(texts[mask])) / mask.sum())
         assert row.moved == ds.caption_meta["moved"][mask].sum()
         assert row.mismatched == (ds.caption_meta["moved"] & ~own)[mask].sum()
+
+
+# ------------------------------------------------------------------ calibration, the authors' protocol
+def test_authors_calibration_matches_a_hand_case():
+    """First caption per image → square S; softmax(S/τ) per row (i2t) / column (t2i); correct = the
+    diagonal strictly wins (a tie is wrong); equal-width bins. Extra captions are ignored."""
+    import math
+
+    from vlmkit.metrics.calibration import authors_calibration
+
+    S = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.2], [0.0, 0.5, 0.5]])
+    # columns: captions of images 0, 0, 1, 2, 1 — only the first of each image counts
+    full = np.stack([S[:, 0], [5.0, 5.0, 5.0], S[:, 1], S[:, 2], [-3.0, 1.0, 2.0]], axis=1)
+    cap = np.array([0, 0, 1, 2, 1])
+    cal = authors_calibration(full, cap, tau=0.1, n_bins=10)
+    e = math.exp
+    conf = [1 / (1 + e(-8) + e(-9)), 1 / (1 + e(-1) + e(-6)), e(5) / (1 + 2 * e(5))]
+    np.testing.assert_allclose(cal["i2t"].confidence, conf, rtol=1e-12)
+    assert cal["i2t"].correct.tolist() == [True, False, False]  # row 1 prefers image 0's caption; row 2 ties
+    assert cal["t2i"].correct.tolist() == [True, True, True]
+    t2i_conf = [1 / (1 + e(-1) + e(-9)), 1 / (1 + e(-6) + e(-2)), 1 / (1 + e(-5) + e(-3))]
+    np.testing.assert_allclose(cal["t2i"].confidence, t2i_conf, rtol=1e-12)
+    # three non-empty bins of one query each: ECE = mean |acc − conf|
+    assert cal["i2t"].ece == pytest.approx(((1 - conf[0]) + conf[1] + conf[2]) / 3, rel=1e-9)
+    assert cal["t2i"].ece == pytest.approx(sum(1 - c for c in t2i_conf) / 3, rel=1e-9)
+    assert cal["i2t"].accuracy == pytest.approx(1 / 3) and cal["i2t"].mean_confidence == pytest.approx(sum(conf) / 3)
+    assert cal["i2t"].bins["count"].tolist() == [0, 0, 0, 0, 1, 0, 0, 1, 0, 1]
+    with pytest.raises(VlmkitError, match="tau"):
+        authors_calibration(full, cap, tau=0.0)
+    with pytest.raises(VlmkitError, match="caption_image"):
+        authors_calibration(full, cap[:4])
+
+
+def test_authors_calibration_agrees_with_brute_force_on_random_features():
+    from vlmkit.metrics.calibration import authors_calibration
+
+    rng = np.random.default_rng(3)
+    img, txt = rng.normal(size=(40, 8)), rng.normal(size=(120, 8))
+    cap = np.repeat(np.arange(40), 3)
+    v = img / np.linalg.norm(img, axis=1, keepdims=True)
+    cal = authors_calibration(v @ (txt / np.linalg.norm(txt, axis=1, keepdims=True)).T, cap, tau=0.05)
+    t = txt[::3] / np.linalg.norm(txt[::3], axis=1, keepdims=True)
+    s = v @ t.T
+    p = np.exp(s / 0.05) / np.exp(s / 0.05).sum(1, keepdims=True)
+    np.testing.assert_allclose(cal["i2t"].confidence, p.max(1), rtol=1e-9)
+    np.testing.assert_array_equal(cal["i2t"].correct, s.argmax(1) == np.arange(40))
+    assert cal["i2t"].ece == pytest.approx(expected_calibration_error(p.max(1), s.argmax(1) == np.arange(40), 15))

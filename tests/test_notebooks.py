@@ -207,8 +207,10 @@ def test_05_to_08_on_the_embedded_data_name_exact_truth_and_keep_both_eces(tmp_p
     assert list(rng.pair_type) == ["positive (labelled)", "false negative (true, unlabelled)", "true negative"] and (rng.q05 <= rng.q95).all()
     fig3 = pd.read_csv(run / "tables" / "fig3_summary_vacsr.csv")
     assert set(fig3.protocol) == {"labels", "exact truth"} and set(fig3.source) == {"sigma2", "-score"}
-    assert "07_reliability_vacsr_i2t_truth" in titles and "correct = exact truth" in titles and "correct = one-to-one labels" in titles
+    assert "07_reliability_gallery_vacsr_i2t_truth" in titles and "correct = exact truth" in titles and "correct = one-to-one labels" in titles
+    assert "07_reliability_vacsr_i2t: vacsr i2t — authors' protocol" in titles  # the authors' view comes first, under the plain name
     cal = pd.read_csv(run / "tables" / "calibration.csv")
+    assert cal.ece_authors.between(0, 100).all() and cal.accuracy_authors.between(0, 1).all()
     assert cal[["ece_labels", "ece_truth"]].notna().all(axis=None) and (cal.truth == "exact truth").all()
     assert (cal.ece_labels != cal.ece_truth).any()  # top-1 false negatives: the two protocols differ here
     assert "correct = exact truth" in _protocol_texts(run)

@@ -276,3 +276,45 @@ def test_noise_census_counts_moved_and_truly_mismatched():
 def test_bad_preset():
     with pytest.raises(VlmkitError, match="preset"):
         make_shapes("test", 5, preset="flickr")
+
+
+# ------------------------------------------------------------------ the web domain (the stand-in's pretraining)
+def test_web_domain_is_deterministic_and_shifted_from_the_coco_preset():
+    from vlmkit.data.shapes import ALL_BACKGROUNDS, WEB_SYNONYMS, domain_census
+
+    a = make_shapes("pretrain", n_images=150, captions="web", web_per_image=2, preset="web", seed=3)
+    b = make_shapes("pretrain", n_images=150, captions="web", web_per_image=2, preset="web", seed=3)
+    assert np.array_equal(a.images.array, b.images.array) and a.captions == b.captions
+    coco = make_shapes("test", n_images=150)
+    web, target = domain_census(a), domain_census(coco)
+    # backgrounds: never the coco preset's striped / checkered; mostly kinds coco never draws
+    assert web["background:striped"] == web["background:checkered"] == 0
+    assert web["background:gradient"] + web["background:tinted"] + web["background:speckled"] > 0.4
+    assert target["background:gradient"] == 0
+    bg_names = {ALL_BACKGROUNDS[i] for i in a.image_meta["background"]}
+    assert not bg_names & {"striped", "checkered"}
+    # alt-text: short, few objects, rarely positions or counts; web synonyms appear
+    assert web["words per caption"] < 0.5 * target["words per caption"]
+    assert web["objects stated per caption"] < 1.5 < target["objects stated per caption"]
+    assert web["states:position"] < 0.25 and web["states:count"] < 0.25
+    words = {w for c in a.captions for w in c.replace(",", " ").split()}
+    assert {"dot", "violet"} & words and not {"striped", "checkered"} & words
+    assert set(WEB_SYNONYMS.values()) - words != set(WEB_SYNONYMS.values())
+    # image statistics: a colour cast and stronger jitter make the web images more colourful
+    assert web["colourfulness (mean channel spread)"] > 1.5 * target["colourfulness (mean channel spread)"]
+    # exact truth: most captions are true of their image (some are about another, some wrong)
+    assert 0.75 < web["captions true of their image"] < 0.97 and target["captions true of their image"] == 1.0
+
+
+def test_web_captions_truth_matches_their_words():
+    """Each alt-text's CaptionSpec is what its words say: a spec attribute appears as its word or
+    the word's web synonym."""
+    from vlmkit.data.shapes import COLOURS, SHAPES, SIZES, WEB_SYNONYMS
+
+    ds = make_shapes("pretrain", n_images=80, captions="web", web_per_image=2, preset="web")
+    for text, clauses in zip(ds.captions, ds.truth.spec.clauses):
+        for c in clauses:
+            for a, names in ((0, SHAPES), (1, COLOURS), (2, SIZES)):
+                if c[a] >= 0:
+                    word = names[c[a]]
+                    assert word in text or WEB_SYNONYMS.get(word, "\0") in text, (text, word)

@@ -30,7 +30,7 @@ def test_parse_spec_by_hand(text, kind, params, preset, split):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("shapes:rainbow", r"'shapes:rainbow': 'rainbow' is neither a shapes preset \(coco, stress\) nor a split \(pretrain, train, val, test\)"),
+    ("shapes:rainbow", r"'shapes:rainbow': 'rainbow' is neither a shapes preset \(coco, stress, web\) nor a split \(pretrain, train, val, test\)"),
     ("shapes:val:test", r"names two splits \('val' and 'test'\)"),
     ("shapes:coco:stress", r"names two presets"),
     ("cocoa:x", r"unknown dataset kind 'cocoa' in spec 'cocoa:x'; expected one of coco, karpathy"),

@@ -84,3 +84,15 @@ def test_stand_in_behaves_like_a_clip_on_the_default_benchmark():
     r = bidirectional_recall(f.images @ f.texts.T, test.caption_image, ks=(1,))
     assert r[("i2t", 1)] >= 0.40 and r[("t2i", 1)] >= 0.25, r
     assert modality_gap(f.images, f.texts).distance > 0.35  # two cones (measured 0.46)
+
+
+def test_pretraining_on_the_web_domain_records_it(tmp_path):
+    """``python -m vlmkit.pretrain --preset web`` trains on the web domain (data/README.md): its
+    alt-text captions and backgrounds, recorded in the checkpoint's configuration."""
+    from vlmkit.pretrain import main
+
+    assert main(["--out", str(tmp_path / "w"), "--device", "cpu", "--preset", "web", "--n-images", "48", "--web-per-image", "1",
+                 "--steps", "2", "--batch-size", "16", "--warmup-steps", "1"]) == 0
+    meta = json.loads((tmp_path / "w" / CONFIG_NAME).read_text())["vlmkit"]
+    assert meta["pretrain_config"]["preset"] == "web" and len(meta["loss_history"]) == 2
+    assert meta["pretrain_key"] != PretrainConfig(n_images=48, web_per_image=1, steps=2, batch_size=16, warmup_steps=1).key()  # coco ≠ web

@@ -322,7 +322,14 @@ def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
 
 # the m²-Mix authors' recipe (changdaeoh/multimodal-mixup main.py, docs/design.md) for TrainConfig's fields
 AUTHORS_RECIPE = {"lr": 1e-5, "epochs": 9, "weight_decay": 0.2, "grad_clip": 0.0, "eval_mode": True, "captions_per_image": 1,
-                  "batch_size": 128, "warmup_frac": 0.1}
+                  "batch_size": 128, "warmup_frac": 0.1, "temperature": None, "noise_ratio": 0.0, "train_images": 113_287,
+                  "val_images": 5000}  # temperature None: the model's own learned τ (CLIP's is their 0.01); clean data
+
+
+def test_the_authors_recipe_is_the_registered_one():
+    from vlmkit.train import RECIPES
+
+    assert {k: getattr(RECIPES["authors"], k) for k in AUTHORS_RECIPE} == AUTHORS_RECIPE
 
 
 def test_every_default_that_departs_from_the_authors_recipe_is_listed_with_its_reason():
@@ -351,3 +358,48 @@ def test_every_default_that_departs_from_the_authors_recipe_is_listed_with_its_r
         else:
             assert name not in listed, f"{name} is listed as departing but equals the authors' {theirs}"
     assert "``amp=" in departing  # fp16 weights vs autocast: not a plain field value
+
+
+# ------------------------------------------------------------------ one named recipe
+def test_trainconfig_notebook_02_quick_and_ledger_derive_from_the_recipes():
+    """TrainConfig's defaults are the workbook recipe, notebook 02's parameter defaults too (papermill
+    values: 0 for None), ``vlmkit run --quick`` takes the quick recipe's sizes, the ledger its own."""
+    import ast
+    import dataclasses
+    from pathlib import Path
+
+    from vlmkit.claims import LedgerConfig
+    from vlmkit.cli import QUICK
+    from vlmkit.train import RECIPES, TrainConfig, recipe
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert {k: defaults[k] for k in RECIPES["workbook"].train_fields()} == RECIPES["workbook"].train_fields()
+    src = (Path(__file__).resolve().parent.parent / "notebooks" / "02_finetune.py").read_text()
+    cell = src.split('# %% tags=["parameters"]')[1].split("# %%")[0]
+    params = {n.target.id: ast.literal_eval(n.value) for n in ast.parse(cell).body if isinstance(n, ast.AnnAssign)}
+    wanted = RECIPES["workbook"].notebook_params()
+    assert {k: params[k] for k in wanted} == wanted
+    assert {k: QUICK[k] for k in RECIPES["quick"].notebook_params()} == RECIPES["quick"].notebook_params()
+    led, r = LedgerConfig(), RECIPES["ledger"]
+    assert (led.train_images, led.val_images, led.epochs, led.batch_size, led.lr, led.captions_per_image, led.noise) == (
+        r.train_images, r.val_images, r.epochs, r.batch_size, r.lr, r.captions_per_image, r.noise_ratio_vacsr)
+    tc = led.train_config("m2mix", 0.2, 1)
+    assert (tc.eval_mode, tc.temperature, tc.warmup_frac, tc.lr) == (r.eval_mode, r.temperature, r.warmup_frac, r.lr)
+    with pytest.raises(VlmkitError, match="recipe"):
+        recipe("nope")
+
+
+@pytest.mark.parametrize("temperature", [None, 0.02])
+def test_the_base_loss_runs_at_the_models_own_tau_unless_set(tmp_path, temperature):
+    import math
+
+    from vlmkit.models import learned_temperature, load_model
+    from vlmkit.train import TrainConfig, finetune
+
+    res = finetune(TrainConfig(method="m2mix", epochs=1, lr=1e-3, temperature=temperature, **TINY), tmp_path / "t")
+    init = load_model("vlmkit-tiny", None, device="cpu")  # random init: logit_scale = log(1 / 0.07)
+    expected = learned_temperature(init) if temperature is None else temperature
+    assert res.history[0]["tau"] == pytest.approx(expected, rel=1e-6)
+    assert temperature is not None or math.isclose(expected, 0.07, rel_tol=1e-3)
+    with pytest.raises(VlmkitError, match="temperature"):
+        TrainConfig(temperature=0.0)

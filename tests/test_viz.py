@@ -137,7 +137,7 @@ def test_reliability_figure_bars_equal_bins():
     correct = rng.random(200) < conf
     bins = reliability_bins(conf, correct, n_bins=10)
     fig = viz.reliability_figure(bins, 0.0345, title="Rel")
-    bar, pts, diag = fig.data
+    bar, pts, diag, hist = fig.data
     assert isinstance(bar, go.Bar) and len(bar.x) == len(bins) == 10
     np.testing.assert_allclose(_arr(bar.x), (np.arange(10) + 0.5) / 10)
     np.testing.assert_allclose(_arr(bar.y), bins["accuracy"].fillna(0).to_numpy())
@@ -145,8 +145,13 @@ def test_reliability_figure_bars_equal_bins():
     np.testing.assert_allclose(_arr(pts.x), bins["confidence"].to_numpy())
     assert list(diag.x) == [0, 1] and list(diag.y) == [0, 1]
     assert "ECE 3.45%" in fig.layout.title.text and fig.layout.title.text.startswith("Rel")
-    assert {tr.name for tr in fig.data} == {"top-1 accuracy per bin", "(mean confidence, accuracy)", "perfect calibration"}
-    _titles_nonempty(fig, "xaxis", "yaxis")
+    assert {tr.name for tr in fig.data} == {"top-1 accuracy per bin", "(mean confidence, accuracy)", "perfect calibration",
+                                            "share of queries per bin"}
+    # the histogram of confidences under the bars: the share of the 200 queries in each bin
+    assert isinstance(hist, go.Bar) and hist.yaxis == "y2" and hist.xaxis == "x2"
+    np.testing.assert_allclose(_arr(hist.y), bins["count"].to_numpy() / 200)
+    np.testing.assert_allclose(_arr(hist.x), _arr(bar.x))
+    _titles_nonempty(fig, "xaxis2", "yaxis", "yaxis2")
     with pytest.raises(VlmkitError, match="bins need columns"):
         viz.reliability_figure(bins.drop(columns="accuracy"), 0.1)
 
@@ -156,6 +161,7 @@ def test_reliability_figure_empty_bins_draw_zero_height_bars():
     fig = viz.reliability_figure(bins, 0.1)
     assert len(fig.data[0].x) == 5
     np.testing.assert_allclose(_arr(fig.data[0].y), [1.0, 0, 0, 0, 0.5])
+    np.testing.assert_allclose(_arr(fig.data[3].y), [1 / 3, 0, 0, 0, 2 / 3])  # the empty middle shows as empty
 
 
 def test_uncertainty_figure_points_are_nonempty_bins():

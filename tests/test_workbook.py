@@ -124,13 +124,16 @@ def test_method_registry_and_summary(tmp_path):
 
 def test_summary_ece_is_the_labels_protocol_and_the_truth_ece_its_own_column(tmp_path):
     write_table(tmp_path, "calibration", pd.DataFrame([
-        {"method": "a", "direction": "i2t", "truth": "exact truth", "ece_labels": 12.5, "ece_truth": 30.0},
+        {"method": "a", "direction": "i2t", "truth": "exact truth", "ece_authors": 4.5, "ece_labels": 12.5, "ece_truth": 30.0},
         {"method": "a", "direction": "t2i", "truth": "exact truth", "ece_labels": 7.0, "ece_truth": 9.0},
         {"method": "b", "direction": "i2t", "truth": "one-to-one labels", "ece_labels": 3.0}]), protocol="p")
     s = method_summary(tmp_path).set_index("method")
     assert s.loc["a", "ECE % i2t [one-to-one labels]"] == 12.5 and s.loc["a", "ECE % t2i [one-to-one labels]"] == 7.0
     assert s.loc["a", "ECE % i2t [exact truth]"] == 30.0 and s.loc["b", "ECE % i2t [one-to-one labels]"] == 3.0
     assert pd.isna(s.loc["b", "ECE % i2t [exact truth]"])
+    assert s.loc["a", "ECE % i2t [authors: N×N]"] == 4.5 and pd.isna(s.loc["b", "ECE % i2t [authors: N×N]"])
+    eces = [c for c in s.columns if c.startswith("ECE")]
+    assert eces[0] == "ECE % i2t [authors: N×N]"  # the authors' protocol first
     assert not [c for c in s.columns if c.startswith("ECE") and "[" not in c]  # no ECE without its protocol
 
 
@@ -224,15 +227,16 @@ def _run_notebook(number: str, run_dir: Path, **params) -> dict:
 
 @pytest.mark.parametrize("noise", [0.0, 0.6])
 def test_02_reports_moved_and_truly_mismatched_training_captions(tmp_path, noise):
-    """Notebook 02 writes the noise census of the split it trains on: moved captions and those
-    truly not true of their labelled image (exact truth; stress captions often stay true)."""
+    """Notebook 02 writes the noise census of the noisy split VACSR trains on (``vacsr_noise_ratio``):
+    moved captions and those truly not true of their labelled image (exact truth; stress captions
+    often stay true)."""
     import numpy as np
 
     from vlmkit.selection import training_data
 
     run = wb.prepare_run_dir(tmp_path / "run")
     wb.save_data_spec(run, "shapes:stress", 4, 0, model="", pretrained_dir="stand-in")
-    _run_notebook("02", run, methods=[], vacsr=False, train_images=40, val_images=4, noise_ratio=noise, seed=1)
+    _run_notebook("02", run, methods=[], vacsr=False, train_images=40, val_images=4, vacsr_noise_ratio=noise, seed=1)
     t = pd.read_csv(run / "tables" / "noise_census.csv")
     (row,) = t.to_dict("records")
     ref = training_data(wb.run_data_spec(run), "", 40, noise, 1, val_images=4)
@@ -471,6 +475,7 @@ def test_batch_tables_hold_numbers_with_protocols(batch):
             assert len(t) > 0 and t.protocol.notna().all(), name
         cal = pd.read_csv(run / "tables" / "calibration.csv")
         assert cal.ece_labels.between(0, 100).all() and cal.ece_truth.between(0, 100).all() and len(cal) == 8
+        assert cal.ece_authors.between(0, 100).all() and cal.protocol.str.contains("authors: first caption per image").all()
         assert (cal.truth == "exact truth").all() and cal.protocol.str.contains("correct = one-to-one labels").all()
         unc = pd.read_csv(run / "tables" / "uncertainty.csv")
         assert unc.pearson.dropna().between(-1, 1).all() and unc.fn_auroc.dropna().between(0, 1).all()
@@ -591,3 +596,15 @@ def test_real_data_and_local_checkpoint_through_the_same_command(tmp_path, env):
     assert "ECE % i2t [one-to-one labels]" in pd.read_csv(run / "tables" / "summary.csv")
     for fig in (run / "figures").glob("0[5-8]_*.html"):
         assert "exact truth" not in fig.read_text(), fig.name
+
+
+def test_method_temperature_takes_the_recorded_tau_logit_scores_one_and_a_given_value():
+    from vlmkit.workbook import method_temperature
+
+    reg = {"pretrained": {"score_kind": "cosine", "tau": 0.067}, "contrastive": {"score_kind": "cosine", "tau": 0.05},
+           "old": {"score_kind": "cosine"}, "vacsr": {"score_kind": "logit", "tau": 0.05}}
+    assert method_temperature(reg, "contrastive") == 0.05
+    assert method_temperature(reg, "old") == 0.067  # no record: the pretrained model's
+    assert method_temperature(reg, "vacsr") == 1.0  # logits are already scaled
+    assert method_temperature(reg, "contrastive", 0.01) == 0.01
+    assert method_temperature({"x": {}}, "x") == 0.01  # nothing recorded at all: CLIP's τ

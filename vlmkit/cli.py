@@ -34,13 +34,14 @@ from typing import Any
 import yaml
 
 from .kernel import ensure_kernel  # noqa: F401 (re-exported: vlmkit.cli.ensure_kernel)
+from .recipes import RECIPES
 from .rundir import git_commit, has_run_meta, new_run_dir, notebooks, prepare_run_dir, read_run_meta, write_run_meta
 from .utils import VlmkitError, atomic_to_csv
 
 INTERNAL = {"run_dir": "set by vlmkit run (use --run-dir to continue a run, --out for the parent folder)",
             "quick": "set by --quick"}
 
-QUICK = {"test_images": 60, "train_images": 120, "val_images": 40, "epochs": 1, "batch_size": 32,
+QUICK = {"test_images": 60, **RECIPES["quick"].notebook_params(),  # the quick recipe's fine-tuning sizes
          "vacsr_epochs": 2,
          "projection": "pca", "max_points": 300, "methods": ["contrastive", "m2mix"], "primer_steps": 40,
          "quick": True}

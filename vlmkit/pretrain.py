@@ -40,7 +40,7 @@ class PretrainConfig:
     model: str = "vlmkit-base"
     n_images: int = 30_000
     web_per_image: int = 2  # noisy captions per image
-    preset: str = "coco"  # scenes of the embedded preset (the captions are always web-like)
+    preset: str = "coco"  # scenes of the embedded preset; "web": the web domain (data/README.md), away from the coco test data
     data_seed: int = 0
     seed: int = 0
     steps: int = 2400

@@ -82,11 +82,14 @@ NARRATIVE: dict[str, str] = {
         "overlap of positives and true negatives, which bounds what any threshold can separate. Fine-tuning on "
         "one-to-one labels tends to push the false negatives down."),
     "reliability": (
-        "Reliability diagrams of top-1 retrieval: the confidence the calibration table names against the fraction "
-        "correct, in 15 bins; ECE (in %) is the bin-weighted gap to the diagonal. Two protocols: correct = the "
-        "labelled match (one-to-one labels, as in the m²-Mix paper's Table 3) and correct = true under the dataset's "
-        "truth. Look for bars below the diagonal (over-confidence) and for the difference between the two ECEs: a "
-        "model that is confident about true-but-unlabelled matches looks miscalibrated under the labels alone."),
+        "Reliability diagrams of top-1 retrieval, first under the m²-Mix authors' protocol (their Table 3): one caption "
+        "per image, a square N×N similarity, the softmax of S/τ over the N candidates at the model's own learned τ, "
+        "confidence = the top-1 probability, correct = the diagonal item (the table's ece_authors). Then the gallery "
+        "view: every caption in the gallery, correct = the labelled match and correct = true under the dataset's truth "
+        "(ece_labels, ece_truth). ECE (in %) is the bin-weighted gap to the diagonal over 15 equal-width bins; under "
+        "each diagram the histogram of confidences shows which range the model actually uses. Look for bars below the "
+        "diagonal (over-confidence) or above it (under-confidence), and for the difference between the labels and truth "
+        "ECEs: a model that is confident about true-but-unlabelled matches looks miscalibrated under the labels alone."),
 }
 
 CSS = """

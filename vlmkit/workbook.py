@@ -75,6 +75,20 @@ def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, t
     return path
 
 
+def method_temperature(registry: dict[str, dict], name: str, temperature: float = 0.0) -> float:
+    """The softmax τ for calibrating method ``name`` of a run's registry: ``temperature`` when > 0;
+    else the τ the method recorded (``info["tau"]``: the model's own learned τ, written by
+    notebooks 01/02; 1 for logit scores, VACSR's); else the pretrained entry's; else 0.01 (CLIP's)."""
+    if temperature > 0:
+        return float(temperature)
+    info = registry.get(name, {})
+    if info.get("score_kind") == "logit":
+        return 1.0
+    if info.get("tau"):
+        return float(info["tau"])
+    return float(registry.get("pretrained", {}).get("tau") or 0.01)
+
+
 def list_methods(run_dir: str | os.PathLike) -> dict[str, dict]:
     """The method registry (empty when nothing is registered yet)."""
     p = Path(run_dir) / "methods.json"
@@ -257,9 +271,10 @@ def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
     mAP@R (extended positives), gap, ECE per direction and uncertainty–R@1 Pearson r.
 
     Column names carry the protocol (``R@1 i2t [full NxM]`` …), so the table states it.  The
-    ECE is the labels protocol (``ECE % i2t [one-to-one labels]``: correct = the top-1 is the
-    labelled match, as in the m²-Mix paper's Table 3); the ECE against the dataset's truth is
-    its own column (``ECE % i2t [exact truth]``), present when the data has one.
+    first ECE is the m²-Mix authors' protocol (``ECE % i2t [authors: N×N]``: one caption per
+    image, softmax over the N candidates, correct = the diagonal; notebook 07); then the gallery
+    view with correct = the labelled match (``ECE % i2t [one-to-one labels]``) and, when the data
+    has a truth, correct = true (``ECE % i2t [exact truth]``).
     """
     ret = read_table(run_dir, "retrieval")
     out: dict[str, dict[str, Any]] = {}
@@ -270,7 +285,7 @@ def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
                 out.setdefault(rec["method"], {})[col] = rec["value"]
     cal = read_table(run_dir, "calibration")
     for rec in ([] if cal is None else cal.to_dict("records")):
-        for src, proto in (("ece_labels", "one-to-one labels"), ("ece_truth", rec.get("truth", "exact truth"))):
+        for src, proto in (("ece_authors", "authors: N×N"), ("ece_labels", "one-to-one labels"), ("ece_truth", rec.get("truth", "exact truth"))):
             if src in rec and not pd.isna(rec[src]):
                 out.setdefault(rec["method"], {})[f"ECE % {rec['direction']} [{proto}]"] = rec[src]
     for name, cols in (("gap", {"gap": "gap ‖Δ‖"}),

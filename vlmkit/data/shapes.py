@@ -59,6 +59,9 @@ RGB = {
     "cyan": (40, 200, 215),
 }
 BACKGROUNDS = ("white", "dark", "striped", "checkered")
+#: Backgrounds only the web domain draws (indices continue :data:`BACKGROUNDS`, so truth stays one index space).
+WEB_BACKGROUNDS = ("gradient", "tinted", "speckled")
+ALL_BACKGROUNDS = BACKGROUNDS + WEB_BACKGROUNDS
 POSITION_PHRASE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 # Attribute columns of an object / clause: shape, colour, size, position (−1 = absent/unspecified).
 ATTRS = ("shape", "colour", "size", "position")
@@ -78,6 +81,11 @@ class ShapesConfig:
     n_shapes: int = 5  # the first n of SHAPES are drawn
     n_colours: int = 6  # the first n of COLOURS are drawn
     backgrounds: bool = False  # draw one of BACKGROUNDS per image (an attribute captions can state)
+    colour_jitter: int = 18  # ± per channel, per object
+    colour_cast: int = 0  # ± per channel, one global shift per image (the web domain's image statistics)
+    shape_weights: tuple[float, ...] | None = None  # frequency of each of the n_shapes (None: uniform)
+    colour_weights: tuple[float, ...] | None = None  # frequency of each of the n_colours (None: uniform)
+    background_weights: tuple[float, ...] | None = None  # over ALL_BACKGROUNDS (None: uniform over BACKGROUNDS)
 
     def __post_init__(self) -> None:
         if self.image_size < 32:
@@ -86,20 +94,33 @@ class ShapesConfig:
             raise VlmkitError(f"ShapesConfig needs 1 ≤ min_objects ≤ max_objects ≤ {MAX_OBJECTS}, got {self.min_objects}, {self.max_objects}")
         if not 2 <= self.n_shapes <= len(SHAPES) or not 2 <= self.n_colours <= len(COLOURS):
             raise VlmkitError(f"ShapesConfig.n_shapes must be in 2..{len(SHAPES)} and n_colours in 2..{len(COLOURS)}, got {self.n_shapes}, {self.n_colours}")
+        for name, n in (("shape_weights", self.n_shapes), ("colour_weights", self.n_colours), ("background_weights", len(ALL_BACKGROUNDS))):
+            w = getattr(self, name)
+            if w is not None and (len(w) != n or min(w) < 0 or sum(w) <= 0):
+                raise VlmkitError(f"ShapesConfig.{name} must be {n} non-negative weights with a positive sum, got {w}")
 
 
-#: The two regimes of the embedded data.  ``coco`` (the default): 2–3 objects drawn from 8 shapes ×
+#: The regimes of the embedded data.  ``coco`` (the default): 2–3 objects drawn from 8 shapes ×
 #: 8 colours on one of 4 backgrounds, five near-unique captions per image written from different
 #: angles, as COCO annotators do.  ``stress``: 1–3 objects, 5 shapes × 6 colours, plain background,
 #: captions from a full description down to "two shapes" — false negatives everywhere (for teaching).
 PRESETS: dict[str, ShapesConfig] = {
     "coco": ShapesConfig(min_objects=2, max_objects=3, n_shapes=8, n_colours=8, backgrounds=True),
     "stress": ShapesConfig(),
+    # The *web* domain the stand-in CLIP is pretrained on (as CLIP on web alt-text, away from COCO):
+    # 1–3 objects, a long tail of shapes and colours, backgrounds mostly of kinds the coco preset never
+    # draws (gradient, tinted, speckled; no striped or checkered), a colour cast per image, stronger
+    # jitter and pixel noise.  Its captions are short alt-text (:func:`alt_text_captions`).
+    "web": ShapesConfig(min_objects=1, max_objects=3, n_shapes=8, n_colours=8, backgrounds=True, noise_std=10.0,
+                        colour_jitter=40, colour_cast=25,
+                        shape_weights=(0.22, 0.20, 0.15, 0.15, 0.10, 0.06, 0.06, 0.06),
+                        colour_weights=(0.20, 0.17, 0.17, 0.12, 0.08, 0.12, 0.07, 0.07),
+                        background_weights=(0.30, 0.10, 0.0, 0.0, 0.20, 0.25, 0.15)),
 }
 
 
 def preset_config(preset: str) -> ShapesConfig:
-    """The :class:`ShapesConfig` of a preset name (``"coco"`` or ``"stress"``)."""
+    """The :class:`ShapesConfig` of a preset name (``"coco"``, ``"stress"`` or ``"web"``)."""
     if preset not in PRESETS:
         raise VlmkitError(f"shapes preset must be one of {sorted(PRESETS)}, got {preset!r}")
     return PRESETS[preset]
@@ -120,17 +141,26 @@ def sample_scenes(n: int, rng: np.random.Generator, cfg: ShapesConfig) -> np.nda
     counts = rng.integers(cfg.min_objects, cfg.max_objects + 1, size=n)
     for i, k in enumerate(counts):
         positions = np.sort(rng.choice(len(POSITIONS), size=k, replace=False))
-        objs[i, :k, 0] = rng.integers(cfg.n_shapes, size=k)
-        objs[i, :k, 1] = rng.integers(cfg.n_colours, size=k)
+        objs[i, :k, 0] = _draw(rng, cfg.n_shapes, k, cfg.shape_weights)
+        objs[i, :k, 1] = _draw(rng, cfg.n_colours, k, cfg.colour_weights)
         objs[i, :k, 2] = rng.integers(len(SIZES), size=k)
         objs[i, :k, 3] = positions
     return objs
+
+
+def _draw(rng: np.random.Generator, n: int, k: int, weights: tuple[float, ...] | None) -> np.ndarray:
+    if weights is None:
+        return rng.integers(n, size=k)  # the uniform stream (unchanged for the coco and stress presets)
+    p = np.asarray(weights, dtype=np.float64)
+    return rng.choice(n, size=k, p=p / p.sum())
 
 
 def sample_backgrounds(n: int, rng: np.random.Generator, cfg: ShapesConfig) -> np.ndarray:
     """Background index per image (n,) int8; all −1 (plain grey, no attribute) unless ``cfg.backgrounds``."""
     if not cfg.backgrounds:
         return np.full(n, -1, dtype=np.int8)
+    if cfg.background_weights is not None:
+        return _draw(rng, len(ALL_BACKGROUNDS), n, cfg.background_weights).astype(np.int8)
     return rng.integers(len(BACKGROUNDS), size=n).astype(np.int8)
 
 
@@ -162,14 +192,27 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
 
 
 def _background(big: int, background: int, rng: np.random.Generator) -> Image.Image:
-    """The canvas: plain grey (−1, the stress preset) or one of :data:`BACKGROUNDS`."""
-    name = BACKGROUNDS[background] if background >= 0 else "grey"
+    """The canvas: plain grey (−1, the stress preset) or one of :data:`ALL_BACKGROUNDS`."""
+    name = ALL_BACKGROUNDS[background] if background >= 0 else "grey"
     if name == "dark":
         level = int(rng.integers(35, 71))
         return Image.new("RGB", (big, big), (level, level, level))
     if name == "grey":
         level = int(rng.integers(200, 246))
         return Image.new("RGB", (big, big), (level, level, level))
+    if name == "tinted":  # a random pastel
+        return Image.new("RGB", (big, big), tuple(int(v) for v in rng.integers(150, 246, size=3)))
+    if name == "gradient":  # between two random light-to-mid colours, horizontal or vertical
+        a, b = rng.integers(110, 250, size=(2, 3)).astype(np.float32)
+        t = np.linspace(0.0, 1.0, big, dtype=np.float32)
+        ramp = a[None, :] * (1 - t[:, None]) + b[None, :] * t[:, None]  # (big, 3)
+        arr = np.broadcast_to(ramp[:, None, :] if rng.random() < 0.5 else ramp[None, :, :], (big, big, 3))
+        return Image.fromarray(arr.round().astype(np.uint8).copy())
+    if name == "speckled":  # light paper with dark flecks (a texture)
+        level = int(rng.integers(205, 246))
+        flecks = rng.random((big, big)) < 0.07
+        arr = np.where(flecks, level - rng.integers(60, 120, size=(big, big)), level).astype(np.uint8)
+        return Image.fromarray(np.repeat(arr[:, :, None], 3, axis=2))
     level = int(rng.integers(225, 251))
     if name == "white":
         return Image.new("RGB", (big, big), (level, level, level))
@@ -201,7 +244,7 @@ def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig, 
         r = big * (0.085 if size_i == 0 else 0.15) * float(rng.uniform(0.92, 1.08))
         cx = slot_w * (pos_i + 0.5) + float(rng.uniform(-0.08, 0.08)) * slot_w
         cy = big * 0.5 + float(rng.uniform(-0.22, 0.22)) * big
-        rgb = tuple(int(np.clip(c + rng.integers(-18, 19), 0, 255)) for c in RGB[COLOURS[colour_i]])
+        rgb = tuple(int(np.clip(c + rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1), 0, 255)) for c in RGB[COLOURS[colour_i]])
         shape = SHAPES[shape_i]
         if shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
@@ -211,6 +254,8 @@ def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig, 
             angle = float(rng.uniform(-0.25, 0.25)) if shape != "star" else float(rng.uniform(-0.2, 0.2))
             draw.polygon(_polygon(shape, cx, cy, r, angle), fill=rgb)
     arr = np.asarray(img.resize((s, s), Image.BILINEAR), dtype=np.float32)
+    if cfg.colour_cast > 0:
+        arr += rng.integers(-cfg.colour_cast, cfg.colour_cast + 1, size=3).astype(np.float32)
     if cfg.noise_std > 0:
         arr += rng.normal(0.0, cfg.noise_std, size=arr.shape).astype(np.float32)
     return np.clip(arr, 0, 255).round().astype(np.uint8)
@@ -263,7 +308,7 @@ def count_phrase(k: int) -> str:
 
 
 def background_phrase(b: int) -> str:
-    return f"a {BACKGROUNDS[b]} background"
+    return f"a {ALL_BACKGROUNDS[b]} background"
 
 
 def join_list(parts: list[str]) -> str:
@@ -437,6 +482,79 @@ def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int
     return texts, CaptionSpec(clauses, count, bgs)
 
 
+#: Alt-text words of the web domain: each canonical word is replaced by its web synonym with p = 0.5,
+#: so the fine-tuning vocabulary is half-known to the stand-in (as web alt-text says "dot", COCO "circle").
+WEB_SYNONYMS = {
+    "circle": "dot", "square": "box", "cross": "plus sign", "hexagon": "hex", "diamond": "rhombus", "ring": "donut",
+    "purple": "violet", "pink": "magenta", "cyan": "turquoise", "yellow": "gold",
+    "small": "tiny", "large": "big", "shape": "icon", "shapes": "icons",
+}
+ALT_WRAPPERS = (
+    "{}", "{}", "stock photo of {}", "{} | free clipart", "{} vector", "cute {}", "{} icon set",
+    "img {num}: {}", "{} - illustration", "download {} png", "{} #shapes", "{} wallpaper",
+)
+
+
+def _web_words(text: str, rng: np.random.Generator) -> str:
+    words = text.split(" ")
+    return " ".join(WEB_SYNONYMS[w] if w in WEB_SYNONYMS and rng.random() < 0.5 else w for w in words)
+
+
+def alt_text_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator, per_image: int = 2,
+                      cfg: ShapesConfig | None = None, p_other: float = 0.1, p_wrong: float = 0.05) -> tuple[list[str], CaptionSpec]:
+    """Short, noisy alt-text captions of the *web* domain (the stand-in's pretraining text).
+
+    Unlike the coco preset's five annotator captions, an alt-text names one object (p = 0.6) or two
+    as keyword phrases ("red dot, big blue star | free clipart"): colour stated with p = 0.75, size
+    with p = 0.4, position with p = 0.12 (the coco captions state positions in two of five forms), a
+    count with p = 0.15 (as a digit half the time: "2 shapes"), the background with p = 0.2; half of
+    the attribute words are web synonyms (:data:`WEB_SYNONYMS`); one attribute is wrong with
+    ``p_wrong`` and the caption is about another image with ``p_other``.  Its :class:`CaptionSpec` is
+    what it *says*, so truth stays exact.
+    """
+    cfg = cfg or PRESETS["web"]
+    n = len(objs)
+    m = n * per_image
+    clauses = np.full((m, MAX_OBJECTS, len(ATTRS)), -1, dtype=np.int8)
+    count = np.full(m, -1, dtype=np.int8)
+    bgs = np.full(m, -1, dtype=np.int8)
+    texts = []
+    sizes = (cfg.n_shapes, cfg.n_colours, len(SIZES), len(POSITIONS))
+    keep_p = np.array([1.0, 0.75, 0.4, 0.12])
+    for row in range(m):
+        i = row // per_image
+        if rng.random() < p_other:
+            i = int(rng.integers(n))
+        o = objs[i]
+        present = np.flatnonzero(o[:, 0] >= 0)
+        k = min(len(present), 1 if rng.random() < 0.6 else 2)
+        chosen = rng.choice(present, size=k, replace=False)
+        c = o[chosen].copy()
+        c[rng.random(c.shape) >= keep_p[None, :]] = -1
+        if rng.random() < p_wrong:
+            a, b = int(rng.integers(k)), int(rng.integers(len(ATTRS)))
+            c[a, b] = int(rng.integers(sizes[b]))
+        clauses[row, :k] = c
+        parts = []
+        for x in c:
+            words = [SIZES[x[2]]] if x[2] >= 0 else []
+            words += [COLOURS[x[1]]] if x[1] >= 0 else []
+            words.append(SHAPES[x[0]])
+            words += [POSITION_PHRASE[POSITIONS[x[3]]]] if x[3] >= 0 else []
+            parts.append(" ".join(words))
+        body = ", ".join(parts) if rng.random() < 0.5 else " and ".join(parts)
+        if rng.random() < 0.15:
+            count[row] = len(present)
+            num = str(len(present)) if rng.random() < 0.5 else COUNT_WORDS[len(present)]
+            body = f"{num} shape{'' if len(present) == 1 else 's'}: {body}"
+        if rng.random() < 0.2:
+            bgs[row] = backgrounds[i]
+            body += f" on {ALL_BACKGROUNDS[int(backgrounds[i])]} background"
+        wrapper = ALT_WRAPPERS[int(rng.integers(len(ALT_WRAPPERS)))]
+        texts.append(wrapper.format(_web_words(body, rng), num=int(rng.integers(100, 9999))))
+    return texts, CaptionSpec(clauses, count, bgs)
+
+
 # --------------------------------------------------------------------------- truth
 
 
@@ -531,8 +649,10 @@ def make_shapes(
             (noisy alt-text, ``web_per_image`` per image, for pretraining).
         config: overrides the preset's :class:`ShapesConfig`.
         preset: ``"coco"`` (default: near-unique COCO-style captions, a handful of true
-            images per caption) or ``"stress"`` (generic captions true of a third of the
-            gallery; false negatives everywhere).  See :data:`PRESETS` and data/README.md.
+            images per caption), ``"stress"`` (generic captions true of a third of the
+            gallery; false negatives everywhere) or ``"web"`` (the stand-in's pretraining domain:
+            other backgrounds and image statistics; with ``captions="web"`` short alt-text,
+            :func:`alt_text_captions`).  See :data:`PRESETS` and data/README.md.
     """
     base = preset_config(preset)
     cfg = config or base
@@ -546,7 +666,7 @@ def make_shapes(
     images = np.stack([render_scene(o, render_rng, cfg, b) for o, b in zip(objs, backgrounds)])
     cap_rng = np.random.default_rng([seed, SPLITS[split], 2])
     if captions == "exact":
-        if preset == "coco":
+        if preset in ("coco", "web"):  # web scenes with coco-style captions: the image shift alone
             texts, spec, specificity = coco_captions(objs, backgrounds, cap_rng)
         else:
             texts, spec, specificity = exact_captions(objs, cap_rng)
@@ -555,8 +675,11 @@ def make_shapes(
     elif captions == "web":
         if web_per_image < 1:
             raise VlmkitError(f"web_per_image must be ≥ 1, got {web_per_image}")
-        texts, spec = make_web_captions(objs, cap_rng, per_image=web_per_image, cfg=cfg,
-                                        backgrounds=backgrounds if cfg.backgrounds else None)
+        if preset == "web":
+            texts, spec = alt_text_captions(objs, backgrounds, cap_rng, per_image=web_per_image, cfg=cfg)
+        else:
+            texts, spec = make_web_captions(objs, cap_rng, per_image=web_per_image, cfg=cfg,
+                                            backgrounds=backgrounds if cfg.backgrounds else None)
         per = web_per_image
         meta = {"specificity": np.full(len(texts), -1, dtype=np.int8)}
     else:
@@ -586,4 +709,35 @@ def scene_of(ds: PairDataset, i: int) -> list[dict]:
     for o in ds.truth.objs[i]:
         if o[0] >= 0:
             out.append({"shape": SHAPES[o[0]], "colour": COLOURS[o[1]], "size": SIZES[o[2]], "position": POSITIONS[o[3]]})
+    return out
+
+
+def domain_census(ds: PairDataset) -> dict[str, float]:
+    """What a split of the embedded data looks like, for comparing the web domain (the stand-in's
+    pretraining) with the coco preset (fine-tuning and test): objects per image, background mix,
+    image statistics, caption length and vocabulary, and how often captions state each attribute.
+    Shares are fractions; ``background:<name>`` per background; ``states:<attr>`` = share of
+    captions stating that attribute of at least one object (``count``/``background`` as atoms)."""
+    if not isinstance(ds.truth, ShapesTruth):
+        raise VlmkitError(f"domain_census: {ds.name} is not an embedded shapes dataset")
+    objs, spec, bgs = ds.truth.objs, ds.truth.spec, ds.truth.backgrounds
+    arr = ds.images.array.astype(np.float32)
+    words = [c.split() for c in ds.captions]
+    vocab = {w.strip(",.:;|#") for ws in words for w in ws} - {""}
+    out: dict[str, float] = {"images": float(len(objs)), "captions": float(len(ds.captions)),
+                             "objects per image": float((objs[:, :, 0] >= 0).sum(1).mean()),
+                             "pixel mean": float(arr.mean()), "pixel std": float(arr.std()),
+                             "colourfulness (mean channel spread)": float((arr.max(-1) - arr.min(-1)).mean()),
+                             "words per caption": float(np.mean([len(w) for w in words])), "vocabulary": float(len(vocab))}
+    for b, name in enumerate(ALL_BACKGROUNDS):
+        out[f"background:{name}"] = float(np.mean(bgs == b))
+    for a, name in enumerate(ATTRS):
+        out[f"states:{name}"] = float(np.mean((spec.clauses[:, :, a] >= 0).any(1)))
+    out["states:count"] = float(np.mean(spec.count >= 0))
+    out["states:background"] = float(np.mean(spec.background >= 0))
+    out["objects stated per caption"] = float(((spec.clauses >= 0).any(-1)).sum(1).mean())
+    m = len(ds.captions)
+    own = np.concatenate([np.diagonal(ds.truth.relevance(ds.caption_image[j:j + 256], np.arange(j, min(j + 256, m))))
+                          for j in range(0, m, 256)])
+    out["captions true of their image"] = float(np.mean(own >= 1.0))
     return out

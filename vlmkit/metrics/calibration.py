@@ -93,3 +93,57 @@ def softmax_confidence(logits: Any) -> tuple[torch.Tensor, torch.Tensor]:
     p = torch.softmax(z, dim=1)
     conf, arg = p.max(1)
     return conf, arg
+
+
+class SquareCalibration:
+    """One direction of :func:`authors_calibration`: per-query ``confidence`` and ``correct``,
+    their ``ece`` (a fraction, not percent), reliability ``bins``, mean ``confidence`` and ``accuracy``."""
+
+    def __init__(self, confidence: np.ndarray, correct: np.ndarray, n_bins: int):
+        self.confidence, self.correct, self.n_bins = confidence, correct, n_bins
+        self.ece = expected_calibration_error(confidence, correct, n_bins)
+        self.bins = reliability_bins(confidence, correct, n_bins)
+        self.accuracy = float(np.mean(correct))
+        self.mean_confidence = float(np.mean(confidence))
+
+    def __repr__(self) -> str:
+        return f"SquareCalibration(ece={self.ece:.4f}, confidence={self.mean_confidence:.3f}, accuracy={self.accuracy:.3f}, n={len(self.correct)})"
+
+
+#: The name of the authors' protocol in tables and figures.
+AUTHORS_PROTOCOL = "authors: first caption per image, N×N softmax(S/τ), top-1 = diagonal"
+#: The name of the 5-caption gallery protocol (every caption in the gallery, extended truth optional).
+GALLERY_PROTOCOL = "gallery: every caption, softmax(S/τ) over the whole gallery"
+
+
+def authors_calibration(scores: Scores | Any, caption_image: Any, *, tau: float = 0.01,
+                        n_bins: int = 15) -> dict[str, SquareCalibration]:
+    """Calibration of top-1 retrieval under the m²-Mix authors' protocol (docs/design.md, Tab. 3).
+
+    One caption per image (each image's first caption in ``caption_image`` order), so a square
+    N × N block ``S`` of the image–caption ``scores`` (N × M cosine similarities) whose diagonal is
+    the positive; per query the softmax of ``S / tau`` over the N candidates; confidence = the
+    top-1 probability; correct = the top-1 is the diagonal item (pessimistic ties: a tie with
+    another candidate counts as wrong); ``n_bins`` equal-width bins.  The authors' τ = 0.01 is
+    CLIP's learned τ: pass the model's own.  Returns ``{"i2t": …, "t2i": …}``
+    (:class:`SquareCalibration`).  Images without a caption are left out.
+    """
+    if not (isinstance(tau, (int, float)) and not isinstance(tau, bool) and tau > 0 and np.isfinite(tau)):
+        raise VlmkitError(f"tau: expected a finite number > 0, got {tau!r}")
+    sc = as_scores(scores)
+    n, m = sc.shape
+    cap = np.asarray(caption_image)
+    if cap.shape != (m,) or not np.issubdtype(cap.dtype, np.integer) or (m and (cap.min() < 0 or cap.max() >= n)):
+        raise VlmkitError(f"caption_image: expected {m} integer image indices in [0, {n}) (one per score column), got shape {cap.shape}")
+    images, first = np.unique(cap.astype(np.int64), return_index=True)  # ascending image ids, the first caption of each
+    if len(images) < 2:
+        raise VlmkitError("authors_calibration: needs at least two images with a caption")
+    sub = sc.subset(images, first)
+    s = sub.block(0, len(images))[0].detach().cpu().to(torch.float64)
+    out = {}
+    eye = torch.eye(len(s), dtype=torch.bool)
+    for name, mat in (("i2t", s), ("t2i", s.T)):
+        p = torch.softmax(mat / tau, dim=1)
+        others = mat.masked_fill(eye, float("-inf")).max(1).values
+        out[name] = SquareCalibration(p.max(1).values.numpy(), (mat.diagonal() > others).numpy(), n_bins)
+    return out

@@ -37,6 +37,16 @@ def stand_in(device: str | torch.device | None = "auto") -> LoadedModel:
     return loaded
 
 
+def learned_temperature(model: LoadedModel | torch.nn.Module) -> float:
+    """The model's own learned τ = 1 / exp(logit_scale) (CLIP ViT-B/32: 0.01; the τ the m²-Mix
+    authors fine-tune and evaluate at).  Raises when the model has no ``logit_scale``."""
+    m = getattr(model, "model", model)
+    scale = getattr(m, "logit_scale", None)
+    if scale is None:
+        raise VlmkitError(f"{type(m).__name__} has no logit_scale: no learned temperature to take; pass one")
+    return float(1.0 / torch.as_tensor(scale).detach().float().exp())
+
+
 def stand_in_record() -> dict:
     """What the shipped checkpoint records of its training: ``pretrain_config``, ``loss_history``, ``seconds`` …"""
     meta = json.loads((SHIPPED_DIR / CONFIG_NAME).read_text())

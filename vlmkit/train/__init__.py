@@ -6,7 +6,7 @@
 Also ``python -m vlmkit.train --method m2mix --epochs 3 --out runs/x`` (and under torchrun).
 """
 
-from .config import METHODS, TrainConfig
+from .config import METHODS, RECIPES, Recipe, TrainConfig, recipe
 from .loop import FinetuneResult, finetune, load_history, load_splits, validate
 
-__all__ = ["METHODS", "FinetuneResult", "TrainConfig", "finetune", "load_history", "load_splits", "validate"]
+__all__ = ["METHODS", "RECIPES", "Recipe", "recipe", "FinetuneResult", "TrainConfig", "finetune", "load_history", "load_splits", "validate"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..data.spec import parse_spec
 from ..losses import LOSS_PRESETS, make_loss
+from ..recipes import DEFAULT_RECIPE, RECIPES, Recipe, recipe  # noqa: F401 (re-exported)
 from ..utils import VlmkitError
 
 #: methods accepted by :class:`TrainConfig` (the mixup presets come from :mod:`vlmkit.losses`)
@@ -18,6 +19,7 @@ VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "
                    "step_frac": 0.6, "warm_start": "features", "warm_epochs": 3, "warm_lr": 1e-3,
                    "text_lr_frac": 0.1, "image_lr_frac": 0.01}
 VACSR_PRESETS = (None, "paper")
+
 VACSR_SCHEDULES = ("step", "cosine")
 VACSR_WARM_STARTS = ("features", "none")
 
@@ -37,10 +39,12 @@ class TrainConfig:
     the first ``k`` captions of each image (:func:`vlmkit.utils.first_captions`); ``1`` is the
     m²-Mix authors' epoch (one pair per image: COCO's first caption, Flickr's first row).
 
-    Method: ``"contrastive"`` (fixed τ = 0.01 as in the authors' runs, or the model's
+    Method: ``"contrastive"`` (symmetric InfoNCE at a fixed τ: ``temperature``, or when that is
+    ``None`` the pretrained model's own learned τ = 1 / exp(logit_scale), held fixed; the model's
     learnable scale with ``learnable_scale=True``), ``"sigmoid"`` (SigLIP, learnable scale and
-    bias initialised to log 10 and −10), the mixup presets ``m2mix/vmix/lmix/vlmix/all``
-    (``loss_overrides`` tweak any :class:`~vlmkit.losses.GeodesicMixupLoss` field) and
+    bias initialised to log 10 and −10), the mixup presets ``m2mix/vmix/lmix/vlmix/all`` (base and
+    V/L/VL terms at the same τ, the m²-Mix term at τ₂ = 0.07;
+    ``loss_overrides`` tweak any :class:`~vlmkit.losses.GeodesicMixupLoss` field) and
     ``"vacsr-joint"`` (encoders and a VACSR adapter trained together; ``vacsr`` holds
     :class:`~vlmkit.vacsr.VACSRConfig` fields plus the loop keys ``lr`` (adapter lr, 5e-4 as
     in the paper), ``weight_decay`` (0), ``contrastive_weight`` (0: the paper's Eq. 13 has no
@@ -69,30 +73,39 @@ class TrainConfig:
     ``lr_mult_text`` scale the lr of each tower (0 also freezes it). ``eval_mode=True`` keeps
     the model in eval mode while training (no dropout; the authors' m²-Mix runs).
 
-    Defaults that depart from the m²-Mix authors' recipe (``changdaeoh/multimodal-mixup``,
-    ``main.py``; docs/design.md), and why:
+    The defaults are the ``workbook`` :class:`Recipe` (:data:`RECIPES`; notebook 02, the ledger and
+    ``vlmkit run --quick`` take theirs from the same registry). Defaults that depart from the m²-Mix
+    authors' recipe (``RECIPES["authors"]``: ``changdaeoh/multimodal-mixup``, ``main.py``; docs/design.md),
+    and why:
 
-    * ``lr=1e-4`` (authors 1e-5 or 7e-6): tuned for real CLIPs; the tiny stand-in barely moves
-      at 1e-5 in a few epochs (bench/README.md, Fine-tuning: 1e-5 → RSUM 50.3, below
-      zero-shot; 1e-4 → 120.2; the workbook passes 5e-4). Pass 1e-5 for a real CLIP.
-    * ``epochs=3`` (authors 9): CPU budget of the embedded default.
+    * ``lr=1e-4`` (authors 1e-5 or 7e-6): the small stand-in barely moves at 1e-5 in the
+      workbook's 156 steps (bench/README.md, Fine-tuning: 1e-5 → RSUM 50.3, 1e-4 → 120.2); at
+      1e-4 with the authors' other switches see "The premise". Pass 1e-5 for a real CLIP.
+    * ``epochs=2`` (authors 9): the CPU budget of the default workbook (≤ 10 min on 2 cores); with
+      every caption an epoch already holds five times the authors' pairs.
     * ``weight_decay=0.1`` (authors 0.2 or 0.01) **in groups**: decay only on weight
       matrices (``ndim ≥ 2``, not embeddings); biases, LayerNorm gains, embeddings and the
       logit scale/bias get none (open_clip's and CLIP's convention). The authors use one AdamW
       group with decay on every parameter.
     * ``grad_clip=1.0`` (authors: no clipping): guards the higher lr and fp16 AMP against
       rare exploding steps; ``grad_clip=0`` reproduces the authors.
-    * ``eval_mode=False`` (authors: ``clip_model.eval()`` while training): open_clip's
-      training convention. The bundled configs have no dropout, so both modes train the same
-      weights (tested); it matters for models with dropout / patch dropout / BatchNorm —
-      pass ``eval_mode=True`` to match the authors.
-    * ``captions_per_image=None`` (authors 1): every caption is a training pair, five times
-      the pairs per epoch; pass 1 for the authors' epoch.
+    * ``captions_per_image=None`` (authors 1): every caption is a training pair. The embedded
+      data's captions are ordered by specificity (the first is always the full description,
+      unlike COCO's first annotator), so the first caption alone would train one caption style
+      out of five; pass 1 for the authors' epoch.
+    * ``train_images=2000`` (authors 113,287 COCO Karpathy-train images): the CPU budget of the
+      default workbook; the embedded data's train split is generated to any size.
+    * ``val_images=200`` (authors 5,000): validation only picks the best epoch, and 200 images
+      rank the epochs as well at a fraction of the cost.
     * ``amp="auto"`` (authors: fp16 weights, fp32 update): bf16/fp16 autocast on CUDA only;
       CPU runs in fp32.
     * Same as the authors: AdamW, batch 128, 10 % linear warm-up then cosine to 0
-      (:func:`vlmkit.train.schedule.warmup_cosine`), fixed τ = 0.01 (the model's learnable
-      scale unused unless ``learnable_scale=True``), the last partial batch dropped.
+      (:func:`vlmkit.train.schedule.warmup_cosine`), the model in eval mode while training
+      (``eval_mode=True``: no dropout; the bundled configs have none, so both modes train the
+      same weights, tested), τ fixed at the model's own learned value (``temperature=None``;
+      the authors' 0.01 is CLIP ViT-B/32's learned τ; the learnable scale is unused unless
+      ``learnable_scale=True``), clean training data (``noise_ratio=0``; the VACSR noise
+      experiments pass ``Recipe.noise_ratio_vacsr``), the last partial batch dropped.
     """
 
     method: str = "contrastive"
@@ -100,25 +113,26 @@ class TrainConfig:
     pretrained: str | None = "stand-in"  # the shipped stand-in CLIP; None = random weights
     dataset: str = "shapes"
     val_dataset: str | None = None
-    train_images: int = 5000
-    val_images: int = 1000
+    train_images: int = DEFAULT_RECIPE.train_images
+    val_images: int = DEFAULT_RECIPE.val_images
     data_seed: int = 0
-    noise_ratio: float = 0.0
-    captions_per_image: int | None = None
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    warmup_frac: float = 0.1
-    grad_clip: float = 1.0
+    noise_ratio: float = DEFAULT_RECIPE.noise_ratio
+    captions_per_image: int | None = DEFAULT_RECIPE.captions_per_image
+    epochs: int = DEFAULT_RECIPE.epochs
+    batch_size: int = DEFAULT_RECIPE.batch_size
+    lr: float = DEFAULT_RECIPE.lr
+    weight_decay: float = DEFAULT_RECIPE.weight_decay
+    warmup_frac: float = DEFAULT_RECIPE.warmup_frac
+    grad_clip: float = DEFAULT_RECIPE.grad_clip
     freeze: str | None = None
     freeze_prefixes: tuple[str, ...] = ()
     lr_mult_image: float = 1.0
     lr_mult_text: float = 1.0
-    eval_mode: bool = False
+    eval_mode: bool = DEFAULT_RECIPE.eval_mode
     amp: str = "auto"
     grad_checkpointing: bool = False
     learnable_scale: bool = False
+    temperature: float | None = DEFAULT_RECIPE.temperature
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 256
@@ -152,6 +166,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 bad(name, "a finite number ≥ 0")
+        t = self.temperature
+        if t is not None and not (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 and math.isfinite(t)):
+            bad("temperature", "None (the model's own learned τ) or a finite number > 0")
         if not 0 <= self.warmup_frac < 1:
             bad("warmup_frac", "a fraction in [0, 1)")
         if not 0 <= self.noise_ratio <= 1:

@@ -123,6 +123,19 @@ def epoch_batches(cfg: TrainConfig, captions: np.ndarray, epoch: int) -> list[np
 # --------------------------------------------------------------------------- model / optimiser
 
 
+def base_temperature(cfg: TrainConfig, model: nn.Module) -> float:
+    """τ of the base InfoNCE (and the V/L/VL mix terms): ``cfg.temperature``, or when that is
+    ``None`` the model's own learned τ = 1 / exp(logit_scale) (the authors' 0.01 is CLIP's);
+    ``loss_overrides["tau"]`` wins over both."""
+    if "tau" in cfg.loss_overrides:
+        return float(cfg.loss_overrides["tau"])
+    if cfg.temperature is not None:
+        return float(cfg.temperature)
+    from ..models import learned_temperature
+
+    return learned_temperature(model)
+
+
 def _tower(name: str) -> str:
     if name in ("logit_scale", "logit_bias"):
         return "logit"
@@ -336,7 +349,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     total = cfg.epochs * steps_per_epoch
     sched = _schedule(cfg, opt, total, steps_per_epoch)
     autocast, scaler, enc_amp = _amp(cfg, dev)
-    loss_fn = make_loss(cfg.method, **cfg.loss_overrides) if cfg.method in LOSS_PRESETS else None
+    tau = base_temperature(cfg, loaded.model)  # from the pretrained weights, before any resume
+    loss_fn = make_loss(cfg.method, **{"tau": tau, **cfg.loss_overrides}) if cfg.method in LOSS_PRESETS else None
 
     history: list[dict] = []
     step, start_epoch, best_rsum, best_epoch = 0, 0, float("-inf"), -1
@@ -431,6 +445,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         train_seconds = time.time() - t_epoch
         sums = D.mean_over_ranks(sums, info, dev)  # each rank logged its local-loss share
         row = {"epoch": epoch + 1, "step": step, "lr": lr_used}  # the lr of the epoch's last step
+        if loss_fn is not None:
+            row["tau"] = loss_fn.tau
         row.update({("train_" + k if k != "loss" else "train_loss"): v / steps_per_epoch for k, v in sums.items()})
         row.update(validate(loaded, val, trainable.vacsr.adapter if vacsr is not None else None, batch_size=cfg.eval_batch_size, amp=enc_amp))
         row["seconds"] = round(time.time() - t_epoch, 2)

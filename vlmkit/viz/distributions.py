@@ -77,20 +77,30 @@ def pair_type_histogram_figure(hist: Any, *, title: str = "Similarity by pair ty
 
 
 def reliability_figure(bins: pd.DataFrame, ece: float, *, title: str = "Reliability diagram") -> go.Figure:
-    """Accuracy vs mean confidence per bin (bars), the diagonal, and bin counts on hover; ECE in the title."""
+    """Accuracy vs mean confidence per bin (bars), the diagonal, and bin counts on hover; ECE in the
+    title.  Under it, sharing the confidence axis, the histogram of the queries' top-1 confidences
+    (share of queries per bin), so an empty range of confidence is visible as such."""
     need = {"lo", "hi", "count", "confidence", "accuracy"}
     if not need <= set(bins.columns):
         raise VlmkitError(f"reliability_figure: bins need columns {sorted(need)}")
     mid = (bins["lo"] + bins["hi"]) / 2
     width = float((bins["hi"] - bins["lo"]).iloc[0])
-    fig = go.Figure()
+    count = bins["count"].to_numpy()
+    share = count / max(int(count.sum()), 1)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
     fig.add_trace(go.Bar(x=mid, y=bins["accuracy"].fillna(0), width=width * 0.95, name="top-1 accuracy per bin",
-                         marker_color="#1f77b4", customdata=bins["count"], hovertemplate="conf bin %{x:.2f}<br>acc %{y:.3f}<br>n=%{customdata}"))
+                         marker_color="#1f77b4", customdata=bins["count"], hovertemplate="conf bin %{x:.2f}<br>acc %{y:.3f}<br>n=%{customdata}"),
+                  row=1, col=1)
     fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="markers", name="(mean confidence, accuracy)",
-                             marker=dict(color="#d62728", size=7)))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dash", color="grey")))
-    fig.update_layout(title=f"{title} — ECE {100 * ece:.2f}%", xaxis_title="confidence of top-1", yaxis_title="accuracy of top-1",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1.05], legend=dict(orientation="h", y=-0.2))
+                             marker=dict(color="#d62728", size=7)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dash", color="grey")), row=1, col=1)
+    fig.add_trace(go.Bar(x=mid, y=share, width=width * 0.95, name="share of queries per bin", marker_color="#7f7f7f",
+                         customdata=bins["count"], hovertemplate="conf bin %{x:.2f}<br>%{y:.1%} of queries<br>n=%{customdata}"), row=2, col=1)
+    fig.update_layout(title=f"{title} — ECE {100 * ece:.2f}%", legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(range=[0, 1], row=1, col=1)
+    fig.update_xaxes(range=[0, 1], title_text="confidence of top-1", row=2, col=1)
+    fig.update_yaxes(range=[0, 1.05], title_text="accuracy of top-1", row=1, col=1)
+    fig.update_yaxes(title_text="queries", tickformat=".0%", rangemode="tozero", row=2, col=1)
     return fig
 
 
