@@ -216,6 +216,14 @@ def _fake_run(root: Path, name: str, point: dict, r1: dict[str, float], status: 
     return run
 
 
+def test_a_grid_where_no_run_reached_a_summary_gets_the_per_point_page_alone(tmp_path):
+    runs = [_fake_run(tmp_path, f"s{k}", {"seed": k}, {}, status="failed" if k else "ok") for k in (0, 1)]
+    page = batch.write_batch(tmp_path / "batch", runs, png=False)
+    text = page.read_text()
+    assert page.name == "report.html" and "2 grid points" in text and "(seed = 1)" in text
+    assert not (tmp_path / "batch" / "summary_by_seed.csv").exists()  # nothing to aggregate, nothing averaged
+
+
 def test_vlmkit_run_grid_writes_aggregates_figures_and_the_page_and_load_rereads_the_runs(tmp_path, monkeypatch):
     from vlmkit import cli
 

@@ -419,20 +419,22 @@ FIGURES = ["00_random_init_cones", "00_temperature_gap", "01_census", "01_exampl
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, env):
     out = tmp_path_factory.mktemp("runs")
-    r = _vlmkit(["run", "--quick", "--out", str(out), "--grid", "seeds=0,1", "noise_ratio=0,0.5"], env, timeout=3600)
+    # two runs keep the suite short; the noise_ratio axis of the comparison page (line figures with
+    # bands) is tested on fake runs in tests/test_batch.py and tests/test_browser.py
+    r = _vlmkit(["run", "--quick", "--out", str(out), "--grid", "seeds=0,1", "-p", "noise_ratio", "0.5"], env, timeout=2400)
     return out, r
 
 
 @pytest.mark.slow
-def test_batch_of_four_runs_executes_every_notebook(batch):
+def test_batch_of_two_runs_executes_every_notebook(batch):
     out, r = batch
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ERROR" not in r.stdout + r.stderr  # a clean run's log: no kernel "KeyboardInterrupt caught" at shutdown
     runs = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("batch-"))
-    assert len(runs) == 4
-    for run, (seed, noise) in zip(runs, ((0, 0), (0, 0.5), (1, 0), (1, 0.5))):
+    assert len(runs) == 2
+    for run, (seed, noise) in zip(runs, ((0, 0.5), (1, 0.5))):
         meta = json.loads((run / "run.json").read_text())
-        assert meta["status"] == "ok" and meta["grid_point"] == {"seed": seed, "noise_ratio": noise}
+        assert meta["status"] == "ok" and meta["grid_point"] == {"seed": seed}
         assert meta["parameters"]["noise_ratio"] == noise and meta["vlmkit_version"] != "unknown"
         assert re.fullmatch(r"[0-9a-f]{40}", meta["git_commit"] or "")
         assert [Path(n).stem for n in meta["notebooks"]] == EXPECTED_NOTEBOOKS
@@ -488,18 +490,18 @@ def test_batch_tables_hold_numbers_with_protocols(batch):
         assert "ECE % i2t [exact truth]" in report
     batch_dir = next(p for p in out.iterdir() if p.name.startswith("batch-"))
     summ = pd.read_csv(batch_dir / "summary.csv")
-    assert len(summ) == 16 and set(summ.noise_ratio) == {0, 0.5} and set(summ.seed) == {0, 1} and (summ.status == "ok").all()
+    assert len(summ) == 8 and set(summ.seed) == {0, 1} and (summ.status == "ok").all()
     assert summ.filter(like="R@1 i2t").notna().any(axis=None)
-    # the noisy run (same seed) trained on other captions: its fine-tuned embeddings differ
+    # the two seeds fine-tuned differently: their fine-tuned embeddings differ
     a, b = (pd.read_csv(r / "tables" / "gap.csv").set_index("method").gap for r in runs[:2])
-    assert a["pretrained"] == pytest.approx(b["pretrained"]) and a["contrastive"] != pytest.approx(b["contrastive"], abs=1e-7)
-    assert summarise_runs(runs).shape[0] == 16
+    assert a["contrastive"] != pytest.approx(b["contrastive"], abs=1e-7)
+    assert summarise_runs(runs).shape[0] == 8
 
 
 @pytest.mark.slow
 def test_batch_page_aggregates_over_seeds(batch):
-    """The comparison page of the 2 × 2 grid: summary_by_seed.csv against a hand computation
-    from summary.csv, a figure with bands and the difference panel per headline metric."""
+    """The comparison page of the 2-seed grid: summary_by_seed.csv against a hand computation
+    from summary.csv, a figure with error bars and the difference panel per headline metric."""
     from vlmkit.batch import load
 
     out, _ = batch
@@ -508,25 +510,24 @@ def test_batch_page_aggregates_over_seeds(batch):
     by = pd.read_csv(folder / "summary_by_seed.csv", dtype={"seeds": str, "missing_seeds": str})
     r1 = next(c for c in summ.columns if c.startswith("R@1 i2t"))
     checked = 0
-    for (noise, method), g in summ.groupby(["noise_ratio", "method"]):
+    for method, g in summ.groupby("method"):
         a, b = g.sort_values("seed")[r1]
-        row = by[(by.noise_ratio == noise) & (by.method == method) & (by.metric == r1)].iloc[0]
+        row = by[(by.method == method) & (by.metric == r1)].iloc[0]
         assert (row.n, row.seeds) == (2, "0,1")
         assert row["mean"] == pytest.approx((a + b) / 2) and row.sd == pytest.approx(abs(a - b) / 2 ** 0.5)
         assert row.ci95_hi - row["mean"] == pytest.approx(12.706204736174698 * abs(a - b) / 2)  # t(0.975, 1) · sd / √2
         checked += 1
-    assert checked == 8
-    for noise in (0, 0.5):
-        s = summ[summ.noise_ratio == noise].set_index(["method", "seed"])[r1]
-        d = [s["m2mix", k] - s["contrastive", k] for k in (0, 1)]
-        row = by[(by.noise_ratio == noise) & (by.method == "m2mix − contrastive") & (by.metric == r1)].iloc[0]
-        assert row.kind == "paired difference" and row["mean"] == pytest.approx(sum(d) / 2)
+    assert checked == 4
+    s = summ.set_index(["method", "seed"])[r1]
+    d = [s["m2mix", k] - s["contrastive", k] for k in (0, 1)]
+    row = by[(by.method == "m2mix − contrastive") & (by.metric == r1)].iloc[0]
+    assert row.kind == "paired difference" and row["mean"] == pytest.approx(sum(d) / 2)
     b = load(folder)
     names = list(b.figures())
-    assert len(names) >= 6 and all(n.endswith("_vs_noise_ratio") for n in names)  # R@1 both ways, RSUM, gap, ECE, Fig. 3's r
-    for n in names:
+    assert len(names) >= 6 and all(n.endswith("_vs_method") for n in names)  # R@1 both ways, RSUM, gap, ECE, Fig. 3's r
+    for n in names:  # a seeds-only grid: one bar per method with its interval as error bars
         html = (folder / "figures" / f"{n}.html").read_text()
-        assert _plotly_points(folder / "figures" / f"{n}.html") > 0 and '"meta":"band"' in html, n
+        assert _plotly_points(folder / "figures" / f"{n}.html") > 0 and '"error_y"' in html, n
     page = (folder / "report.html").read_text()
     assert page.count("<iframe class=plotly src='figures/") == len(names)  # VLMKIT_NO_PNG=1: interactive figures
     assert "Every cell holds every seed; no run was left out." in page and "mean ± sd over seeds" in page

@@ -393,5 +393,18 @@ def load(batch_dir: str | os.PathLike, *, add: Sequence[str | os.PathLike] = (),
 
 
 def write_batch(folder: str | os.PathLike, run_dirs: Sequence[str | os.PathLike], *, png: bool | None = None) -> Path:
-    """What ``vlmkit run --grid`` ends with: :func:`from_runs` then :meth:`Batch.write`; returns the page."""
-    return from_runs(run_dirs, folder).write(folder, png=png)
+    """What ``vlmkit run --grid`` ends with: :func:`from_runs` then :meth:`Batch.write`; returns the page.
+
+    When no run of the grid reached a summary (every chain failed early, or ``--only`` skipped
+    08), there is nothing to aggregate: the page is the per-point comparison alone
+    (:func:`vlmkit.report.build_grid_report`, which says why each run has no summary)."""
+    from .workbook import summarise_runs
+
+    if not run_dirs:
+        raise VlmkitError("batch: no run directories given")
+    rows = summarise_runs(list(run_dirs))
+    if "method" not in rows.columns:
+        from .report import build_grid_report
+
+        return build_grid_report(list(run_dirs), Path(folder) / "report.html")
+    return from_summary(rows, folder, run_dirs).write(folder, png=png)
