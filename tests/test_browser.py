@@ -139,8 +139,8 @@ def lab(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser(lab):
+def _headless_chromium():
+    """Debian's chromium through its chromedriver, headless, one window size for every screenshot."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -151,6 +151,12 @@ def browser(lab):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     driver.set_script_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    driver = _headless_chromium()
     yield driver
     driver.quit()
 
@@ -335,16 +341,7 @@ def chromium():
     reason = _requirements()
     if reason:
         pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100",
-                "--no-first-run", "--disable-extensions"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    driver.set_script_timeout(60)
+    driver = _headless_chromium()
     yield driver
     driver.quit()
 
