@@ -154,10 +154,12 @@ def test_report_shows_parameters_warnings_skips_and_the_claims_ledger(tmp_path):
     assert "Claims ledger: not run yet" in text
     md = tmp_path / "results.md"
     md.write_text("# Results\n\n| claim | verdict | evidence |\n|---|:---:|---|\n| VACSR σ² tracks R@1 | **refuted** | `bench/x.json` |\n"
-                  "| m²-Mix narrows the gap | supported | [bench](bench/README.md) |\n| a \\| b | x | y |\n\nprose\n")
+                  "| m²-Mix narrows the gap | supported | [bench](bench/README.md) |\n| a \\| b | x | y |\n\nprose\n"
+                  "\n> **Out of date:** measured on `vacsr-hetero` & co\n")
     text = report.build_report(run, claims_md=md).read_text()
     assert "<td>VACSR σ² tracks R@1</td><td><b>refuted</b></td><td><code>bench/x.json</code></td>" in text
     assert "<td>m²-Mix narrows the gap</td><td>supported</td><td>bench</td>" in text and "<td>a | b</td><td>x</td>" in text and "---" not in text.split("id=claims")[1]
+    assert "<p class=protocol><b>Out of date:</b> measured on <code>vacsr-hetero</code> &amp; co</p>" in text  # the ledger's caveat travels with it
     assert report.claims_html(tmp_path / "absent.md").startswith("<p>Claims ledger: not run yet")
     # by default the checkout's own docs/results.md, the committed ledger: every claim row with its verdict
     from vlmkit.claims import VERDICTS

@@ -181,6 +181,9 @@ def claims_html(claims_md: Path | None) -> str:
     if not tables:
         return f"<p>Claims ledger: {html.escape(str(claims_md))} holds no table yet.</p>\n"
     out = f"<p class=protocol><b>Source:</b> {html.escape(Path(claims_md).name)} — the project's verdicts on the papers' claims, not computed from this run.</p>"
+    # the ledger's own caveats (markdown block quotes, e.g. that its verdicts predate the current defaults) travel with it
+    out += "".join(f"<p class=protocol>{_markdown_inline(line.lstrip('> ').strip())}</p>"
+                   for line in lines if line.startswith(">") and line.lstrip("> ").strip())
     for rows in tables:
         body = [r for r in rows[1:] if not all(re.fullmatch(r"\s*:?-{2,}:?\s*", c) for c in r)]
         out += ("<table><thead><tr>" + "".join(f"<th>{_markdown_inline(c)}</th>" for c in rows[0]) + "</tr></thead><tbody>"
