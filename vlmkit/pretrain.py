@@ -1,8 +1,8 @@
 """A small CLIP pretrained here, standing in for a downloaded checkpoint.
 
 :func:`pretrain_tiny` trains a bundled config (``vlmkit-base`` by default) with the CLIP
-loss (symmetric InfoNCE, learnable temperature) on the *web-like* split of the embedded
-dataset — noisy alt-text captions, some about other images — and saves it with
+loss (symmetric InfoNCE, learnable temperature) on the embedded *web domain* (``preset="web"``:
+noisy alt-text captions, some about other images, of scenes unlike the coco test split) and saves it with
 :func:`vlmkit.models.save_model`.  The result is cached: called again with the same
 configuration it loads the saved model instead of training; an interrupted run resumes
 from its last partial checkpoint (``out_dir/.partial.pt``, every ``checkpoint_every`` steps).
@@ -40,7 +40,7 @@ class PretrainConfig:
     model: str = "vlmkit-base"
     n_images: int = 30_000
     web_per_image: int = 2  # noisy captions per image
-    preset: str = "coco"  # scenes of the embedded preset; "web": the web domain (data/README.md), away from the coco test data
+    preset: str = "web"  # scenes of the embedded preset: "web" (the default) is the web domain (data/README.md), away from the coco test data; "coco" pretrains in-domain
     data_seed: int = 0
     seed: int = 0
     steps: int = 2400

@@ -3,7 +3,9 @@
 vlmkit cannot download CLIP weights, so it ships a small CLIP (``vlmkit-base``: ViT 4×128,
 patch 8 on 64 px; text transformer 3×128, context 48) trained once by
 :func:`vlmkit.pretrain.pretrain_tiny` with the default :class:`~vlmkit.pretrain.PretrainConfig`
-on the web-like split of the embedded data (noisy alt-text captions of coco-preset scenes).
+on the embedded *web domain* (``preset="web"``: alt-text captions of scenes, backgrounds and
+image statistics unlike the coco test split — data/README.md), so that it stands to the test data
+as CLIP stands to COCO.
 It is stored as fp16 safetensors in ``vlmkit/models/weights/stand-in/`` (open_clip's
 ``local-dir`` layout), with its training configuration and loss history in the config JSON.
 
