@@ -43,7 +43,7 @@ NARRATIVE: dict[str, str] = {
         "their new image (a moved gist caption can still fit)."),
     "retrieval": (
         "Retrieval by every method of the run on the test split: <i>pretrained</i> is the zero-shot model, the "
-        "other rows were fine-tuned on the noisy training split (02) or re-scored by VACSR. R@K counts a hit when "
+        "other rows were fine-tuned on the training split (02: clean for the fine-tunings, as the m²-Mix authors; 20 % noisy for VACSR) or re-scored by VACSR. R@K counts a hit when "
         "a labelled match is in the top K (COCO protocol on the full N×M split; 'coco5k' only at 5,000 images); "
         "mAP@R and R-P rank against the dataset's truth (ECCV Caption style) and so credit true-but-unlabelled "
         "items that R@K counts as errors. Look for whether fine-tuning gains over zero-shot in both directions, "
