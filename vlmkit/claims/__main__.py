@@ -1,4 +1,4 @@
-"""``vlmkit claims [--quick] [--seeds 0,1,2] [--out runs/claims] [--doc docs/results.md]``."""
+"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--out runs/claims] [--doc docs/results.md]``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default="runs/claims", help="where each experiment's result is cached (resumable; default runs/claims)")
     ap.add_argument("--doc", help="the document to write (default docs/results.md; with --quick <out>/results.md)")
     ap.add_argument("--device", help="auto (default), cpu, cuda, …")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="run that many independent experiments at once, each in its own process (default 1; 2 on 2 CPU cores)")
 
 
 def cmd_claims(args: argparse.Namespace, argv: list[str] | None = None) -> int:
@@ -29,6 +31,8 @@ def cmd_claims(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             raise VlmkitError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     if args.device:
         kw["device"] = args.device
+    if args.workers != 1:
+        kw["workers"] = args.workers
     cfg = LedgerConfig.quick(**kw) if args.quick else LedgerConfig(**kw)
     doc = args.doc or (f"{args.out}/results.md" if args.quick else "docs/results.md")
     given = list(argv if argv is not None else sys.argv[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +44,24 @@ class LedgerConfig:
     """Sizes of the ledger's experiments. The default is the ``ledger`` recipe
     (:data:`vlmkit.recipes.RECIPES`: the workbook's, validated on 1,000 images): the shipped stand-in
     CLIP, coco preset, 2,000 training images (all captions), its epochs, batch and lr, the model in
-    eval mode at its own learned τ, best epoch by validation RSUM, 20 % noisy correspondence
-    (``noise_high`` = 50 % for claim 2), tested on the 1,000 × 5,000 test split; VACSR on frozen
-    stand-in features (claims 3–5) with the ``VACSR_VARIANTS`` on the coco preset and ``K2`` on
+    eval mode at its own learned τ, best epoch by validation RSUM, tested on the 1,000 × 5,000 test
+    split, 3 seeds.
+
+    Two regimes, as the papers: the m²-Mix claims (7–12) on clean training data
+    (``clean_noise`` = the recipe's ``noise_ratio``, 0) with ``clean_methods``; the VACSR claims
+    (1, 2, 6) at ``noise`` = the recipe's ``noise_ratio_vacsr`` (20 %) with ``ft_methods``, and
+    ``noisy_methods`` also at ``noise_high`` (50 %, claim 2). ``temperatures``: claim 10's base τ
+    of ``m2mix`` and ``m2mix-linear`` (clean; the paper's Tab. 6). VACSR on frozen stand-in
+    features (claims 3–5) at ``noise`` with the ``VACSR_VARIANTS`` on the coco preset and ``K2`` on
     the stress preset (claim 4). ``noise_reference``: frozen-feature VACSR (``K2``) and the same MLP
     with its variational parts off (``plain``) also trained at ``noise_high`` (and ``plain`` at
     ``noise``) — the like-for-like noise comparison shown beside claims 1 and 2.
 
-    ``ft_methods`` run at ``noise``; ``noisy_methods`` also at ``noise_high``. ``trajectory``:
-    evaluate the geometry and hardness after every epoch (claims 7, 9) for ``trajectory_methods``.
+    ``trajectory``: evaluate the geometry and hardness after every epoch (claims 7, 9) for the
+    ``trajectory_methods`` among the clean runs. ``arithmetic_lambdas``: the m²-Mix authors' SIMAT
+    sweep (``SIMAT_eval`` in changdaeoh/multimodal-mixup ``main.py``: best of λ ∈ 0.5 … 7), claim 12
+    also at ``arithmetic_lambda`` = 1. ``workers``: independent units run in that many processes
+    (1: in order, in this process).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -66,10 +76,13 @@ class LedgerConfig:
     epochs: int = _LEDGER.epochs
     batch_size: int = _LEDGER.batch_size
     lr: float = _LEDGER.lr
-    noise: float = _LEDGER.noise_ratio_vacsr  # every fine-tuning run of the ledger (its claims compare at one noise level)
+    noise: float = _LEDGER.noise_ratio_vacsr  # the VACSR (noisy-correspondence) claims' fine-tuning runs
     noise_high: float = 0.5
-    ft_methods: tuple[str, ...] = ("contrastive", "sigmoid", "m2mix", "m2mix-linear", "vacsr-joint")
-    noisy_methods: tuple[str, ...] = ("contrastive", "sigmoid", "vacsr-joint")
+    clean_noise: float = _LEDGER.noise_ratio  # the m²-Mix claims' fine-tuning runs (clean, as the authors)
+    ft_methods: tuple[str, ...] = ("contrastive", "sigmoid", "vacsr-joint")  # at noise
+    noisy_methods: tuple[str, ...] = ("contrastive", "sigmoid", "vacsr-joint")  # also at noise_high
+    clean_methods: tuple[str, ...] = ("contrastive", "m2mix", "m2mix-linear")  # at clean_noise
+    temperatures: tuple[float, ...] = (0.01, 0.05, 0.1)  # claim 10: m2mix / m2mix-linear at these base τ (clean)
     trajectory: bool = True
     trajectory_methods: tuple[str, ...] = ("contrastive", "sigmoid", "m2mix", "m2mix-linear")
     vacsr_train_images: int = 2000
@@ -82,15 +95,20 @@ class LedgerConfig:
     hardness_lambda: float = 0.5  # λ of the mixed negatives slerp(v_j, t_j; λ) measured for claim 9
     hardness_pairs: int = 500  # anchors (first caption per image) for the hardness measure
     arithmetic_lambda: float = 1.0  # strength of the text delta (SIMAT's λ)
+    arithmetic_lambdas: tuple[float, ...] = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 7)  # the authors' sweep
     arithmetic_queries: int = 2000  # at most this many edit queries (seeded sample)
+    calibration_bins: int = 15  # equal-width bins of the authors' calibration protocol (claim 8)
+    workers: int = 1
     device: str = "auto"
     quick_mode: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
-        for name in ("ft_methods", "noisy_methods", "vacsr_variants", "trajectory_methods"):
+        for name in ("ft_methods", "noisy_methods", "clean_methods", "vacsr_variants", "trajectory_methods"):
             setattr(self, name, tuple(getattr(self, name)))
+        self.temperatures = tuple(float(t) for t in self.temperatures)
+        self.arithmetic_lambdas = tuple(float(x) for x in self.arithmetic_lambdas)
         if not self.seeds:
             raise VlmkitError("LedgerConfig.seeds: expected at least one seed (3 or more for a verdict)")
         unknown = [v for v in self.vacsr_variants if v not in VACSR_VARIANTS]
@@ -98,32 +116,46 @@ class LedgerConfig:
             raise VlmkitError(f"LedgerConfig.vacsr_variants={self.vacsr_variants}: expected names from {list(VACSR_VARIANTS)}, K2 included")
         from ..train import METHODS
 
-        bad = [m for m in (*self.ft_methods, *self.noisy_methods) if m not in METHODS]
+        bad = [m for m in (*self.ft_methods, *self.noisy_methods, *self.clean_methods) if m not in METHODS]
         if bad:
-            raise VlmkitError(f"LedgerConfig.ft_methods/noisy_methods: unknown method {bad[0]!r}; expected one of {METHODS}")
-        for name in ("noise", "noise_high"):
+            raise VlmkitError(f"LedgerConfig.ft_methods/noisy_methods/clean_methods: unknown method {bad[0]!r}; expected one of {METHODS}")
+        need = {"ft_methods": ("contrastive", "sigmoid", "vacsr-joint"), "clean_methods": ("contrastive", "m2mix", "m2mix-linear")}
+        for name, methods in need.items():
+            missing = [m for m in methods if m not in getattr(self, name)]
+            if missing:
+                raise VlmkitError(f"LedgerConfig.{name}={getattr(self, name)}: the claims need {missing} there too")
+        if not self.temperatures or not all(t > 0 and math.isfinite(t) for t in self.temperatures):
+            raise VlmkitError(f"LedgerConfig.temperatures={self.temperatures}: expected one or more τ > 0 (claim 10)")
+        if not self.arithmetic_lambdas or not all(x > 0 and math.isfinite(x) for x in self.arithmetic_lambdas):
+            raise VlmkitError(f"LedgerConfig.arithmetic_lambdas={self.arithmetic_lambdas}: expected one or more λ > 0 (claim 12)")
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            raise VlmkitError(f"LedgerConfig.workers={self.workers!r}: expected an integer ≥ 1")
+        for name in ("noise", "noise_high", "clean_noise"):
             if not 0 <= getattr(self, name) <= 1:
                 raise VlmkitError(f"LedgerConfig.{name}={getattr(self, name)}: expected a fraction in [0, 1]")
 
     @classmethod
     def quick(cls, **overrides: Any) -> "LedgerConfig":
         """Tiny sizes that run the same pipeline in seconds (the test suite): a random-weight
-        ``vlmkit-tiny``, 32 training images with one caption each, 1 epoch, 2 seeds."""
+        ``vlmkit-tiny``, 32 training images with one caption each, 1 epoch, 2 seeds, claim 10 at one τ."""
         kw: dict[str, Any] = dict(seeds=(0, 1), model="vlmkit-tiny", pretrained=None, train_images=32, val_images=16,
                                   test_images=24, captions_per_image=1, epochs=1, batch_size=16, vacsr_train_images=32,
                                   vacsr_epochs=1, vacsr_batch_size=32, fig3_boot=0, hardness_pairs=24,
-                                  arithmetic_queries=200, device="cpu", quick_mode=True)
+                                  arithmetic_queries=200, temperatures=(0.05,), device="cpu", quick_mode=True)
         kw.update(overrides)
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def train_config(self, method: str, noise: float, seed: int):
-        """The :class:`~vlmkit.train.TrainConfig` of one fine-tuning run."""
+    def train_config(self, method: str, noise: float, seed: int, temperature: float | None = None):
+        """The :class:`~vlmkit.train.TrainConfig` of one fine-tuning run (``temperature``: a fixed
+        base τ instead of the recipe's, claim 10)."""
         from ..train import TrainConfig
 
         switches = {k: getattr(_LEDGER, k) for k in ("weight_decay", "warmup_frac", "grad_clip", "eval_mode", "temperature")}
+        if temperature is not None:
+            switches["temperature"] = float(temperature)
         return TrainConfig(method=method, model=self.model, pretrained=self.pretrained, dataset=f"shapes:{self.preset}",
                            train_images=self.train_images, val_images=self.val_images, noise_ratio=noise,
                            captions_per_image=self.captions_per_image, epochs=self.epochs, batch_size=self.batch_size,

@@ -1,5 +1,6 @@
 """``docs/results.md`` from a ledger record: the rule, the command, wall time, package versions,
-one table row per claim, a paragraph per claim, and the figures it references (``<doc dir>/results/``)."""
+one table row per claim (with the preconditions it was read under and whether each held), a
+paragraph per claim, and the figures it references (``<doc dir>/results/``)."""
 
 from __future__ import annotations
 
@@ -73,17 +74,24 @@ def intervals_figure(ledger: dict) -> go.Figure:
     fig.add_vline(x=0, line_dash="dot")
     fig.update_layout(title=_title("Each comparison: mean and 95 % t-interval over seeds",
                                    "signed so that > 0 is the claimed direction; green holds, red reversed, grey inconclusive; "
-                                   "† the claim's method did not train, so it is not read"),
+                                   "† a precondition of the claim failed, so it is not read"),
                       height=max(400, 120 + 20 * len(ys)), margin={"t": 100},
                       yaxis={"autorange": "reversed", "tickmode": "array", "tickvals": ys, "ticktext": ys},
                       xaxis_title="signed difference (units of the comparison)")
     return fig
 
 
+def preconditions_text(claim: dict) -> str:
+    """``name: held (detail)`` for each precondition of a claim record; "none" without any."""
+    pre = claim.get("preconditions") or []
+    return "; ".join(f"{p['name']}: {'held' if p['held'] else 'did not hold'} ({p['detail']})" for p in pre) or "none"
+
+
 def verdict_table(ledger: dict) -> pd.DataFrame:
-    """One row per claim: number, claim, paper, vlmkit values, intervals, protocol, verdict (the document's table)."""
+    """One row per claim: number, claim, paper, vlmkit values, intervals, preconditions, protocol, verdict (the document's table)."""
     return pd.DataFrame([{"#": c["number"], "claim": c["claim"], "paper": c["paper"], "vlmkit (mean ± sd)": c["values"],
-                          "95 % intervals": "; ".join(x["text"] for x in c["comparisons"]), "protocol": c["protocol"],
+                          "95 % intervals": "; ".join(x["text"] for x in c["comparisons"]),
+                          "preconditions": preconditions_text(c), "protocol": c["protocol"],
                           "verdict": c["verdict"]} for c in ledger["claims"]])
 
 
@@ -117,18 +125,19 @@ def render(ledger: dict, figures: dict[str, str], doc: Path) -> str:
              "## The rule", "", RULE, "",
              "## How it was made", "", f"- command: `{ledger['command']}`",
              f"- time: {ledger['compute_seconds'] / 60:.1f} min of compute over the {n_units} experiments, each timed when it ran "
-             f"({ledger['device']}) — about the wall time of the whole ledger from scratch in one invocation; this invocation "
+             f"({ledger['device']}) — about the wall time of the whole ledger from scratch in one invocation with one worker; "
+             f"this invocation ({ledger.get('workers', 1)} worker(s)) "
              f"took {wall / 60:.1f} min and computed {len(ledger['trained'])} of them (the others came from the cache); seeds "
              f"{', '.join(map(str, ledger['config']['seeds']))}",
              "- package versions: " + ", ".join(f"{k} {v}" for k, v in ledger["versions"].items()),
              f"- sizes: {ledger['sizes']}", "",
              "## Verdicts", "",
-             "| # | claim | paper | vlmkit (mean ± sd over seeds) | 95 % interval of each comparison | protocol | verdict |",
-             "|---|---|---|---|---|---|---|"]
+             "| # | claim | paper | vlmkit (mean ± sd over seeds) | 95 % interval of each comparison | preconditions | protocol | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         intervals = "; ".join(x["text"] for x in c["comparisons"])
         lines.append(f"| {c['number']} | {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(c['values'])} | {_cell(intervals)} | "
-                     f"{_cell(c['protocol'])} | **{c['verdict']}** |")
+                     f"{_cell(preconditions_text(c))} | {_cell(c['protocol'])} | **{c['verdict']}** |")
     lines += ["", "## What each result means", ""]
     for c in ledger["claims"]:
         lines += [f"**{c['number']}. {c['claim']}** {c['paragraph']}", ""]

@@ -5,7 +5,9 @@ Units (names are also their cache paths under ``<out>/results/``):
 * ``zero-shot/<preset>`` — the pretrained model on the test split (the epoch-0 point of every
   trajectory, the zero-shot row of claims 7 and 12);
 * ``ft/<method>/n<noise>/s<seed>`` — one :func:`vlmkit.train.finetune` run, evaluated with its
-  best checkpoint (validation RSUM) on the test split; feeds claims 1, 2, 6, 7, 8, 9, 10, 11, 12.
+  best checkpoint (validation RSUM) on the test split; at ``noise`` and ``noise_high`` they feed
+  the VACSR claims 1, 2, 6, at ``clean_noise`` the m²-Mix claims 7, 8, 9, 11, 12;
+  ``ft/<method>/n<noise>/t<τ>/s<seed>`` the same at a fixed base τ (claim 10).
   With ``trajectory`` the geometry and hardness are also measured after every epoch (the run is
   driven one epoch at a time through the loop's own resume);
 * ``vacsr/<preset>/<variant>/s<seed>`` — the VACSR adapter trained on frozen features of the
@@ -14,7 +16,13 @@ Units (names are also their cache paths under ``<out>/results/``):
   ``noise_reference`` units beside claims 1 and 2, with the ``plain`` MLP baseline).
 
 Protocols of the test metrics: ``r1_*``, ``ece_*`` — one-to-one labels over the whole test split
-(``full NxM``; ECE of the top-1 softmax over the gallery at T = 0.01); ``map_*``, ``rp_*`` —
+(``full NxM``; ECE of the top-1 softmax over the gallery at T = 0.01); ``authors_ece_*``,
+``authors_conf_*``, ``authors_acc_*`` — the m²-Mix authors' calibration protocol
+(:func:`vlmkit.metrics.authors_calibration`: first caption per image, square N × N, softmax of
+S / τ at the model's own learned τ, top-1 confidence, equal-width bins; %); ``arith_*`` — claim 12
+at λ = ``arithmetic_lambda`` and ``arith_sweep`` {λ: accuracy} over ``arithmetic_lambdas``;
+``fn_auroc`` / ``fn_auroc_score`` — FN-vs-TN AUROC of σ² and of the score on the same pairs
+(:func:`vlmkit.metrics.false_negative_auroc_with_control`); ``map_*``, ``rp_*`` —
 mAP@R / R-Precision over the exact extended positives (ECCV-style); geometry on unit features
 (uniformity over the union, relative alignment with the text anchor, the m²-Mix authors' code);
 ``skew`` — sample skewness of the model's scores over all test pairs (cosine; VACSR: the adapter's
@@ -52,8 +60,9 @@ class Unit:
         return Path(out) / "results" / f"{self.name}.json"
 
 
-def ft_name(method: str, noise: float, seed: int) -> str:
-    return f"ft/{method}/n{noise:g}/s{seed}"
+def ft_name(method: str, noise: float, seed: int, temperature: float | None = None) -> str:
+    """Cache name of a fine-tuning unit; ``temperature``: a fixed base τ (claim 10), else the recipe's."""
+    return f"ft/{method}/n{noise:g}" + ("" if temperature is None else f"/t{temperature:g}") + f"/s{seed}"
 
 
 def vacsr_name(preset: str, variant: str, seed: int, noise: float | None = None) -> str:
@@ -74,12 +83,15 @@ def plan(cfg: LedgerConfig) -> list[Unit]:
                 units.append(Unit(vacsr_name(cfg.preset, variant, seed, noise), "vacsr",
                                   {"preset": cfg.preset, "variant": variant, "seed": seed, "noise": noise}))
     for seed in cfg.seeds:
-        for method in cfg.ft_methods:
-            units.append(Unit(ft_name(method, cfg.noise, seed), "ft", {"method": method, "noise": cfg.noise, "seed": seed,
-                                                                       "trajectory": cfg.trajectory and method in cfg.trajectory_methods}))
-        for method in cfg.noisy_methods:
-            units.append(Unit(ft_name(method, cfg.noise_high, seed), "ft", {"method": method, "noise": cfg.noise_high,
-                                                                            "seed": seed, "trajectory": False}))
+        runs = [(m, cfg.noise, None, False) for m in cfg.ft_methods]
+        runs += [(m, cfg.noise_high, None, False) for m in cfg.noisy_methods]
+        runs += [(m, cfg.clean_noise, None, cfg.trajectory and m in cfg.trajectory_methods) for m in cfg.clean_methods]
+        runs += [(m, cfg.clean_noise, t, False) for t in cfg.temperatures for m in ("m2mix", "m2mix-linear")]
+        for method, noise, tau, traj in runs:
+            name = ft_name(method, noise, seed, tau)
+            if name not in {u.name for u in units}:  # e.g. contrastive when noise == clean_noise
+                units.append(Unit(name, "ft", {"method": method, "noise": noise, "seed": seed, "trajectory": traj,
+                                               **({} if tau is None else {"temperature": tau})}))
     return units
 
 
@@ -165,10 +177,33 @@ def encoder_eval(loaded, test, cfg: LedgerConfig, seed: int, cache_dir: Path | N
 
     f = encode_dataset(loaded, test, cache_dir=cache_dir)
     sims = f.images @ f.texts.T
-    out: dict[str, Any] = {**retrieval(sims, test), "skew": skewness(sims), **geometry(f.images, f.texts, test, cfg)}
+    out: dict[str, Any] = {**retrieval(sims, test), "skew": skewness(sims), **geometry(f.images, f.texts, test, cfg),
+                           **authors_calibration_metrics(sims, test, learned_tau(loaded), cfg.calibration_bins)}
     ar = embedding_arithmetic(f.images, test.truth.objs, text_encoder(loaded), lam=cfg.arithmetic_lambda,
-                              max_queries=cfg.arithmetic_queries, seed=seed)
+                              max_queries=cfg.arithmetic_queries, seed=seed, sweep=cfg.arithmetic_lambdas)
     out.update({f"arith_{k}": v for k, v in ar.items()})
+    return out
+
+
+def learned_tau(loaded) -> float:
+    """The model's own learned τ (the authors' τ = 0.01 is CLIP's); 0.01 for a model without a logit scale."""
+    from ..models import learned_temperature
+    from ..utils import VlmkitError
+
+    try:
+        return learned_temperature(loaded)
+    except VlmkitError:
+        return 0.01
+
+
+def authors_calibration_metrics(sims: torch.Tensor, test, tau: float, n_bins: int) -> dict[str, float]:
+    """``authors_{ece,conf,acc}_{i2t,t2i}`` (%) and ``authors_tau`` under the m²-Mix authors'
+    protocol (:func:`vlmkit.metrics.authors_calibration`)."""
+    from ..metrics import authors_calibration
+
+    out: dict[str, float] = {"authors_tau": float(tau)}
+    for d, c in authors_calibration(sims, test.caption_image, tau=tau, n_bins=n_bins).items():
+        out.update({f"authors_ece_{d}": 100 * c.ece, f"authors_conf_{d}": 100 * c.mean_confidence, f"authors_acc_{d}": 100 * c.accuracy})
     return out
 
 
@@ -194,14 +229,16 @@ def _checkpoint_model(cfg: LedgerConfig, tc, run_dir: Path):
     return loaded
 
 
-def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: int, trajectory: bool) -> dict:
-    """One fine-tuning run (``LedgerConfig.train_config``), one epoch at a time when ``trajectory``."""
+def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: int, trajectory: bool,
+                 temperature: float | None = None) -> dict:
+    """One fine-tuning run (``LedgerConfig.train_config``), one epoch at a time when ``trajectory``;
+    ``temperature``: a fixed base τ (claim 10)."""
     from ..features import encode_dataset
     from ..models import load_model
     from ..train import finetune, load_history
 
-    tc = cfg.train_config(method, noise, seed)
-    run_dir = out / "runs" / f"{method}-n{noise:g}-s{seed}"
+    tc = cfg.train_config(method, noise, seed, temperature)
+    run_dir = out / "runs" / (f"{method}-n{noise:g}" + ("" if temperature is None else f"-t{temperature:g}") + f"-s{seed}")
     test = test_split(cfg.preset, cfg.test_images)
     traj: list[dict] = []
     while True:
@@ -227,7 +264,7 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
         scores, _ = score_all(load_adapter(best / "vacsr_adapter"), f.images, f.texts, device=cfg.device, show_progress=False)
         res.update({**retrieval(scores, test, ece=False), "skew": skewness(scores), "score": "adapter logit"})
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # 100+ MB each; the result JSON marks the run done
-    return {"method": method, "noise": noise, "seed": seed, "best_epoch": best_epoch, "train_seconds": sum(r["seconds"] for r in history),
+    return {"method": method, "noise": noise, "seed": seed, "temperature": temperature, "best_epoch": best_epoch, "train_seconds": sum(r["seconds"] for r in history),
             "test": res, "trajectory": traj}
 
 
@@ -240,7 +277,8 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     trained σ², so it gets neither."""
     from ..data import inject_noise, make_shapes
     from ..features import encode_dataset
-    from ..vacsr import false_negative_auroc, fig3_report, score_all, train_on_features
+    from ..metrics import false_negative_auroc_with_control
+    from ..vacsr import fig3_report, score_all, train_on_features
 
     loaded = base_model(cfg)
     train = make_shapes("train", n_images=cfg.vacsr_train_images, preset=preset)
@@ -262,7 +300,8 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     record = {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
     if variant == PLAIN:
         return record
-    res["fn_auroc"] = false_negative_auroc(unc, labels, truth)["auroc"]
+    fn = false_negative_auroc_with_control(unc, scores, test.caption_image, truth).set_index("source")["auroc"]
+    res.update(fn_auroc=float(fn["sigma2"]), fn_auroc_score=float(fn["score"]))
     summ = fig3_report(scores, unc, labels, truth, n_boot=cfg.fig3_boot, seed=seed, ks=(1,))["summary"]
     for _, r in summ[(summ.binning == "width") & (summ.protocol == "labels")].iterrows():
         key = "fig3_r" if r.source == "sigma2" else "fig3_r_control"

@@ -30,30 +30,62 @@ def versions() -> dict[str, str]:
             "open_clip": open_clip.__version__, "numpy": numpy.__version__}
 
 
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_units(units: list, cfg: LedgerConfig, out: Path) -> dict[str, dict]:
+    """Every unit's result: cached ones read, the others computed in order here (``cfg.workers``
+    = 1) or in ``cfg.workers`` processes at once (the units are independent; each is written
+    atomically when done, so an interrupted parallel ledger resumes as a serial one)."""
+    results = {u.name: load_result(u, out) for u in units}
+    todo = [u for u in units if results[u.name] is None]
+    if cfg.workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        import torch
+
+        threads = max(1, torch.get_num_threads() // cfg.workers)
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(run_unit, u, cfg, out): u for u in todo}
+            for f in progress(as_completed(futures), total=len(futures), desc=f"claims ledger ({cfg.workers} workers)", unit="experiment"):
+                results[futures[f].name] = f.result()
+    else:
+        bar = progress(todo, desc="claims ledger", unit="experiment")
+        for u in bar:
+            bar.set_postfix_str(u.name, refresh=False)
+            results[u.name] = run_unit(u, cfg, out)
+    return results
+
+
 def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike | None = None,
                command: str = "vlmkit claims") -> dict:
-    """Compute (or reuse) every unit of :func:`~vlmkit.claims.experiments.plan`, evaluate the
-    claims, write ``<out>/ledger.json`` and, when ``doc`` is given, the document and its figures.
-    Returns the ledger record (``trained``: names of the units computed by this call)."""
+    """Compute (or reuse) every unit of :func:`~vlmkit.claims.experiments.plan` (``cfg.workers``
+    at once), evaluate the claims, write ``<out>/ledger.json`` and, when ``doc`` is given, the
+    document and its figures. Returns the ledger record (``trained``: names of the units computed
+    by this call; ``unit_seconds``: each unit's compute time when it ran)."""
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     units = plan(cfg)
-    results, trained = {}, []
-    bar = progress(units, desc="claims ledger", unit="experiment")
-    for u in bar:
-        bar.set_postfix_str(u.name, refresh=False)
-        if load_result(u, out) is None:
-            trained.append(u.name)
-        results[u.name] = run_unit(u, cfg, out)
+    trained = [u.name for u in units if load_result(u, out) is None]
+    results = _run_units(units, cfg, out)
     dev = resolve_device(cfg.device)
     ledger = {"config": cfg.to_dict(), "command": command, "wall_seconds": round(time.time() - t0, 1),
               "compute_seconds": round(sum(r.get("seconds", 0.0) for r in results.values()), 1),
               "device": f"{dev.type}, {os.cpu_count()} CPU cores visible, torch threads {__import__('torch').get_num_threads()}",
-              "versions": versions(), "trained": trained, "n_units": len(units),
+              "versions": versions(), "trained": trained, "n_units": len(units), "workers": cfg.workers,
+              "unit_seconds": {name: r.get("seconds", 0.0) for name, r in results.items()},
               "sizes": (f"{cfg.preset} preset; {cfg.train_images} training images, {cfg.epochs} epoch(s), batch {cfg.batch_size}, "
-                        f"lr {cfg.lr:g}; test {cfg.test_images} images; VACSR on frozen features of {cfg.vacsr_train_images} "
-                        f"images, {cfg.vacsr_epochs} epochs; model {cfg.model or 'own config'} / {cfg.pretrained}"),
+                        f"lr {cfg.lr:g}; m²-Mix claims on clean data ({cfg.clean_noise:.0%} noise), VACSR claims at "
+                        f"{cfg.noise:.0%} (and {cfg.noise_high:.0%}) noise; claim 10 at base τ "
+                        f"{', '.join(f'{t:g}' for t in cfg.temperatures)}; test {cfg.test_images} images; VACSR on frozen "
+                        f"features of {cfg.vacsr_train_images} images, {cfg.vacsr_epochs} epochs; model "
+                        f"{cfg.model or 'own config'} / {cfg.pretrained}"),
               "claims": evaluate_claims(cfg, results), "trajectories": trajectories(cfg, results)}
     if doc is not None:
         from .document import write_document
