@@ -383,6 +383,9 @@ def test_trainconfig_notebook_02_quick_and_ledger_derive_from_the_recipes():
     led, r = LedgerConfig(), RECIPES["ledger"]
     assert (led.train_images, led.val_images, led.epochs, led.batch_size, led.lr, led.captions_per_image, led.noise) == (
         r.train_images, r.val_images, r.epochs, r.batch_size, r.lr, r.captions_per_image, r.noise_ratio_vacsr)
+    # frozen-feature VACSR: notebook 02's vacsr_epochs / vacsr_batch above, the ledger's here, --quick's in QUICK
+    assert (led.vacsr_epochs, led.vacsr_batch_size) == (r.vacsr_epochs, r.vacsr_batch)
+    assert "vacsr_epochs" in RECIPES["quick"].notebook_params() and "vacsr_batch" in wanted
     tc = led.train_config("m2mix", 0.2, 1)
     assert (tc.eval_mode, tc.temperature, tc.warmup_frac, tc.lr) == (r.eval_mode, r.temperature, r.warmup_frac, r.lr)
     with pytest.raises(VlmkitError, match="recipe"):
