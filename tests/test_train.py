@@ -288,17 +288,19 @@ def test_warmup_cosine_is_a_torch_scheduler_with_the_clip_numbers():
 
 
 def test_the_loop_follows_the_scheduler_and_not_pretrain():
-    """The fine-tuning loop takes its schedule from vlmkit.train.schedule, not from the
-    stand-in pretraining module."""
+    """The fine-tuning loop takes its schedule from vlmkit.train.schedule (through the run's
+    Method, vlmkit.train.methods), not from the stand-in pretraining module."""
     import ast
     import inspect
 
-    from vlmkit.train import loop
+    from vlmkit.train import loop, methods
 
-    tree = ast.parse(inspect.getsource(loop))
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "pretrain" not in imported and ".pretrain" not in imported and "schedule" in imported
-    assert not hasattr(loop, "cosine_lr") and loop.warmup_cosine.__module__ == "vlmkit.train.schedule"
+    def imported(mod) -> set:
+        return {n.module for n in ast.walk(ast.parse(inspect.getsource(mod))) if isinstance(n, ast.ImportFrom)}
+
+    assert not {"pretrain", ".pretrain"} & (imported(loop) | imported(methods)) and "schedule" in imported(methods)
+    assert "methods" in imported(loop) and not hasattr(loop, "cosine_lr") and not hasattr(methods, "cosine_lr")
+    assert methods.warmup_cosine.__module__ == "vlmkit.train.schedule"
 
 
 def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
