@@ -62,9 +62,9 @@ from vlmkit.kernel import record_skipped
 from vlmkit.metrics import noise_census
 from vlmkit.models import learned_temperature
 from vlmkit.models.factory import load_model
-from vlmkit.train import finetune
+from vlmkit.train import finetune, get_method
 from vlmkit.utils import resolve_device
-from vlmkit.vacsr import load_adapter, score_all
+from vlmkit.vacsr import score_all
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
@@ -98,21 +98,18 @@ if wb.is_embedded(spec["dataset"]) or train_dataset:
 
 # %%
 for name in method_list:
-    noise_of = vacsr_noise_ratio if name == "vacsr-joint" else noise_ratio  # clean for the m²-Mix comparisons, noisy for VACSR
+    method = get_method(name)  # its loss, noise setting and scorer (vlmkit.train.methods)
+    noise_of = method.noise_ratio(noise_ratio, vacsr_noise_ratio)  # clean for the m²-Mix comparisons, noisy for VACSR
     result = finetune(wb.train_config(spec, name, train_dataset=train_dataset, train_images=train_images, val_images=val_images,
                                       noise_ratio=noise_of, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                                       captions_per_image=captions_per_image or None, temperature=temperature or None),
                       out_dir=run / "methods" / name, resume=True)
     tuned = load_model(spec["model"], pretrained=result.best_dir, device=device)
     f = encode_dataset(tuned, ds, cache_dir=cache / "features")
-    info = {"score_kind": "cosine", "description": f"fine-tuned: {name}", "best_dir": str(result.best_dir), "best_epoch": result.best_epoch,
-            "tau": learned_temperature(tuned)}
-    if name == "vacsr-joint":  # the adapter trained with the encoders scores the test pairs
-        adapter = load_adapter(result.best_dir / "vacsr_adapter", device=device)
-        s, u = score_all(adapter, f.images, f.texts, device=device, show_progress=False)
-        wb.register_method(run, name, img=f.images, txt=f.texts, scores=s, uncertainty=u, info={**info, "score_kind": "logit"})
-    else:
-        wb.register_method(run, name, img=f.images, txt=f.texts, info=info)
+    info = {"score_kind": method.score_kind, "description": f"fine-tuned: {name}", "best_dir": str(result.best_dir),
+            "best_epoch": result.best_epoch, "tau": learned_temperature(tuned)}
+    # the features, and the method's own scores when it has a scorer (vacsr-joint: its adapter's logit and σ²)
+    wb.register_method(run, name, **method.test_outputs(result.best_dir, f.images, f.texts, device=device), info=info)
     h = pd.DataFrame(result.history)
     wb.write_table(run, f"history_{name}", h, protocol=f"validation R@K ({h.val_protocol.iloc[-1]}), train split with noise ratio {noise_of}")
     print(f"{name}: best epoch {result.best_epoch}, val RSUM {result.best_rsum:.1f} -> registered")

@@ -288,17 +288,19 @@ def test_warmup_cosine_is_a_torch_scheduler_with_the_clip_numbers():
 
 
 def test_the_loop_follows_the_scheduler_and_not_pretrain():
-    """The fine-tuning loop takes its schedule from vlmkit.train.schedule, not from the
-    stand-in pretraining module."""
+    """The fine-tuning loop takes its schedule from vlmkit.train.schedule (through the run's
+    Method, vlmkit.train.methods), not from the stand-in pretraining module."""
     import ast
     import inspect
 
-    from vlmkit.train import loop
+    from vlmkit.train import loop, methods
 
-    tree = ast.parse(inspect.getsource(loop))
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "pretrain" not in imported and ".pretrain" not in imported and "schedule" in imported
-    assert not hasattr(loop, "cosine_lr") and loop.warmup_cosine.__module__ == "vlmkit.train.schedule"
+    def imported(mod) -> set:
+        return {n.module for n in ast.walk(ast.parse(inspect.getsource(mod))) if isinstance(n, ast.ImportFrom)}
+
+    assert not {"pretrain", ".pretrain"} & (imported(loop) | imported(methods)) and "schedule" in imported(methods)
+    assert "methods" in imported(loop) and not hasattr(loop, "cosine_lr") and not hasattr(methods, "cosine_lr")
+    assert methods.warmup_cosine.__module__ == "vlmkit.train.schedule"
 
 
 def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
@@ -383,6 +385,9 @@ def test_trainconfig_notebook_02_quick_and_ledger_derive_from_the_recipes():
     led, r = LedgerConfig(), RECIPES["ledger"]
     assert (led.train_images, led.val_images, led.epochs, led.batch_size, led.lr, led.captions_per_image, led.noise) == (
         r.train_images, r.val_images, r.epochs, r.batch_size, r.lr, r.captions_per_image, r.noise_ratio_vacsr)
+    # frozen-feature VACSR: notebook 02's vacsr_epochs / vacsr_batch above, the ledger's here, --quick's in QUICK
+    assert (led.vacsr_epochs, led.vacsr_batch_size) == (r.vacsr_epochs, r.vacsr_batch)
+    assert "vacsr_epochs" in RECIPES["quick"].notebook_params() and "vacsr_batch" in wanted
     tc = led.train_config("m2mix", 0.2, 1)
     assert (tc.eval_mode, tc.temperature, tc.warmup_frac, tc.lr) == (r.eval_mode, r.temperature, r.warmup_frac, r.lr)
     with pytest.raises(VlmkitError, match="recipe"):

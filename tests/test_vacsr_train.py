@@ -135,7 +135,7 @@ def test_joint_towers_train_at_the_documented_fraction_of_the_adapter_lr():
 
     def lrs(cfg):
         loaded = load_model("vlmkit-tiny", device="cpu")
-        tr = _Trainable(loaded.model, None, VACSRLoss(cfg.vacsr_config(loaded.embed_dim)))
+        tr = _Trainable(loaded.model, "vacsr", VACSRLoss(cfg.vacsr_config(loaded.embed_dim)))
         out = {}
         for g in build_optimizer(cfg, tr).param_groups:
             out.setdefault(g["name"].removesuffix("-nodecay"), set()).add(round(g["lr"], 12))
@@ -151,7 +151,8 @@ def test_joint_warm_start_is_the_frozen_feature_adapter_of_the_same_split():
     from vlmkit.features import encode_dataset
     from vlmkit.models import load_model
     from vlmkit.train.config import TrainConfig
-    from vlmkit.train.loop import load_splits, warm_start_adapter
+    from vlmkit.train.loop import load_splits
+    from vlmkit.train.methods import warm_start_adapter
     from vlmkit.vacsr import VACSRLoss
 
     torch.set_num_threads(1)

@@ -41,8 +41,7 @@ from .utils import VlmkitError, atomic_to_csv
 INTERNAL = {"run_dir": "set by vlmkit run (use --run-dir to continue a run, --out for the parent folder)",
             "quick": "set by --quick"}
 
-QUICK = {"test_images": 60, **RECIPES["quick"].notebook_params(),  # the quick recipe's fine-tuning sizes
-         "vacsr_epochs": 2,
+QUICK = {"test_images": 60, **RECIPES["quick"].notebook_params(),  # the quick recipe's fine-tuning and VACSR sizes
          "projection": "pca", "max_points": 300, "methods": ["contrastive", "m2mix"], "primer_steps": 40,
          "quick": True}
 ALIASES = {"seeds": "seed", "noise_ratios": "noise_ratio"}

@@ -20,7 +20,10 @@ class Recipe:
     of the pretrained checkpoint, held fixed), as the authors' τ = 0.01 is CLIP's learned τ.
     ``noise_ratio`` is the share of permuted training captions for the m²-Mix / fine-tuning
     comparisons (clean, as the authors); ``noise_ratio_vacsr`` that of the noisy-correspondence
-    (VACSR) experiments.
+    (VACSR) experiments (which of the two a method trains on: :meth:`vlmkit.train.Method.noise_ratio`).
+    ``vacsr_epochs`` / ``vacsr_batch``: the VACSR adapter trained on frozen features
+    (:func:`vlmkit.vacsr.train_on_features`; notebook 02's ``vacsr_epochs`` / ``vacsr_batch``, the
+    ledger's ``vacsr_epochs`` / ``vacsr_batch_size``).
     """
 
     name: str
@@ -37,13 +40,16 @@ class Recipe:
     val_images: int = 200
     noise_ratio: float = 0.0
     noise_ratio_vacsr: float = 0.2
+    vacsr_epochs: int = 3
+    vacsr_batch: int = 128
     note: str = ""
 
     def notebook_params(self) -> dict[str, Any]:
         """Notebook 02's parameters for this recipe (papermill values: 0 stands for ``None``)."""
         return {"train_images": self.train_images, "val_images": self.val_images, "noise_ratio": self.noise_ratio,
                 "vacsr_noise_ratio": self.noise_ratio_vacsr, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "captions_per_image": self.captions_per_image or 0, "temperature": self.temperature or 0.0}
+                "captions_per_image": self.captions_per_image or 0, "temperature": self.temperature or 0.0,
+                "vacsr_epochs": self.vacsr_epochs, "vacsr_batch": self.vacsr_batch}
 
     def train_fields(self) -> dict[str, Any]:
         """The :class:`TrainConfig` fields this recipe sets."""
@@ -61,8 +67,10 @@ RECIPES: dict[str, Recipe] = {
     "authors": Recipe("authors", lr=1e-5, epochs=9, weight_decay=0.2, grad_clip=0.0, captions_per_image=1, train_images=113_287,
                       val_images=5000, note="m²-Mix authors on COCO with CLIP ViT-B/32"),
     "workbook": Recipe("workbook", lr=1e-4, epochs=2, note="the default workbook on the shipped stand-in"),
-    "ledger": Recipe("ledger", lr=1e-4, epochs=2, val_images=1000, note="the claims ledger (workbook recipe, 1,000 validation images)"),
-    "quick": Recipe("quick", lr=1e-4, epochs=1, batch_size=32, train_images=120, val_images=40, note="vlmkit run --quick (CI sizes)"),
+    "ledger": Recipe("ledger", lr=1e-4, epochs=2, val_images=1000, vacsr_epochs=5, vacsr_batch=256,
+                     note="the claims ledger (workbook recipe, 1,000 validation images)"),
+    "quick": Recipe("quick", lr=1e-4, epochs=1, batch_size=32, train_images=120, val_images=40, vacsr_epochs=2,
+                    note="vlmkit run --quick (CI sizes)"),
 }
 DEFAULT_RECIPE = RECIPES["workbook"]
 

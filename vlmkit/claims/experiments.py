@@ -235,7 +235,7 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
     ``temperature``: a fixed base τ (claim 10)."""
     from ..features import encode_dataset
     from ..models import load_model
-    from ..train import finetune, load_history
+    from ..train import finetune, get_method, load_history
 
     tc = cfg.train_config(method, noise, seed, temperature)
     run_dir = out / "runs" / (f"{method}-n{noise:g}" + ("" if temperature is None else f"-t{temperature:g}") + f"-s{seed}")
@@ -257,11 +257,10 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
     best = run_dir / "best"
     loaded = load_model(pretrained=str(best), device=cfg.device)
     res = encoder_eval(loaded, test, cfg, seed)
-    if method == "vacsr-joint":  # the method's score is its adapter's, not the encoder's cosine
-        from ..vacsr import load_adapter, score_all
-
+    scorer = get_method(method)
+    if scorer.score_kind != "cosine":  # the method scores with its own adapter, not the encoder's cosine
         f = encode_dataset(loaded, test)
-        scores, _ = score_all(load_adapter(best / "vacsr_adapter"), f.images, f.texts, device=cfg.device, show_progress=False)
+        scores, _ = scorer.score(best, f.images, f.texts, device=cfg.device)
         res.update({**retrieval(scores, test, ece=False), "skew": skewness(scores), "score": "adapter logit"})
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # 100+ MB each; the result JSON marks the run done
     return {"method": method, "noise": noise, "seed": seed, "temperature": temperature, "best_epoch": best_epoch, "train_seconds": sum(r["seconds"] for r in history),

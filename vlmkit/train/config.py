@@ -7,21 +7,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..data.spec import parse_spec
-from ..losses import LOSS_PRESETS, make_loss
 from ..recipes import DEFAULT_RECIPE, RECIPES, Recipe, recipe  # noqa: F401 (re-exported)
 from ..utils import VlmkitError
+from .methods import METHOD_REGISTRY, VACSR_LOOP_KEYS, get_method
 
-#: methods accepted by :class:`TrainConfig` (the mixup presets come from :mod:`vlmkit.losses`)
-METHODS = ("contrastive", "sigmoid", "m2mix", "m2mix-linear", "vmix", "lmix", "vlmix", "all", "vacsr-joint")
+#: methods accepted by :class:`TrainConfig`: the names of :data:`vlmkit.train.methods.METHOD_REGISTRY`
+#: (the mixup presets come from :data:`vlmkit.losses.LOSS_PRESETS`)
+METHODS = tuple(METHOD_REGISTRY)
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-#: keys of ``TrainConfig.vacsr`` that belong to the loop, not to :class:`~vlmkit.vacsr.VACSRConfig`
-VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
-                   "step_frac": 0.6, "warm_start": "features", "warm_epochs": 3, "warm_lr": 1e-3,
-                   "text_lr_frac": 0.1, "image_lr_frac": 0.01}
-VACSR_PRESETS = (None, "paper")
-
-VACSR_SCHEDULES = ("step", "cosine")
-VACSR_WARM_STARTS = ("features", "none")
 
 
 @dataclass
@@ -186,35 +179,10 @@ class TrainConfig:
         if spec.embedded:
             spec.embedded_preset("TrainConfig.dataset")  # the loop draws the train and val splits itself
         frozen = {"image": self.freeze == "image" or self.lr_mult_image == 0, "text": self.freeze == "text" or self.lr_mult_text == 0}
-        if all(frozen.values()) and self.method != "vacsr-joint":
+        method = get_method(self.method)
+        if all(frozen.values()) and method.needs_towers:
             raise VlmkitError("TrainConfig: both towers are frozen (freeze / lr_mult_* = 0); nothing would be trained")
-        if self.method in LOSS_PRESETS:
-            make_loss(self.method, **self.loss_overrides)  # raises on unknown keys, negative weights, α ≤ 0
-        elif self.loss_overrides:
-            bad("loss_overrides", f"an empty dict for method {self.method!r} (overrides apply to the contrastive/mixup presets)")
-        if self.vacsr and self.method != "vacsr-joint":
-            bad("vacsr", "an empty dict unless method='vacsr-joint'")
-        if self.method == "vacsr-joint":
-            self.vacsr_config(dim=8)  # validates the adapter fields
-            for key in ("lr", "weight_decay", "contrastive_weight"):
-                v = self.vacsr.get(key, VACSR_LOOP_KEYS[key])
-                if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0):
-                    raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number {'> 0' if key == 'lr' else '≥ 0'}")
-            for key in ("warm_lr", "text_lr_frac", "image_lr_frac"):
-                v = self.vacsr.get(key, VACSR_LOOP_KEYS[key])
-                if v is None and key != "warm_lr":
-                    continue
-                if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)) or (key == "warm_lr" and v == 0):
-                    raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number {'> 0' if key == 'warm_lr' else '≥ 0 (or None: the towers at lr)'}")
-            we = self.vacsr.get("warm_epochs", VACSR_LOOP_KEYS["warm_epochs"])
-            if not isinstance(we, int) or isinstance(we, bool) or we < 1:
-                raise VlmkitError(f"TrainConfig.vacsr['warm_epochs']={we!r}: expected an integer ≥ 1")
-            for key, choices in (("preset", VACSR_PRESETS), ("schedule", VACSR_SCHEDULES), ("warm_start", VACSR_WARM_STARTS)):
-                if self.vacsr.get(key, VACSR_LOOP_KEYS[key]) not in choices:
-                    raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={self.vacsr[key]!r}: expected one of {choices}")
-            f = self.vacsr.get("step_frac", VACSR_LOOP_KEYS["step_frac"])
-            if not (isinstance(f, (int, float)) and 0 < f <= 1):
-                raise VlmkitError(f"TrainConfig.vacsr['step_frac']={f!r}: expected a fraction in (0, 1]")
+        method.validate(self)  # the method's own fields: loss_overrides, vacsr
 
     def vacsr_config(self, dim: int):
         """The adapter's :class:`~vlmkit.vacsr.VACSRConfig` (``dim`` = the model's embedding size)."""

@@ -1,5 +1,9 @@
 """The fine-tuning loop: :func:`finetune` (see :class:`~vlmkit.train.config.TrainConfig`).
 
+The loop is the same for every method: what differs (loss, own parameters, optimiser groups,
+schedule, validation scorer, best-checkpoint files) is asked of the run's
+:class:`~vlmkit.train.methods.Method` (:func:`~vlmkit.train.methods.get_method`).
+
 Reproducibility: the caption order of epoch ``e`` is ``default_rng([seed, e]).permutation``
 of the training captions (all, or the first ``captions_per_image`` of each image), and the
 mixup λs / VACSR samples of global step ``s`` come from a generator seeded with ``(seed, s)``;
@@ -26,7 +30,6 @@ import os
 import random
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,14 +39,15 @@ import torch.nn as nn
 
 from ..data.loading import CaptionPairs, ImageTensors, tokenize_all
 from ..features import encode_dataset
-from ..losses import LOSS_PRESETS, contrastive_loss, gather_features, make_loss, sigmoid_loss
+from ..losses import gather_features
 from ..metrics import coco_recall, protocol_name, rsum
 from ..models.factory import LoadedModel, load_model, save_model
 from ..utils import (VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, first_captions, progress,
                      seed_everything)
 from . import distributed as D
+from .amp import autocast_setup
 from .config import TrainConfig
-from .schedule import step_decay, warmup_cosine
+from .methods import Batch, Method, get_method
 
 CHECKPOINT = "checkpoint.pt"
 TIME_KEYS = ("seconds", "step_ms")  # history fields that differ between identical runs
@@ -60,11 +64,20 @@ class FinetuneResult:
 
 
 class _Trainable(nn.Module):
-    """The CLIP model plus the loss's own parameters (SigLIP scale/bias, VACSR adapter)."""
+    """The CLIP model plus the method's own module (SigLIP scale/bias, VACSR adapter), held under
+    the method's :attr:`~vlmkit.train.methods.Method.attribute` (so checkpoint keys are
+    ``clip.*`` and e.g. ``head.*`` / ``vacsr.*``); :attr:`extra` is that module or None."""
 
-    def __init__(self, clip: nn.Module, head: nn.ParameterDict | None, vacsr: nn.Module | None):
+    def __init__(self, clip: nn.Module, attribute: str | None = None, extra: nn.Module | None = None):
         super().__init__()
-        self.clip, self.head, self.vacsr = clip, head, vacsr
+        self.clip = clip
+        self._extra_name = attribute if extra is not None else None
+        if self._extra_name is not None:
+            self.add_module(self._extra_name, extra)
+
+    @property
+    def extra(self) -> nn.Module | None:
+        return None if self._extra_name is None else getattr(self, self._extra_name)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         out = self.clip(x, tokens)
@@ -123,29 +136,18 @@ def epoch_batches(cfg: TrainConfig, captions: np.ndarray, epoch: int) -> list[np
 # --------------------------------------------------------------------------- model / optimiser
 
 
-def base_temperature(cfg: TrainConfig, model: nn.Module) -> float:
-    """τ of the base InfoNCE (and the V/L/VL mix terms): ``cfg.temperature``, or when that is
-    ``None`` the model's own learned τ = 1 / exp(logit_scale) (the authors' 0.01 is CLIP's);
-    ``loss_overrides["tau"]`` wins over both."""
-    if "tau" in cfg.loss_overrides:
-        return float(cfg.loss_overrides["tau"])
-    if cfg.temperature is not None:
-        return float(cfg.temperature)
-    from ..models import learned_temperature
-
-    return learned_temperature(model)
-
-
 def _tower(name: str) -> str:
     if name in ("logit_scale", "logit_bias"):
         return "logit"
     return "image" if name.startswith("visual.") else "text"
 
 
-def build_optimizer(cfg: TrainConfig, trainable: _Trainable) -> torch.optim.Optimizer:
-    """AdamW groups: (image, text) × (decay, no decay) with the tower lr multipliers, the
-    logit scale/bias and SigLIP head (no decay), the VACSR adapter (its own lr and decay)."""
-    learn_scale = cfg.learnable_scale and cfg.method in LOSS_PRESETS
+def build_optimizer(cfg: TrainConfig, trainable: _Trainable, method: Method | None = None) -> torch.optim.Optimizer:
+    """AdamW groups: (image, text) × (decay, no decay) at the method's tower lr times the tower
+    multipliers, the logit scale (no decay; trained when the method learns it), then the
+    method's own groups (SigLIP head, VACSR adapter: :meth:`Method.param_groups`)."""
+    method = method or get_method(cfg.method)
+    learn_scale = method.learns_scale(cfg)
     mult = {"image": 0.0 if cfg.freeze == "image" else cfg.lr_mult_image, "text": 0.0 if cfg.freeze == "text" else cfg.lr_mult_text}
     groups: dict[tuple, list] = {}
     for name, p in trainable.clip.named_parameters():
@@ -155,66 +157,20 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable) -> torch.optim.Opti
         if frozen:
             continue
         decay = tower != "logit" and p.ndim >= 2 and "embedding" not in name
-        lr = _vacsr_tower_lr(cfg, tower) * (mult.get(tower, 1.0))
+        lr = method.tower_lr(cfg, tower) * (mult.get(tower, 1.0))
         groups.setdefault((tower, decay, lr), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr, "name": f"{tower}{'' if decay else '-nodecay'}"}
                     for (tower, decay, lr), ps in groups.items()]
-    if trainable.head is not None:
-        param_groups.append({"params": list(trainable.head.parameters()), "weight_decay": 0.0, "lr": cfg.lr, "name": "siglip-head"})
-    if trainable.vacsr is not None:
-        param_groups.append({"params": list(trainable.vacsr.parameters()), "weight_decay": cfg.vacsr_option("weight_decay"),
-                             "lr": cfg.vacsr_option("lr"), "name": "vacsr-adapter"})
+    if trainable.extra is not None:
+        param_groups += method.param_groups(cfg, trainable.extra)
     if not any(g["params"] for g in param_groups):
         raise VlmkitError("TrainConfig: every parameter is frozen; nothing to train")
     return torch.optim.AdamW(param_groups, lr=cfg.lr)
 
 
-def _vacsr_tower_lr(cfg: TrainConfig, tower: str) -> float:
-    """A tower's base lr: ``cfg.lr``, or for ``vacsr-joint`` with ``vacsr["text_lr_frac"]`` /
-    ``["image_lr_frac"]`` set, that fraction of the adapter's lr (the paper: ×0.1 / ×0.01)."""
-    if cfg.method != "vacsr-joint" or tower not in ("image", "text"):
-        return cfg.lr
-    frac = cfg.vacsr_option(f"{tower}_lr_frac")
-    return cfg.lr if frac is None else cfg.vacsr_option("lr") * float(frac)
-
-
-def warm_start_adapter(cfg: TrainConfig, loaded: LoadedModel, train, vacsr: nn.Module, batch_size: int) -> list[dict]:
-    """``vacsr-joint``'s warm start: train the adapter on frozen features of ``train`` (the
-    pretrained encoders, before any joint step) with :func:`vlmkit.vacsr.train_on_features` and
-    load its weights into ``vacsr.adapter``; returns that training's history."""
-    from ..vacsr import train_on_features
-
-    _, _, enc_amp = _amp(cfg, loaded.device)
-    was = loaded.model.training
-    feats = encode_dataset(loaded, train, batch_size=cfg.eval_batch_size, amp=enc_amp)
-    loaded.model.train(was)
-    warm, hist = train_on_features(feats.images, feats.texts, torch.as_tensor(np.asarray(train.caption_image)),
-                                   vacsr.adapter.config, epochs=int(cfg.vacsr_option("warm_epochs")),
-                                   batch_size=batch_size, lr=cfg.vacsr_option("warm_lr"), seed=cfg.seed,
-                                   device=loaded.device, show_progress=False)
-    vacsr.adapter.load_state_dict(warm.state_dict())
-    vacsr.adapter.train()
-    return hist
-
-
 def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int, steps_per_epoch: int, last_step: int = -1):
-    """warm-up + cosine (:func:`warmup_cosine`), or for ``vacsr-joint`` with ``vacsr["schedule"]
-    == "step"`` the VACSR paper's: constant, ×0.1 from epoch round(step_frac · epochs) on."""
-    if cfg.method == "vacsr-joint" and cfg.vacsr_option("schedule") == "step":
-        at = int(round(cfg.vacsr_option("step_frac") * cfg.epochs)) * steps_per_epoch
-        return step_decay(opt, at, 0.1, last_step=last_step)
-    return warmup_cosine(opt, int(cfg.warmup_frac * total), total, last_step=last_step)
-
-
-def _amp(cfg: TrainConfig, dev: torch.device):
-    """(autocast context factory, GradScaler or None, amp argument for encode_dataset)."""
-    if dev.type != "cuda" or cfg.amp == "off":
-        return (lambda: nullcontext()), None, False
-    dtype = torch.float16 if cfg.amp == "fp16" else torch.bfloat16
-    if cfg.amp == "auto" and not torch.cuda.is_bf16_supported():
-        dtype = torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler, True
+    """The method's lr schedule (:meth:`Method.schedule`)."""
+    return get_method(cfg.method).schedule(cfg, opt, total, steps_per_epoch, last_step)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -279,6 +235,21 @@ def _comparable(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in ("epochs", "device")}
 
 
+def _read_checkpoint(cfg: TrainConfig, ckpt_path: Path) -> dict | None:
+    """The checkpoint to resume from (None when there is none); one written for another
+    configuration raises (only ``epochs`` and ``device`` may differ)."""
+    if not ckpt_path.is_file():
+        return None
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt["config"] = {**TrainConfig().to_dict(), **ckpt["config"]}  # fields added since take their defaults
+    if _comparable(ckpt["config"]) != _comparable(cfg.to_dict()):
+        diff = sorted(k for k in _comparable(cfg.to_dict()) if ckpt["config"].get(k) != cfg.to_dict()[k])
+        raise VlmkitError(f"{ckpt_path}: written for a different configuration (fields {diff}); use another out_dir or resume=False")
+    if ckpt["config"]["epochs"] != cfg.epochs:
+        warnings.warn(f"resuming with epochs={cfg.epochs} (checkpoint planned {ckpt['config']['epochs']}): the cosine schedule is re-planned")
+    return ckpt
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -316,41 +287,21 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     if steps_per_epoch < 1:
         per = "" if cfg.captions_per_image is None else f" (captions_per_image={cfg.captions_per_image})"
         raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} exceeds the {len(captions)} training captions{per} of {train.name}")
-    ckpt_path = out_dir / CHECKPOINT
-    ckpt = None
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        ckpt["config"] = {**TrainConfig().to_dict(), **ckpt["config"]}  # fields added since take their defaults
-        if _comparable(ckpt["config"]) != _comparable(cfg.to_dict()):
-            diff = sorted(k for k in _comparable(cfg.to_dict()) if ckpt["config"].get(k) != cfg.to_dict()[k])
-            raise VlmkitError(f"{ckpt_path}: written for a different configuration (fields {diff}); use another out_dir or resume=False")
-        if ckpt["config"]["epochs"] != cfg.epochs:
-            warnings.warn(f"resuming with epochs={cfg.epochs} (checkpoint planned {ckpt['config']['epochs']}): the cosine schedule is re-planned")
+    ckpt = _read_checkpoint(cfg, out_dir / CHECKPOINT) if resume else None
 
     seed_everything(cfg.seed)
     loaded = load_model(cfg.model, cfg.pretrained, device=dev)
     loaded.pretrained = cfg.pretrained
     if cfg.grad_checkpointing:
         loaded.model.set_grad_checkpointing(True)
-    head = vacsr = None
-    if cfg.method == "sigmoid":
-        from ..losses.sigmoid import SIGLIP_INIT_LOGIT_BIAS, SIGLIP_INIT_LOGIT_SCALE
-
-        head = nn.ParameterDict({"logit_scale": nn.Parameter(torch.tensor(math.log(SIGLIP_INIT_LOGIT_SCALE))),
-                                 "logit_bias": nn.Parameter(torch.tensor(SIGLIP_INIT_LOGIT_BIAS))}).to(dev)
-    elif cfg.method == "vacsr-joint":
-        from ..vacsr import VACSRLoss
-
-        vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim), batch_size=n_local).to(dev)  # −log B prior on the local batch
-        if ckpt is None and cfg.vacsr_option("warm_start") == "features":
-            warm_start_adapter(cfg, loaded, train, vacsr, n_local)
-    trainable = _Trainable(loaded.model, head, vacsr)
-    opt = build_optimizer(cfg, trainable)
+    method = get_method(cfg.method)
+    extra = method.build(cfg, loaded, train, n_local, dev, fresh=ckpt is None)
+    trainable = _Trainable(loaded.model, method.attribute, extra)
+    opt = build_optimizer(cfg, trainable, method)
     total = cfg.epochs * steps_per_epoch
-    sched = _schedule(cfg, opt, total, steps_per_epoch)
-    autocast, scaler, enc_amp = _amp(cfg, dev)
-    tau = base_temperature(cfg, loaded.model)  # from the pretrained weights, before any resume
-    loss_fn = make_loss(cfg.method, **{"tau": tau, **cfg.loss_overrides}) if cfg.method in LOSS_PRESETS else None
+    sched = method.schedule(cfg, opt, total, steps_per_epoch)
+    autocast, scaler, enc_amp = autocast_setup(cfg, dev)
+    criterion = method.criterion(cfg, loaded, extra)
 
     history: list[dict] = []
     step, start_epoch, best_rsum, best_epoch = 0, 0, float("-inf"), -1
@@ -360,7 +311,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         for g in opt.param_groups:  # checkpoints from before the scheduler kept the peak lr as base_lr
             g.setdefault("initial_lr", g.get("base_lr", g["lr"]))
         # the schedule rebuilt at the checkpoint's step (re-planned when epochs changed)
-        sched = _schedule(cfg, opt, total, steps_per_epoch, last_step=ckpt["step"] - 1)
+        sched = method.schedule(cfg, opt, total, steps_per_epoch, last_step=ckpt["step"] - 1)
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step, start_epoch = ckpt["step"], ckpt["epoch"]
@@ -378,7 +329,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     tensors = ImageTensors(train, loaded.preprocess, loaded.preprocess_cfg)
     pairs = CaptionPairs(train, tensors, tokenize_all(loaded.tokenizer, train.captions))
     params = [p for g in opt.param_groups for p in g["params"]]
-    learn_scale = cfg.learnable_scale and cfg.method in LOSS_PRESETS
+    learn_scale = method.learns_scale(cfg)
     epochs_run = 0
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -399,23 +350,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
                 img, txt, scale = model(x, tokens)
                 img, txt = img.float(), txt.float()
                 all_img, all_txt, off, size = gather_features(img, txt)
-                logs: dict[str, float] = {}
-                if loss_fn is not None:
-                    out = loss_fn(all_img, all_txt, generator=gen, epoch=epoch, logit_scale=scale.float() if learn_scale else None,
-                                  local_offset=off, local_size=size)
-                    loss, logs = out.total, {k: v for k, v in out.logs.items() if not k.startswith("lambda_") and k != "mix_scale"}
-                elif head is not None:
-                    loss = sigmoid_loss(all_img, all_txt, trainable.head["logit_scale"].exp(), trainable.head["logit_bias"],
-                                        local_offset=off, local_size=size)
-                else:  # vacsr-joint: the adapter on the local batch (+ InfoNCE on the global one)
-                    vgen = torch.Generator(device=dev).manual_seed(int(cfg.seed) * 1_000_003 + step)
-                    loss, terms = trainable.vacsr(img, txt, image_ids=img_idx, caption_image_ids=img_idx, generator=vgen)
-                    logs = {f"vacsr_{k}": v for k, v in terms.items()}
-                    cw = cfg.vacsr_option("contrastive_weight")
-                    if cw > 0:
-                        c = contrastive_loss(all_img, all_txt, temperature=0.01, local_offset=off, local_size=size)
-                        logs["contrastive"] = c.detach()
-                        loss = loss + cw * c
+                loss, logs = criterion(Batch(img, txt, all_img, all_txt, off, size, scale, img_idx, gen, cfg.seed, step, epoch))
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 raise VlmkitError(f"non-finite loss at epoch {epoch + 1}, step {step} ({cfg.method}); lower lr or use amp='off'/'bf16'")
@@ -445,10 +380,9 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         train_seconds = time.time() - t_epoch
         sums = D.mean_over_ranks(sums, info, dev)  # each rank logged its local-loss share
         row = {"epoch": epoch + 1, "step": step, "lr": lr_used}  # the lr of the epoch's last step
-        if loss_fn is not None:
-            row["tau"] = loss_fn.tau
+        row.update(criterion.epoch_fields())
         row.update({("train_" + k if k != "loss" else "train_loss"): v / steps_per_epoch for k, v in sums.items()})
-        row.update(validate(loaded, val, trainable.vacsr.adapter if vacsr is not None else None, batch_size=cfg.eval_batch_size, amp=enc_amp))
+        row.update(validate(loaded, val, method.val_adapter(extra), batch_size=cfg.eval_batch_size, amp=enc_amp))
         row["seconds"] = round(time.time() - t_epoch, 2)
         row["step_ms"] = round(1000 * train_seconds / steps_per_epoch, 2)
         history.append(row)
@@ -457,7 +391,7 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
             best_rsum, best_epoch = row["rsum"], epoch + 1
         if info.is_main:
             if improved:
-                _save_best(out_dir / "best", loaded, trainable, cfg, row)
+                _save_best(out_dir / "best", loaded, trainable, cfg, row, method)
             state = {"trainable": trainable.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                      "step": step, "epoch": epoch + 1, "history": history, "best_rsum": best_rsum, "best_epoch": best_epoch,
                      "rng": _rng_state(), "config": cfg.to_dict(), "world_size": info.world_size}
@@ -469,20 +403,14 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     return FinetuneResult(out_dir, out_dir / "best", history, best_epoch, best_rsum, round(time.time() - t0, 2))
 
 
-def _save_best(path: Path, loaded: LoadedModel, trainable: _Trainable, cfg: TrainConfig, row: dict) -> None:
+def _save_best(path: Path, loaded: LoadedModel, trainable: _Trainable, cfg: TrainConfig, row: dict, method: Method) -> None:
     extra = {"finetune": {"config": cfg.to_dict(), "epoch": row["epoch"], "rsum": row["rsum"], "val_protocol": row["val_protocol"]}}
-    if trainable.head is not None:
-        extra["siglip"] = {k: float(v.detach()) for k, v in trainable.head.items()}
-
-    def write(tmp: Path) -> None:
-        save_model(loaded, tmp, extra)
-        if trainable.vacsr is not None:
-            from ..vacsr import save_adapter
-
-            save_adapter(trainable.vacsr.adapter, tmp / "vacsr_adapter", extra={"epoch": row["epoch"]})
-
+    if trainable.extra is not None:
+        extra.update(method.best_metadata(trainable.extra))
     with atomic_dir(path) as tmp:
-        write(tmp)
+        save_model(loaded, tmp, extra)
+        if trainable.extra is not None:
+            method.save_best(trainable.extra, tmp, row)
 
 
 def load_history(out_dir: str | os.PathLike) -> list[dict]:
