@@ -264,7 +264,7 @@ def test_captions_per_image_one_gives_one_step_pair_per_image(tmp_path):
 def test_warmup_cosine_is_a_torch_scheduler_with_the_clip_numbers():
     import math
 
-    from vlmkit.train.schedule import warmup_cosine
+    from vlmkit.schedule import warmup_cosine
 
     def ref(s, warm, total):  # linear warm-up, then cosine to 0 (held at 0 past total)
         return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
@@ -288,7 +288,7 @@ def test_warmup_cosine_is_a_torch_scheduler_with_the_clip_numbers():
 
 
 def test_the_loop_follows_the_scheduler_and_not_pretrain():
-    """The fine-tuning loop takes its schedule from vlmkit.train.schedule (through the run's
+    """The fine-tuning loop takes its schedule from vlmkit.schedule (through the run's
     Method, vlmkit.train.methods), not from the stand-in pretraining module."""
     import ast
     import inspect
@@ -300,11 +300,11 @@ def test_the_loop_follows_the_scheduler_and_not_pretrain():
 
     assert not {"pretrain", ".pretrain"} & (imported(loop) | imported(methods)) and "schedule" in imported(methods)
     assert "methods" in imported(loop) and not hasattr(loop, "cosine_lr") and not hasattr(methods, "cosine_lr")
-    assert methods.warmup_cosine.__module__ == "vlmkit.train.schedule"
+    assert methods.warmup_cosine.__module__ == "vlmkit.schedule"
 
 
 def test_step_decay_is_the_one_step_schedule_of_vacsr_training():
-    from vlmkit.train.schedule import step_decay
+    from vlmkit.schedule import step_decay
 
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=0.5)

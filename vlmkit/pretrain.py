@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .losses import contrastive_loss
-from .train.schedule import warmup_cosine
+from .schedule import warmup_cosine
 from .data.loading import CaptionPairs, ImageTensors, tokenize_all
 from .data.shapes import make_shapes
 from .models.factory import CONFIG_NAME, LoadedModel, load_model, save_model

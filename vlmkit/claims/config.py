@@ -86,8 +86,8 @@ class LedgerConfig:
     trajectory: bool = True
     trajectory_methods: tuple[str, ...] = ("contrastive", "sigmoid", "m2mix", "m2mix-linear")
     vacsr_train_images: int = 2000
-    vacsr_epochs: int = 5
-    vacsr_batch_size: int = 256
+    vacsr_epochs: int = _LEDGER.vacsr_epochs
+    vacsr_batch_size: int = _LEDGER.vacsr_batch
     vacsr_lr: float = 1e-3
     vacsr_variants: tuple[str, ...] = tuple(VACSR_VARIANTS)
     noise_reference: bool = True

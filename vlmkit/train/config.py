@@ -93,7 +93,7 @@ class TrainConfig:
     * ``amp="auto"`` (authors: fp16 weights, fp32 update): bf16/fp16 autocast on CUDA only;
       CPU runs in fp32.
     * Same as the authors: AdamW, batch 128, 10 % linear warm-up then cosine to 0
-      (:func:`vlmkit.train.schedule.warmup_cosine`), the model in eval mode while training
+      (:func:`vlmkit.schedule.warmup_cosine`), the model in eval mode while training
       (``eval_mode=True``: no dropout; the bundled configs have none, so both modes train the
       same weights, tested), τ fixed at the model's own learned value (``temperature=None``;
       the authors' 0.01 is CLIP ViT-B/32's learned τ; the learnable scale is unused unless

@@ -7,7 +7,7 @@ schedule, validation scorer, best-checkpoint files) is asked of the run's
 Reproducibility: the caption order of epoch ``e`` is ``default_rng([seed, e]).permutation``
 of the training captions (all, or the first ``captions_per_image`` of each image), and the
 mixup λs / VACSR samples of global step ``s`` come from a generator seeded with ``(seed, s)``;
-the learning rate follows :func:`vlmkit.train.schedule.warmup_cosine`, rebuilt at the
+the learning rate follows :func:`vlmkit.schedule.warmup_cosine`, rebuilt at the
 checkpoint's step on resume; so a run resumed from ``checkpoint.pt`` (model, optimiser,
 scaler, step, RNG states, history, best RSUM) replays exactly what an uninterrupted run does
 (on CPU). Batches are ``batch_size`` captions with the image each was written for (the last

@@ -37,7 +37,7 @@ from torch import Tensor
 from ..losses import LOSS_PRESETS, contrastive_loss, make_loss, sigmoid_loss
 from ..utils import VlmkitError
 from .amp import autocast_setup
-from .schedule import step_decay, warmup_cosine
+from ..schedule import step_decay, warmup_cosine
 
 #: keys of ``TrainConfig.vacsr`` that belong to the loop, not to :class:`~vlmkit.vacsr.VACSRConfig`
 VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
@@ -138,7 +138,7 @@ class Method:
         return []
 
     def schedule(self, cfg: Any, opt: torch.optim.Optimizer, total: int, steps_per_epoch: int, last_step: int = -1):
-        """The lr schedule (:func:`~vlmkit.train.schedule.warmup_cosine` over ``warmup_frac``)."""
+        """The lr schedule (:func:`~vlmkit.schedule.warmup_cosine` over ``warmup_frac``)."""
         return warmup_cosine(opt, int(cfg.warmup_frac * total), total, last_step=last_step)
 
     def criterion(self, cfg: Any, loaded: Any, module: nn.Module | None) -> Criterion:  # pragma: no cover (abstract)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from vlmkit.schedule import step_decay
 from vlmkit.utils import VlmkitError, atomic_torch_save, progress, resolve_device, seed_everything
 from vlmkit.vacsr.adapter import VACSRAdapter
 from vlmkit.vacsr.config import VACSRConfig
@@ -114,8 +115,6 @@ def train_on_features(img_feats: Tensor, txt_feats: Tensor, caption_image: Tenso
     step_epoch = int(round(lr_step_frac * epochs))
     n_batches = (M + batch_size - 1) // batch_size
     bar = progress(total=max(0, epochs - start) * n_batches, desc="VACSR train") if show_progress else None
-    from vlmkit.train.schedule import step_decay  # here: vlmkit.train imports vlmkit.vacsr
-
     for group in opt.param_groups:
         group.setdefault("initial_lr", lr)
     sched = step_decay(opt, step_epoch, 0.1, last_step=start - 1)  # stepped once per epoch

@@ -19,7 +19,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..utils import VlmkitError
+from .utils import VlmkitError
 
 
 def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> float:
