@@ -1,7 +1,9 @@
 """``ruff check`` with the project's configuration (pyproject.toml ``[tool.ruff]``: unused
-imports, redefinitions, undefined names, syntax errors) passes on the package, the tests, the
-benchmarks and the notebook sources — and that configuration does catch a planted unused
-import and an undefined name (so a passing run means something)."""
+imports, redefinitions, undefined names, syntax errors, and lines over 120 columns in the
+library) passes on the package, the tests, the benchmarks and the notebook sources — and that
+configuration does catch a planted unused import, an undefined name and a 130-column line in a
+``vlmkit/`` path while letting the same line pass under ``tests/`` (so a passing run means
+something)."""
 
 from __future__ import annotations
 
@@ -37,3 +39,19 @@ def test_the_configuration_catches_unused_imports_and_undefined_names(tmp_path):
     found = sorted(line.split(": ", 1)[1].split(" ", 1)[0] for line in r.stdout.splitlines() if ": F" in line)
     assert found == ["F401", "F821"], r.stdout
     assert "bad.py:1:8: F401" in r.stdout and "undefined_name" in r.stdout and "__init__" not in r.stdout
+
+
+def test_the_configuration_holds_the_library_to_120_columns_but_not_the_tests(tmp_path):
+    line = "x = " + repr("a" * 124) + "\n"  # 130 columns
+    ok = "y = " + repr("b" * 114) + "\n"  # 120 columns: allowed
+    assert len(line) - 1 == 130 and len(ok) - 1 == 120
+    lib, test = tmp_path / "vlmkit" / "planted.py", tmp_path / "tests" / "test_planted.py"
+    for f in (lib, test):
+        f.parent.mkdir()
+        f.write_text(ok + line)
+    # with --config, ruff resolves the per-file-ignore globs against the working directory
+    r = _ruff("--config", str(ROOT / "pyproject.toml"), "vlmkit", "tests", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    found = [ln for ln in r.stdout.splitlines() if "E501" in ln]
+    assert len(found) == 1 and found[0].replace("\\", "/").startswith("vlmkit/planted.py:2:121: E501"), r.stdout
+    assert "test_planted" not in r.stdout

@@ -60,7 +60,8 @@ def shift_embeddings(img: Any, txt: Any, amount: float) -> tuple[torch.Tensor, t
     return _unit(x - amount / 2 * delta), _unit(y + amount / 2 * delta)
 
 
-def embedding_shift(img: Any, txt: Any, caption_image: Any, shifts: Sequence[float] = (-0.5, -0.25, 0, 0.25, 0.5, 0.75, 1.0),
+def embedding_shift(img: Any, txt: Any, caption_image: Any,
+                    shifts: Sequence[float] = (-0.5, -0.25, 0, 0.25, 0.5, 0.75, 1.0),
                     temperature: float = 0.01) -> pd.DataFrame:
     """Gap, R@1 (one-to-one labels, %) and contrastive loss (first caption per image) at each shift."""
     x, y = _t(img), _t(txt)
@@ -104,11 +105,13 @@ def slerp_neighbours(v: Any, t: Any, gallery_images: Any | None, gallery_texts: 
         sim = (gal @ m.reshape(-1)).numpy()
         top = np.argsort(-sim, kind="stable")[: min(k, len(sim))]
         for r, j in enumerate(top, 1):
-            rows.append({"lam": float(lam), "rank": r, "modality": mods[j], "index": int(idx_all[j]), "similarity": float(sim[j])})
+            rows.append({"lam": float(lam), "rank": r, "modality": mods[j], "index": int(idx_all[j]),
+                         "similarity": float(sim[j])})
     return pd.DataFrame(rows)
 
 
-def mixed_negative_hardness(img: Any, txt: Any, lam: float = 0.5, max_pairs: int | None = None, seed: int = 0) -> pd.DataFrame:
+def mixed_negative_hardness(img: Any, txt: Any, lam: float = 0.5, max_pairs: int | None = None,
+                            seed: int = 0) -> pd.DataFrame:
     """Cosine of each anchor image v_i to its negatives: original t_j and m²-Mix m_j = slerp(v_j, t_j; λ), j ≠ i.
 
     ``img``/``txt`` are row-paired (N, d). Rows: ``kind ("original"/"mixed λ=…"), anchor, similarity``;

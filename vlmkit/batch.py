@@ -54,7 +54,8 @@ PREFERRED_BASELINES = ("contrastive", "pretrained")
 RANGES = ((r"^(R@\d|ECE|mAP@R|R-P)|%", (0.0, 100.0)), (r"^RSUM", (0.0, 600.0)), (r"AUROC", (0.0, 1.0)),
           (r"(^|\s)r(\s|$)|pearson|spearman", (-1.0, 1.0)))
 """A metric's possible range by its name (first match): intervals are drawn within it."""
-AGG_COLUMNS = ["kind", "method", "metric", "n", "n_expected", "seeds", "missing_seeds", "mean", "sd", "ci95_lo", "ci95_hi"]
+AGG_COLUMNS = ["kind", "method", "metric", "n", "n_expected", "seeds", "missing_seeds", "mean", "sd", "ci95_lo",
+               "ci95_hi"]
 PROTOCOL = f"each metric as named (the runs' tables/summary.csv); over seeds: {INTERVAL_RULE}"
 
 
@@ -79,7 +80,8 @@ class Batch:
         cols = list(self.rows.columns)
         if "method" not in cols:
             where = f"{self.folder / 'summary.csv'}" if self.folder else "summary"
-            raise VlmkitError(f"{where}: no 'method' column (expected one row per run and method, as vlmkit run --grid writes)")
+            raise VlmkitError(f"{where}: no 'method' column (expected one row per run and method, as vlmkit run --grid "
+                              "writes)")
         head = cols[:cols.index("method")]
         self.params = [c for c in head if c not in ("run", "status")]
         self.seed_key = next((k for k in SEED_KEYS if k in self.params), None)
@@ -105,8 +107,10 @@ class Batch:
         self.used = used[~dup].reset_index(drop=True)
         self.methods = list(dict.fromkeys(self.used["method"].astype(str)))
         self.seeds = sorted(set(self.rows[self.seed_key].dropna())) if self.seed_key else [0]
-        self.points = self.rows[self.point_params].drop_duplicates().reset_index(drop=True) if self.point_params else pd.DataFrame(index=[0])
-        self.numeric = {p: bool(pd.to_numeric(self.rows[p], errors="coerce").notna().all()) and self.rows[p].map(_num).all()
+        self.points = (self.rows[self.point_params].drop_duplicates().reset_index(drop=True) if self.point_params
+                       else pd.DataFrame(index=[0]))
+        self.numeric = {p: (bool(pd.to_numeric(self.rows[p], errors="coerce").notna().all())
+                            and self.rows[p].map(_num).all())
                         for p in self.point_params}
 
     # ----------------------------------------------------------------- aggregation
@@ -128,8 +132,9 @@ class Batch:
         vals = {s: v for s, v in by_seed.items() if v is not None and math.isfinite(v)}
         mean, sd, lo, hi = t_interval(list(vals.values()))
         missing = [s for s in self.seeds if s not in vals]
-        return {**point, "kind": kind, "method": method, "metric": metric, "n": len(vals), "n_expected": len(self.seeds),
-                "seeds": _seed_text(sorted(vals)) if self.seed_key else "", "missing_seeds": _seed_text(missing) if self.seed_key else "",
+        return {**point, "kind": kind, "method": method, "metric": metric, "n": len(vals),
+                "n_expected": len(self.seeds), "seeds": _seed_text(sorted(vals)) if self.seed_key else "",
+                "missing_seeds": _seed_text(missing) if self.seed_key else "",
                 "mean": mean, "sd": sd, "ci95_lo": lo, "ci95_hi": hi}
 
     def _reported(self, method: str, metric: str) -> bool:
@@ -201,7 +206,8 @@ class Batch:
         if short.empty:
             return pd.DataFrame(columns=[*self.point_params, "method", "n", "n_expected", "missing_seeds"])
         return (short.groupby([*self.point_params, "method"], sort=False, dropna=False)
-                .agg(n=("n", "min"), n_expected=("n_expected", "first"), missing_seeds=("missing_seeds", "first")).reset_index())
+                .agg(n=("n", "min"), n_expected=("n_expected", "first"),
+                     missing_seeds=("missing_seeds", "first")).reset_index())
 
     def headline(self) -> list[str]:
         """The headline metrics this batch holds (:data:`HEADLINE`), in that order."""
@@ -249,12 +255,13 @@ class Batch:
                 others = [p for p in self.point_params if p != param]
                 v, d = agg[agg["metric"] == metric].copy(), diff[diff["metric"] == metric].copy()
                 for f in (v, d):
-                    f["series"] = [m + "".join(f" · {p}={_show(r[p])}" for p in others) for m, (_, r) in zip(f["method"], f.iterrows())]
+                    f["series"] = [m + "".join(f" · {p}={_show(r[p])}" for p in others)
+                                   for m, (_, r) in zip(f["method"], f.iterrows())]
                     if param is not None and self.numeric.get(param):
                         f[param] = f[param].astype(float)
                 name = f"{_slug(metric)}_vs_{_slug(param) if param else 'method'}"
-                figs[name] = metric_figure(v, d, metric, param, baseline=base, numeric=bool(param and self.numeric.get(param)),
-                                           bounds=metric_range(metric))
+                figs[name] = metric_figure(v, d, metric, param, baseline=base,
+                                           numeric=bool(param and self.numeric.get(param)), bounds=metric_range(metric))
         return figs
 
     # ----------------------------------------------------------------- writing
@@ -291,31 +298,39 @@ class Batch:
         parts = [(f"<section id=figures><h2>Each headline metric against the grid's parameters</h2><p class=narrative>"
                  "Left: each method's mean over the seeds with its 95 % Student-t interval (band, or error bars for a "
                  f"categorical parameter). How: {html.escape(INTERVAL_RULE)}. "
-                 f"Right: the paired difference method − {html.escape(self.baseline())} within each seed, with its interval; "
+                 f"Right: the paired difference method − {html.escape(self.baseline())} within each seed, with its "
+                 "interval; "
                  "where the interval excludes the dashed zero line the difference is larger than the seed spread. "
-                 "Open markers and hatched bars: fewer seeds than the grid; ×: no seed at all (a failed or missing run).</p>")]
+                 "Open markers and hatched bars: fewer seeds than the grid; ×: no seed at all (a failed or missing "
+                 "run).</p>")]
         for name in self.figures():
             png, page = folder / "figures" / f"{name}.png", f"figures/{name}.html"
             if png.is_file():
-                parts.append(f"<figure><img class=fig src='{_png_uri(png)}' alt='{html.escape(name)}'><figcaption>{html.escape(name)} · "
-                             f"interactive: <a href='{html.escape(page)}'>{html.escape(page)}</a></figcaption></figure>")
+                parts.append(f"<figure><img class=fig src='{_png_uri(png)}' "
+                             f"alt='{html.escape(name)}'><figcaption>{html.escape(name)} · "
+                             "interactive: <a "
+                             f"href='{html.escape(page)}'>{html.escape(page)}</a></figcaption></figure>")
             else:
                 parts.append(f"<figure><iframe class=plotly src='{html.escape(page)}' title='{html.escape(name)}' "
                              "style='width:100%;height:540px;border:0'></iframe><figcaption>"
                              f"{html.escape(name)} (interactive; no static PNG in this batch)</figcaption></figure>")
         parts.append("</section>")
-        n_seeds = f"{len(self.seeds)} seed(s): {_seed_text(self.seeds)}" if self.seed_key else "one run per grid point (no seed in the grid)"
+        n_seeds = (f"{len(self.seeds)} seed(s): {_seed_text(self.seeds)}" if self.seed_key
+                   else "one run per grid point (no seed in the grid)")
         parts.append("<section id=by-seed><h2>Every metric: grid points × methods, mean ± sd over seeds</h2>"
-                     f"<p class=narrative>{html.escape(n_seeds)}. A cell reads mean ± sd; (n=k/K) when only k of the K seeds "
+                     f"<p class=narrative>{html.escape(n_seeds)}. A cell reads mean ± sd; (n=k/K) when only k of the K "
+                     "seeds "
                      "have a value; <b>missing</b> when none has; — when the method does not report the metric. "
                      "Intervals and paired differences: summary_by_seed.csv.</p>"
                      + table_html(self.table(), protocol=PROTOCOL, label_col="metric", max_rows=1000) + "</section>")
         miss, excl = self.missing(), self.excluded()
         body = ("<p>Every cell holds every seed; no run was left out.</p>" if miss.empty and excl.empty else "")
         if not miss.empty:
-            body += table_html(miss, protocol="cells (grid point × method) with fewer seeds than the grid", max_rows=500)
+            body += table_html(miss, protocol="cells (grid point × method) with fewer seeds than the grid",
+                               max_rows=500)
         if not excl.empty:
-            body += table_html(excl, protocol="runs left out of every number (status not ok, or superseded by a later run)", max_rows=500)
+            body += table_html(excl, protocol="runs left out of every number (status not ok, or superseded by a later "
+                                              "run)", max_rows=500)
         parts.append(f"<section id=partial><h2>Partial grid</h2>{body}</section>")
         return "".join(parts)
 

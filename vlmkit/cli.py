@@ -153,7 +153,8 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
         meta["parameters"] = {**old.get("parameters", {}), **params}
         meta["grid_point"] = {**old.get("grid_point", {}), **grid_point}
         meta["notebooks"] = old.get("notebooks", {})
-        meta["continued"] = old.get("continued", []) + [{"at": now, "git_commit": meta["git_commit"], "parameters": params}]
+        meta["continued"] = old.get("continued", []) + [{"at": now, "git_commit": meta["git_commit"],
+                                                         "parameters": params}]
         meta["started"] = old.get("started", now)
     merged = meta["parameters"]
     write_run_meta(run_dir, meta)
@@ -173,7 +174,8 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
             entry = {"status": "ok", "seconds": round(time.time() - t0, 1)}
             print(f"[{run_dir.name}] {nb.name} ok ({time.time() - t0:.0f} s)", flush=True)
         except pm.PapermillExecutionError as exc:
-            msg = f"notebook {nb.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): {exc.ename}: {exc.evalue}"
+            msg = (f"notebook {nb.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): "
+                   f"{exc.ename}: {exc.evalue}")
             entry = {"status": "failed", "seconds": round(time.time() - t0, 1), "error": msg}
             print(f"[{run_dir.name}] {msg}\n  executed notebook kept at {out}", file=sys.stderr, flush=True)
             ok = False
@@ -277,7 +279,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         summ = summarise_runs(run_dirs)
         atomic_to_csv(summ, batch / "summary.csv")
         page = write_batch(batch, run_dirs)  # summary_by_seed.csv, figures/ and report.html (vlmkit.batch)
-        print(f"batch summary: {batch / 'summary.csv'} ({len(summ)} rows; {failed} of {len(grid)} runs failed); comparison page: {page}")
+        print(f"batch summary: {batch / 'summary.csv'} ({len(summ)} rows; {failed} of {len(grid)} runs failed); "
+              f"comparison page: {page}")
     return 1 if failed else 0
 
 
@@ -286,21 +289,26 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the numbered notebooks through papermill into a run directory")
     r.add_argument("--config", help="YAML file of notebook parameters")
-    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="one parameter (YAML value)")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="one parameter (YAML value)")
     r.add_argument("--out", default="runs", help="parent folder of run directories (default runs/)")
     r.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="batch over every combination")
     r.add_argument("--quick", action="store_true", help="tiny sizes for CI (a few minutes on 2 CPU cores)")
     r.add_argument("--only", help="comma-separated notebook numbers to run (e.g. 00,01)")
-    r.add_argument("--run-dir", help="continue an existing run directory (e.g. rerun --only 03,08 there) instead of a new one")
+    r.add_argument("--run-dir",
+                   help="continue an existing run directory (e.g. rerun --only 03,08 there) instead of a new one")
     from .claims.__main__ import add_arguments as claims_arguments, cmd_claims
 
-    claims_arguments(sub.add_parser("claims", help="the claims ledger: re-test every headline claim, write docs/results.md"))
+    claims_arguments(sub.add_parser("claims",
+                                    help="the claims ledger: re-test every headline claim, write docs/results.md"))
     e = sub.add_parser("export", help="write a run's embeddings + metadata in clip-retrieval's layout (vlmkit.export)")
     e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (after notebooks 01-02)")
     e.add_argument("--out", help="output folder (default RUN_DIR/export)")
     from .audit.cli import add_arguments as audit_arguments, cmd_audit
 
-    audit_arguments(sub.add_parser("audit", help="rank a dataset's likely false negatives and mismatched pairs; write a review page"))
+    audit_arguments(sub.add_parser("audit",
+                                   help="rank a dataset's likely false negatives and mismatched pairs; write a review "
+                                        "page"))
     args = ap.parse_args(argv)
     try:
         if args.command == "claims":
@@ -310,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
             rec = export_run(args.run_dir, args.out)
             print(f"exported {', '.join(rec['methods'])} ({rec['images']} images, {rec['captions']} captions) to "
-                  f"{args.out or Path(args.run_dir) / 'export'}" + (f"; skipped {', '.join(rec['skipped'])} (no features)" if rec["skipped"] else ""))
+                  f"{args.out or Path(args.run_dir) / 'export'}" + (f"; skipped {', '.join(rec['skipped'])} (no "
+                                                                    "features)" if rec["skipped"] else ""))
             return 0
         if args.command == "audit":
             return cmd_audit(args)

@@ -85,7 +85,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
 
     run = Path(run_dir)
     if not (run / "methods.json").is_file():
-        raise VlmkitError(f"{run}: no methods.json — not a run directory, or notebook 01_data_and_model has not run there")
+        raise VlmkitError(f"{run}: no methods.json — not a run directory, or notebook 01_data_and_model has not run "
+                          "there")
     out = Path(out) if out is not None else run / "export"
     ds = wb.run_dataset(run)
     images, texts = metadata_tables(ds)

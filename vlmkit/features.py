@@ -125,10 +125,12 @@ def encode_dataset(
     if world > 1:
         images = _gather_rows(images, dataset.num_images, world, device)
         texts = _gather_rows(texts, dataset.num_captions, world, device)
-    meta = {"model": loaded.name, "pretrained": str(loaded.pretrained), "dataset": dataset.name, "format": str(FORMAT_VERSION)}
+    meta = {"model": loaded.name, "pretrained": str(loaded.pretrained), "dataset": dataset.name,
+            "format": str(FORMAT_VERSION)}
     feats = Features(images, texts, key, meta)
     if not (torch.isfinite(feats.images).all() and torch.isfinite(feats.texts).all()):
-        raise VlmkitError(f"encoding {dataset.name} with {loaded.name} produced NaN/inf features (diverged weights or fp16 overflow?)")
+        raise VlmkitError(f"encoding {dataset.name} with {loaded.name} produced NaN/inf features (diverged weights or "
+                          "fp16 overflow?)")
     if path is not None and rank == 0:
         _write(path, feats)
     if world > 1:
@@ -196,7 +198,8 @@ def _write(path: Path, feats: Features) -> None:
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
-        save_file({"images": feats.images.contiguous(), "texts": feats.texts.contiguous()}, str(tmp), metadata={**feats.meta, "key": feats.key})
+        save_file({"images": feats.images.contiguous(), "texts": feats.texts.contiguous()}, str(tmp),
+                  metadata={**feats.meta, "key": feats.key})
 
 
 def _read(path: Path, key: str, dataset: PairDataset) -> Features | None:

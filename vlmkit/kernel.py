@@ -152,7 +152,8 @@ def summarise_skipped(log: str | os.PathLike) -> list[dict[str, Any]]:
     (a dataset recorded twice under one role keeps its last entry)."""
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for e in _entries(log, "skipped"):
-        latest[(e.get("dataset", "?"), e.get("role", ""))] = {k: e.get(k) for k in ("dataset", "role", "count", "items")}
+        latest[(e.get("dataset", "?"), e.get("role", ""))] = {k: e.get(k)
+                                                               for k in ("dataset", "role", "count", "items")}
     return list(latest.values())
 
 

@@ -46,7 +46,8 @@ def random_init_features(dataset: Any, model: str = "vlmkit-tiny", seed: int = 0
 def two_cones(n: int = 200, d: int = 32, spread: float = 0.6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Free unit embeddings for a toy: images around one random direction, texts around another (two cones)."""
     g = torch.Generator().manual_seed(seed)
-    ci, ct = _unit(torch.randn(d, generator=g, dtype=torch.float64)), _unit(torch.randn(d, generator=g, dtype=torch.float64))
+    ci, ct = (_unit(torch.randn(d, generator=g, dtype=torch.float64)),
+              _unit(torch.randn(d, generator=g, dtype=torch.float64)))
     x = _unit(ci + spread * torch.randn(n, d, generator=g, dtype=torch.float64) / np.sqrt(d) * 3)
     y = _unit(ct + spread * torch.randn(n, d, generator=g, dtype=torch.float64) / np.sqrt(d) * 3)
     return x, y
@@ -92,5 +93,6 @@ def free_embeddings(temperature: float = 0.01, n: int = 200, d: int = 32, steps:
                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The unit image/text embeddings :func:`temperature_gap` ends with at one τ (row-paired:
     caption i belongs to image i) — a gap kept by training, for the primer's shift experiment."""
-    *_, (step, xu, yu, loss, logits) = _train_free(*two_cones(n, d, seed=seed), temperature, steps, lr, every=max(1, steps))
+    *_, (step, xu, yu, loss, logits) = _train_free(*two_cones(n, d, seed=seed), temperature, steps, lr,
+                                                   every=max(1, steps))
     return xu.double(), yu.double()

@@ -64,7 +64,8 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     if only:
         missing = sorted(set(only) - {p.name[:2] for p in nbs})
         if missing:
-            raise VlmkitError(f"--only {','.join(missing)}: no such notebook; there are {', '.join(p.name[:2] for p in nbs)}")
+            raise VlmkitError(f"--only {','.join(missing)}: no such notebook; there are "
+                              f"{', '.join(p.name[:2] for p in nbs)}")
         nbs = [p for p in nbs if p.name[:2] in only]
     return nbs
 

@@ -154,7 +154,8 @@ def as_numpy(x: Any, name: str = "input", *, dtype: Any = None) -> np.ndarray:
         raise VlmkitError(f"{name}: expected a tensor or array, got {type(x).__name__} ({exc})") from None
 
 
-def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1, *, by_image: bool = False) -> np.ndarray:
+def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1, *,
+                   by_image: bool = False) -> np.ndarray:
     """Indices (ascending) of the first ``per_image`` captions written for each image, in
     caption order; ``None`` keeps every caption. Images with fewer captions keep all theirs.
 
@@ -174,7 +175,8 @@ def first_captions(caption_image: Any, n_images: int, per_image: int | None = 1,
         bad = int(np.flatnonzero((ci < 0) | (ci >= n_images))[0])
         raise VlmkitError(f"caption {bad} points at image {ci[bad]}, but there are {n_images} images")
     if by_image and per_image != 1:
-        raise VlmkitError(f"first_captions(by_image=True) pairs one caption with each image; got per_image={per_image!r}")
+        raise VlmkitError("first_captions(by_image=True) pairs one caption with each image; got "
+                          f"per_image={per_image!r}")
     if per_image is None:
         return np.arange(len(ci))
     if isinstance(per_image, bool) or not isinstance(per_image, (int, np.integer)) or per_image < 1:

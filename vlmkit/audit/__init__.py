@@ -28,10 +28,11 @@ from .core import DIRECTIONS, RULE, TASKS, AuditResult, Scorer, audit_scores, co
 from .decisions import VERDICTS, extended_positives, mismatched_captions, read_decisions, write_decisions
 from .measure import evaluate_audit, ranking_quality, total_errors, truth_of
 
-__all__ = ["AuditResult", "DIRECTIONS", "RULE", "Scorer", "TASKS", "VERDICTS", "audit_scores", "combine_table", "consistency",
-           "evaluate_audit", "extended_positives", "mismatched_captions", "parquet_available", "ranking_quality",
-           "read_decisions", "reevaluate", "review_columns", "scorers_from_run", "shortlist", "total_errors", "truth_of", "vacsr_scorer",
-           "write_decisions", "write_outputs", "zero_shot_scorer"]
+__all__ = ["AuditResult", "DIRECTIONS", "RULE", "Scorer", "TASKS", "VERDICTS", "audit_scores", "combine_table",
+           "consistency", "evaluate_audit", "extended_positives", "mismatched_captions", "parquet_available",
+           "ranking_quality",
+           "read_decisions", "reevaluate", "review_columns", "scorers_from_run", "shortlist", "total_errors",
+           "truth_of", "vacsr_scorer", "write_decisions", "write_outputs", "zero_shot_scorer"]
 
 
 def zero_shot_scorer(ds: Any, model: str = "", pretrained: str = "stand-in", *, device: str = "auto",
@@ -45,14 +46,16 @@ def zero_shot_scorer(ds: Any, model: str = "", pretrained: str = "stand-in", *, 
     return Scorer.from_features(name, feats.images, feats.texts)
 
 
-def scorers_from_run(run_dir: str | os.PathLike, ds: Any | None = None, methods: Sequence[str] | None = None) -> list[Scorer]:
+def scorers_from_run(run_dir: str | os.PathLike, ds: Any | None = None,
+                     methods: Sequence[str] | None = None) -> list[Scorer]:
     """One scorer per method registered in a run directory (``methods.json``): the cosine of its
     features, or its stored score matrix with its σ² (VACSR).  With ``ds``, shapes are checked."""
     from .. import workbook as wb
 
     reg = wb.list_methods(run_dir)
     if not reg:
-        raise VlmkitError(f"{run_dir}: no methods registered (methods.json missing or empty): run notebooks 01/02 there first")
+        raise VlmkitError(f"{run_dir}: no methods registered (methods.json missing or empty): run notebooks 01/02 "
+                          "there first")
     out = []
     import torch
 
@@ -82,7 +85,8 @@ def vacsr_scorer(ds: Any, base: Scorer, *, epochs: int = 5, seed: int = 0, batch
     if not base.has_features:
         raise VlmkitError(f"vacsr_scorer: base scorer {base.name!r} has no features to train an adapter on")
     cfg = config or VACSRConfig(dim=int(base.img.shape[1]))
-    adapter, _ = train_on_features(base.img, base.txt, ds.caption_image, cfg, epochs=epochs, batch_size=min(batch_size, ds.num_captions),
+    adapter, _ = train_on_features(base.img, base.txt, ds.caption_image, cfg, epochs=epochs,
+                                   batch_size=min(batch_size, ds.num_captions),
                                    seed=seed, device="cpu", show_progress=False)
     return Scorer.from_adapter(name, adapter, base.img, base.txt)
 
@@ -121,7 +125,8 @@ def write_outputs(ds: Any, result: AuditResult, out_dir: str | os.PathLike, *, n
     else:
         note = "candidates.parquet not written: neither pyarrow nor fastparquet is installed (pip install pyarrow)"
     top = {t: d.head(n_review) for t, d in result.tables.items()}
-    atomic_write_text(paths["review"], review_page_html(ds, top, review_columns(result), info=result.info, size=thumb_size))
+    atomic_write_text(paths["review"],
+                      review_page_html(ds, top, review_columns(result), info=result.info, size=thumb_size))
     atomic_write_json(paths["manifest"], {**result.info, "combined_columns": result.combine, "n_review": int(n_review),
                                           "files": {k: p.name for k, p in paths.items()}, "note": note})
     return paths
@@ -144,7 +149,8 @@ def reevaluate(ds: Any, scorer: Scorer, extended_positives_path: str | os.PathLi
 
     after_ds = ds.with_extended_positives(extended_positives_path)
     rows = []
-    for label, d in ((f"before: {truth_protocol(ds)}", ds), ("after: one-to-one labels ∪ reviewed positives", after_ds)):
+    for label, d in ((f"before: {truth_protocol(ds)}", ds),
+                     ("after: one-to-one labels ∪ reviewed positives", after_ds)):
         p = Positives.from_dataset(d)
         for direction, sc, pp in (("i2t", s, p), ("t2i", s.T, p.T)):
             r = ranking_metrics(sc, pp, empty="skip")

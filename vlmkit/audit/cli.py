@@ -25,23 +25,30 @@ from ..utils import VlmkitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="?", default=None, help="a load_dataset spec or shapes[:PRESET] (default: the --run-dir's data, else shapes)")
+    p.add_argument("data", nargs="?", default=None,
+                   help="a load_dataset spec or shapes[:PRESET] (default: the --run-dir's data, else shapes)")
     p.add_argument("--model", default="", help="open_clip architecture of --pretrained (empty: the stand-in's own)")
-    p.add_argument("--pretrained", default="stand-in", help="stand-in, an open_clip tag, a weights file or a save_model dir")
+    p.add_argument("--pretrained", default="stand-in",
+                   help="stand-in, an open_clip tag, a weights file or a save_model dir")
     p.add_argument("--run-dir", default=None, help="a vlmkit run directory: its registered methods become scorers")
     p.add_argument("--methods", default=None, help="comma-separated subset of the run's methods")
     p.add_argument("--out", default="audit", help="output folder (default ./audit)")
-    p.add_argument("--top-k", type=int, default=10, help="false-negative candidates per image and per caption, per scorer")
+    p.add_argument("--top-k", type=int, default=10,
+                   help="false-negative candidates per image and per caption, per scorer")
     p.add_argument("--n-review", type=int, default=50, help="candidates per task on the review page")
-    p.add_argument("--vacsr-epochs", type=int, default=0, help="train a VACSR adapter on the zero-shot features (0: none)")
+    p.add_argument("--vacsr-epochs", type=int, default=0,
+                   help="train a VACSR adapter on the zero-shot features (0: none)")
     p.add_argument("--test-images", type=int, default=1000, help="embedded data only: test images")
     p.add_argument("--seed", type=int, default=0, help="embedded data only: data seed (and VACSR's)")
-    p.add_argument("--noise-ratio", type=float, default=0.0, help="embedded data only: share of captions permuted (inject_noise)")
+    p.add_argument("--noise-ratio", type=float, default=0.0,
+                   help="embedded data only: share of captions permuted (inject_noise)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (encoding)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default $VLMKIT_CACHE/features)")
     p.add_argument("--combine", default=None,
-                   help="comma-separated evidence columns of the combined rank (e.g. loss:zero-shot,caption_consistency); default: every score, σ² and consistency column")
-    p.add_argument("--decisions", default=None, help="a decisions.json from the review: write extended_positives.json and stop")
+                   help="comma-separated evidence columns of the combined rank (e.g. "
+                        "loss:zero-shot,caption_consistency); default: every score, σ² and consistency column")
+    p.add_argument("--decisions", default=None,
+                   help="a decisions.json from the review: write extended_positives.json and stop")
 
 
 def load_data(data: str | None, run_dir: str | None, test_images: int, seed: int, noise_ratio: float):
@@ -56,15 +63,17 @@ def load_data(data: str | None, run_dir: str | None, test_images: int, seed: int
         ds = wb.load_test_dataset(data, test_images, seed)
     if noise_ratio:
         if not wb.is_embedded(data or wb.run_data_spec(run_dir)["dataset"]):
-            raise VlmkitError(f"--noise-ratio {noise_ratio}: only for the embedded data (it permutes captions to make known mismatches)")
+            raise VlmkitError(f"--noise-ratio {noise_ratio}: only for the embedded data (it permutes captions to make "
+                              "known mismatches)")
         from ..data.shapes import inject_noise
 
         ds = inject_noise(ds, noise_ratio, seed)
     return ds
 
 
-def build_scorers(ds, *, model: str = "", pretrained: str = "stand-in", run_dir: str | None = None, methods: str | None = None,
-                  vacsr_epochs: int = 0, seed: int = 0, device: str = "auto", cache_dir: str | None = None):
+def build_scorers(ds, *, model: str = "", pretrained: str = "stand-in", run_dir: str | None = None,
+                  methods: str | None = None, vacsr_epochs: int = 0, seed: int = 0, device: str = "auto",
+                  cache_dir: str | None = None):
     """The scorers ``vlmkit audit`` and notebook 10 use (module docstring)."""
     from .. import workbook as wb
     from . import scorers_from_run, vacsr_scorer, zero_shot_scorer
@@ -97,11 +106,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.decisions:
         paths = write_decisions(ds, read_decisions(args.decisions, ds), out)
-        print(f"verdicts of {args.decisions} → {paths['extended_positives']} (read it with ds.with_extended_positives(path)) "
-              f"and {paths['decisions']}")
+        print(f"verdicts of {args.decisions} → {paths['extended_positives']} "
+              f"(read it with ds.with_extended_positives(path)) and {paths['decisions']}")
         return 0
-    scorers = build_scorers(ds, model=args.model, pretrained=args.pretrained, run_dir=args.run_dir, methods=args.methods,
-                            vacsr_epochs=args.vacsr_epochs, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
+    scorers = build_scorers(ds, model=args.model, pretrained=args.pretrained, run_dir=args.run_dir,
+                            methods=args.methods, vacsr_epochs=args.vacsr_epochs, seed=args.seed, device=args.device,
+                            cache_dir=args.cache_dir)
     res = audit_scores(ds, scorers, top_k=args.top_k, combine=parse_combine(args.combine))
     paths = write_outputs(ds, res, out, n_review=args.n_review)
     print(f"audit of {ds.name} ({ds.num_images} images × {ds.num_captions} captions) by {', '.join(res.scorers)} in "
@@ -110,6 +120,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for task, t in res.tables.items():
         top = t.head(3)
         for _, r in top.iterrows():
-            print(f"  {task} #{r['rank']}: image {r['image_id']} ← “{r['caption_text'][:70]}” (combined {r['combined']:.3f})")
+            print(f"  {task} #{r['rank']}: image {r['image_id']} ← “{r['caption_text'][:70]}” (combined "
+                  f"{r['combined']:.3f})")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -86,9 +86,10 @@ class Scorer:
     def from_features(cls, name: str, img: Any, txt: Any, temperature: float | None = None) -> "Scorer":
         img, txt = torch.as_tensor(img).float(), torch.as_tensor(txt).float()
         if img.dim() != 2 or txt.dim() != 2 or img.shape[1] != txt.shape[1]:
-            raise VlmkitError(f"scorer {name!r}: expected image (N, d) and text (M, d) features, got {tuple(img.shape)} and {tuple(txt.shape)}")
-        return cls(name, "cosine", img=torch.nn.functional.normalize(img, dim=1), txt=torch.nn.functional.normalize(txt, dim=1),
-                   temperature=temperature)
+            raise VlmkitError(f"scorer {name!r}: expected image (N, d) and text (M, d) features, got "
+                              f"{tuple(img.shape)} and {tuple(txt.shape)}")
+        return cls(name, "cosine", img=torch.nn.functional.normalize(img, dim=1),
+                   txt=torch.nn.functional.normalize(txt, dim=1), temperature=temperature)
 
     @classmethod
     def from_matrix(cls, name: str, scores: Any, uncertainty: Any = None, kind: str = "logit",
@@ -135,7 +136,8 @@ class Scorer:
         if self.adapter is not None:
             from ..vacsr import score_all
 
-            return score_all(self.adapter, self.img[i0:i1], self.txt, show_progress=False, device="cpu")[0].float().clone()
+            return score_all(self.adapter, self.img[i0:i1], self.txt, show_progress=False,
+                             device="cpu")[0].float().clone()
         return self.img[i0:i1] @ self.txt.T
 
     def pairs(self, ii: np.ndarray, jj: np.ndarray, chunk: int = 1 << 14) -> tuple[np.ndarray, np.ndarray | None]:
@@ -163,7 +165,8 @@ class Scorer:
             if not sel.size:
                 continue
             caps = np.unique(jj[sel])
-            S, U = score_all(self.adapter, self.img[i0:i0 + b], self.txt[torch.from_numpy(caps)], show_progress=False, device="cpu")
+            S, U = score_all(self.adapter, self.img[i0:i0 + b], self.txt[torch.from_numpy(caps)], show_progress=False,
+                             device="cpu")
             r, c = ii[sel] - i0, np.searchsorted(caps, jj[sel])
             s[sel] = S.numpy()[r, c]
             u[sel] = U.numpy()[r, c]  # type: ignore[index]
@@ -291,7 +294,8 @@ def combine_table(df: pd.DataFrame, task: str, columns: Sequence[str], tie: str 
     if tie is not None and tie in df:
         df["_tie"] = signs[_kind(tie)] * df[tie]
         keys, asc = ["combined", "_tie"], [False, False]
-    df = df.sort_values(keys, ascending=asc, kind="stable").drop(columns=["_tie"], errors="ignore").reset_index(drop=True)
+    df = (df.sort_values(keys, ascending=asc, kind="stable").drop(columns=["_tie"], errors="ignore")
+          .reset_index(drop=True))
     df.insert(1, "rank", np.arange(1, len(df) + 1))
     return df
 
@@ -318,7 +322,8 @@ def audit_scores(ds: Any, scorers: Sequence[Scorer], *, top_k: int = 10, referen
     n, m = ds.num_images, ds.num_captions
     for s in scorers:
         if s.shape != (n, m):
-            raise VlmkitError(f"scorer {s.name!r} scores {s.shape[0]}×{s.shape[1]} pairs but {ds.name} has {n} images × {m} captions "
+            raise VlmkitError(f"scorer {s.name!r} scores {s.shape[0]}×{s.shape[1]} pairs but {ds.name} has {n} images "
+                              f"× {m} captions "
                               "(a run directory of another dataset?)")
     ci = np.asarray(ds.caption_image, np.int64)
     ref = None
@@ -357,7 +362,8 @@ def audit_scores(ds: Any, scorers: Sequence[Scorer], *, top_k: int = 10, referen
     def base(i: np.ndarray, j: np.ndarray, task: str) -> pd.DataFrame:
         ids = np.asarray(ds.image_ids, dtype=object)
         return pd.DataFrame({"task": task, "image": i, "image_id": ids[i], "caption": j,
-                             "caption_text": [ds.captions[k] for k in j], "caption_image": ci[j], "caption_image_id": ids[ci[j]]})
+                             "caption_text": [ds.captions[k] for k in j], "caption_image": ci[j],
+                             "caption_image_id": ids[ci[j]]})
 
     tables, used = {}, {}
     first = f"score:{scorers[0].name}"
@@ -365,7 +371,8 @@ def audit_scores(ds: Any, scorers: Sequence[Scorer], *, top_k: int = 10, referen
         i, j = all_i[sl], all_j[sl]
         df = base(i, j, task)
         if task == "false_negative":
-            df["found_by"] = ["+".join(nm for nm in names if hit) for hit in zip(*(np.isin(fn_codes, found[nm]) for nm in names))] if nf else []
+            df["found_by"] = (["+".join(nm for nm in names if hit)
+                               for hit in zip(*(np.isin(fn_codes, found[nm]) for nm in names))] if nf else [])
         for col, v in cols.items():
             if task == "mismatch" and col == "image_consistency":
                 continue

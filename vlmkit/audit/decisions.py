@@ -56,7 +56,8 @@ def normalise(ds: Any, decisions: Iterable[dict], where: str = "decisions") -> l
             raise VlmkitError(f"{at}: needs 'image' (an index) or 'image_id'")
         j = int(d.get("caption", -1))
         if not 0 <= i < ds.num_images or not 0 <= j < ds.num_captions:
-            raise VlmkitError(f"{at}: pair (image {i}, caption {j}) outside {ds.num_images} images × {ds.num_captions} captions")
+            raise VlmkitError(f"{at}: pair (image {i}, caption {j}) outside {ds.num_images} images × {ds.num_captions} "
+                              "captions")
         out[(task, i, j)] = {"task": task, "image": i, "image_id": str(ds.image_ids[i]), "caption": j,
                              "verdict": check_verdict(d.get("verdict", ""), at)}
     return list(out.values())
@@ -77,16 +78,19 @@ def extended_positives(ds: Any, decisions: Iterable[dict], include_existing: boo
     return {str(ds.image_ids[i]): sorted(js) for i, js in sorted(pos.items())}
 
 
-def write_decisions(ds: Any, decisions: Iterable[dict], out_dir: str | os.PathLike, include_existing: bool = True) -> dict[str, Path]:
+def write_decisions(ds: Any, decisions: Iterable[dict], out_dir: str | os.PathLike,
+                    include_existing: bool = True) -> dict[str, Path]:
     """Write ``decisions.json`` (every verdict) and ``extended_positives.json`` (for
     ``ds.with_extended_positives(path)``) into ``out_dir``; returns both paths."""
     recs = normalise(ds, decisions)
     out = Path(out_dir)
     mism = [d for d in recs if d["task"] == "mismatch" and d["verdict"] == "false"]
     paths = {"decisions": out / "decisions.json", "extended_positives": out / "extended_positives.json"}
-    atomic_write_json(paths["decisions"], {"format": DECISIONS_FORMAT, "dataset": ds.name, "fingerprint": ds.fingerprint(),
+    atomic_write_json(paths["decisions"], {"format": DECISIONS_FORMAT, "dataset": ds.name,
+                                           "fingerprint": ds.fingerprint(),
                                            "counts": {v: sum(d["verdict"] == v for d in recs) for v in VERDICTS},
-                                           "mismatched": [[d["image_id"], d["caption"]] for d in mism], "decisions": recs})
+                                           "mismatched": [[d["image_id"], d["caption"]] for d in mism],
+                                           "decisions": recs})
     atomic_write_json(paths["extended_positives"], extended_positives(ds, recs, include_existing))
     return paths
 
@@ -112,4 +116,5 @@ def read_decisions(path: str | os.PathLike, ds: Any | None = None) -> list[dict]
 
 def mismatched_captions(decisions: Iterable[dict]) -> np.ndarray:
     """Caption indices whose labelled pair a reviewer marked false (to drop from training data)."""
-    return np.array(sorted({int(d["caption"]) for d in decisions if d.get("task") == "mismatch" and d.get("verdict") == "false"}), dtype=np.int64)
+    return np.array(sorted({int(d["caption"]) for d in decisions
+                            if d.get("task") == "mismatch" and d.get("verdict") == "false"}), dtype=np.int64)

@@ -52,7 +52,8 @@ def total_errors(ds: Any, task: str, block: int = 256) -> int:
                    for a in range(0, ds.num_images, block)))
 
 
-def ranking_quality(suspicion: np.ndarray, is_error: np.ndarray, n_errors: int, ks: Sequence[int] = (100, 1000)) -> dict[str, float]:
+def ranking_quality(suspicion: np.ndarray, is_error: np.ndarray, n_errors: int,
+                    ks: Sequence[int] = (100, 1000)) -> dict[str, float]:
     order = np.argsort(-suspicion, kind="stable")
     hit = is_error[order]
     out: dict[str, float] = {}

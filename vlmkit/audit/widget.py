@@ -58,9 +58,11 @@ class ReviewWidget:
         import ipywidgets as w
 
         key = (str(r["task"]), int(r["image"]), int(r["caption"]))
-        card = w.HTML("<table class='vlmkit-review'>" + candidate_row_html(self.ds, self.thumbs, r, self.columns, radios=False) + "</table>")
+        card = w.HTML("<table class='vlmkit-review'>"
+                      + candidate_row_html(self.ds, self.thumbs, r, self.columns, radios=False) + "</table>")
         toggle = w.ToggleButtons(options=[("—", ""), ("true", "true"), ("false", "false"), ("unsure", "unsure")],
-                                 value=self.decisions.get(key, ""), description=f"{'FN' if key[0] == 'false_negative' else 'mismatch'} #{int(r['rank'])}",
+                                 value=self.decisions.get(key, ""),
+                                 description=f"{'FN' if key[0] == 'false_negative' else 'mismatch'} #{int(r['rank'])}",
                                  style={"button_width": "64px"})
         toggle.observe(lambda ch: self.mark(*key, ch["new"]), names="value")
         return w.VBox([card, toggle])
@@ -90,6 +92,7 @@ class ReviewWidget:
         return self._widget
 
 
-def review_widget(ds: Any, tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, columns: Sequence[str], **kwargs: Any) -> ReviewWidget:
+def review_widget(ds: Any, tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike, columns: Sequence[str],
+                  **kwargs: Any) -> ReviewWidget:
     """A :class:`ReviewWidget` (display ``.widget`` in JupyterLab)."""
     return ReviewWidget(ds, tables, out_dir, columns, **kwargs)

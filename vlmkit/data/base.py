@@ -87,7 +87,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except VlmkitError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError… for bad files
-        raise VlmkitError(f"cannot read image {path}: {type(exc).__name__}: {exc} (corrupt, truncated or not an image?)") from exc
+        raise VlmkitError(f"cannot read image {path}: {type(exc).__name__}: {exc} (corrupt, truncated or not an "
+                          "image?)") from exc
 
 
 class ImageSource:
@@ -253,7 +254,8 @@ class PairDataset:
             raise VlmkitError(f"{self.name}: caption_image has {len(self.caption_image)} entries for {m} captions")
         if m and (self.caption_image.min() < 0 or self.caption_image.max() >= n):
             bad = int(np.flatnonzero((self.caption_image < 0) | (self.caption_image >= n))[0])
-            raise VlmkitError(f"{self.name}: caption {bad} points at image {self.caption_image[bad]}, but there are {n} images")
+            raise VlmkitError(f"{self.name}: caption {bad} points at image {self.caption_image[bad]}, but there are "
+                              f"{n} images")
         for i, c in enumerate(self.captions):
             if not isinstance(c, str) or not c.strip():
                 raise VlmkitError(f"{self.name}: caption {i} is empty or not a string: {c!r}")
@@ -277,7 +279,8 @@ class PairDataset:
         return self.num_images
 
     def __repr__(self) -> str:
-        kind = "exact truth" if self.has_exact_truth else ("extended positives" if self.truth is not None else "one-to-one labels")
+        kind = ("exact truth" if self.has_exact_truth
+                else ("extended positives" if self.truth is not None else "one-to-one labels"))
         return f"PairDataset({self.name!r}, images={self.num_images}, captions={self.num_captions}, {kind})"
 
     @property
@@ -356,7 +359,8 @@ class PairDataset:
     # -- slicing
     def subset(self, image_indices: Iterable[int], name: str | None = None) -> "PairDataset":
         """The given images and all captions written for them, truth re-indexed."""
-        ii = _as_index(np.asarray(list(image_indices) if not isinstance(image_indices, np.ndarray) else image_indices), self.num_images)
+        ii = _as_index(np.asarray(list(image_indices) if not isinstance(image_indices, np.ndarray) else image_indices),
+                       self.num_images)
         remap = np.full(self.num_images, -1, dtype=np.int64)
         remap[ii] = np.arange(len(ii))
         if len(np.unique(ii)) != len(ii):

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..utils import VlmkitError
 from .base import FileImages, PairDataset
-from .formats import IssueLog, caption_problem, id_sort_key, image_problem, read_json, require_dir, require_file, require_keys, require_list
+from .formats import (IssueLog, caption_problem, id_sort_key, image_problem, read_json, require_dir, require_file,
+                      require_keys, require_list)
 
 _HINT = "is it an official COCO captions file such as captions_val2017.json?"
 
@@ -84,7 +85,9 @@ def load_coco_captions(
             raise VlmkitError(f"{where}: duplicate annotation id {aid!r}")
         seen_ann.add(str(aid))
         if sid not in files:
-            log.problem(f"{ann_path}:{sid}", f"annotation id {aid} (annotations[{k}]) refers to image id {sid}, which is not in the 'images' list")
+            log.problem(f"{ann_path}:{sid}",
+                        f"annotation id {aid} (annotations[{k}]) refers to image id {sid}, which is not in the "
+                        "'images' list")
             continue
         bad = caption_problem(rec["caption"])
         if bad:
@@ -109,7 +112,8 @@ def load_coco_captions(
         else:
             final.append(sid)
     if not final:
-        raise VlmkitError(f"{ann_path}: no usable image with captions (skipped {len(log.skipped)} item(s); see the first: {log.skipped[:1]})")
+        raise VlmkitError(f"{ann_path}: no usable image with captions (skipped {len(log.skipped)} item(s); see the "
+                          f"first: {log.skipped[:1]})")
 
     captions: list[str] = []
     caption_image: list[int] = []

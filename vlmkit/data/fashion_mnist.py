@@ -25,8 +25,10 @@ from .folder import ClassificationDataset, check_templates
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 # The official label names, and the names used in prompts (same order, label 0..9).
-FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FASHION_MNIST_CLASSNAMES = ("t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
+FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                        "Ankle boot")
+FASHION_MNIST_CLASSNAMES = ("t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                            "ankle boot")
 FASHION_MNIST_TEMPLATES = (
     "a photo of a {c}.",
     "a black and white photo of a {c}.",
@@ -37,7 +39,8 @@ _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 def read_idx(path: str | os.PathLike, expect_magic: int | None = None) -> np.ndarray:
@@ -56,7 +59,8 @@ def read_idx(path: str | os.PathLike, expect_magic: int | None = None) -> np.nda
         else:
             raw = path.read_bytes()
     except (EOFError, OSError, zlib.error) as exc:
-        raise VlmkitError(f"{path}: cannot decompress ({type(exc).__name__}: {exc}); the file is truncated or corrupt") from None
+        raise VlmkitError(f"{path}: cannot decompress ({type(exc).__name__}: {exc}); the file is truncated or "
+                          "corrupt") from None
     if len(raw) < 4:
         raise VlmkitError(f"{path}: truncated IDX file ({len(raw)} bytes, shorter than the 4-byte magic number)")
     magic = int.from_bytes(raw[:4], "big")
@@ -73,7 +77,8 @@ def read_idx(path: str | os.PathLike, expect_magic: int | None = None) -> np.nda
     got = len(raw) - header
     if got != expected:
         what = "truncated" if got < expected else "has trailing bytes"
-        raise VlmkitError(f"{path}: IDX file {what}: header announces shape {shape} ({expected} data bytes), found {got}")
+        raise VlmkitError(f"{path}: IDX file {what}: header announces shape {shape} ({expected} data bytes), found "
+                          f"{got}")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -81,7 +86,8 @@ def _find(root: Path, stem: str) -> Path:
     for name in (stem + ".gz", stem):
         if (root / name).is_file():
             return root / name
-    raise VlmkitError(f"Fashion-MNIST file not found: {root / (stem + '.gz')} (install the Debian package dataset-fashion-mnist, or pass root=)")
+    raise VlmkitError(f"Fashion-MNIST file not found: {root / (stem + '.gz')} (install the Debian package "
+                      "dataset-fashion-mnist, or pass root=)")
 
 
 def fashion_mnist_available(root: str | os.PathLike = FASHION_MNIST_ROOT, split: str = "test") -> bool:
@@ -112,7 +118,8 @@ def load_fashion_mnist(
         raise VlmkitError(f"limit must be a positive integer or None, got {limit!r}")
     base = Path(root)
     if not base.is_dir():
-        raise VlmkitError(f"Fashion-MNIST folder not found: {base} (install the Debian package dataset-fashion-mnist, or pass root=)")
+        raise VlmkitError(f"Fashion-MNIST folder not found: {base} (install the Debian package dataset-fashion-mnist, "
+                          "or pass root=)")
     img_path, lab_path = (_find(base, s) for s in _FILES[split])
     images = read_idx(img_path, expect_magic=0x00000803)
     labels = read_idx(lab_path, expect_magic=0x00000801)

@@ -30,7 +30,8 @@ from .base import FileImages, ImageSource, PairDataset, SkipRecord, Truth, _as_i
 from .formats import IssueLog, image_problem, require_dir
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+                              ".pbm"})
 
 
 def fill_template(template: str, classname: str) -> str:
@@ -50,7 +51,8 @@ def check_templates(templates: Sequence[str] | str | None) -> tuple[str, ...]:
         raise VlmkitError("templates must hold at least one prompt template such as 'a photo of a {c}.'")
     for k, t in enumerate(out):
         if not isinstance(t, str) or ("{c}" not in t and "{}" not in t):
-            raise VlmkitError(f"templates[{k}] = {t!r} must be a string with a '{{c}}' placeholder, e.g. 'a photo of a {{c}}.'")
+            raise VlmkitError(f"templates[{k}] = {t!r} must be a string with a '{{c}}' placeholder, e.g. 'a photo of a "
+                              f"{{c}}.'")
     return out
 
 
@@ -103,11 +105,13 @@ class ClassificationDataset:
         if not self.image_ids:
             self.image_ids = [str(i) for i in range(n)]
         if len(self.labels) != n or len(self.image_ids) != n:
-            raise VlmkitError(f"{self.name}: {len(self.labels)} labels and {len(self.image_ids)} image_ids for {n} images")
+            raise VlmkitError(f"{self.name}: {len(self.labels)} labels and {len(self.image_ids)} image_ids for {n} "
+                              "images")
         if not self.classnames:
             raise VlmkitError(f"{self.name}: no class names")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classnames)):
-            raise VlmkitError(f"{self.name}: labels must lie in [0, {len(self.classnames)}), got {self.labels.min()}..{self.labels.max()}")
+            raise VlmkitError(f"{self.name}: labels must lie in [0, {len(self.classnames)}), got "
+                              f"{self.labels.min()}..{self.labels.max()}")
 
     @property
     def num_images(self) -> int:
@@ -121,7 +125,8 @@ class ClassificationDataset:
         return self.num_images
 
     def __repr__(self) -> str:
-        return f"ClassificationDataset({self.name!r}, images={self.num_images}, classes={self.num_classes}, templates={len(self.templates)})"
+        return (f"ClassificationDataset({self.name!r}, images={self.num_images}, classes={self.num_classes}, "
+                f"templates={len(self.templates)})")
 
     def load_image(self, i: int):
         return self.images.load(int(i))
@@ -133,7 +138,8 @@ class ClassificationDataset:
     def _template(self, template: int | str) -> str:
         if isinstance(template, int):
             if not -len(self.templates) <= template < len(self.templates):
-                raise VlmkitError(f"{self.name}: template index {template} out of range; there are {len(self.templates)} templates")
+                raise VlmkitError(f"{self.name}: template index {template} out of range; there are "
+                                  f"{len(self.templates)} templates")
             return self.templates[template]
         return check_templates((template,))[0]
 

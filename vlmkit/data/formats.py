@@ -123,7 +123,8 @@ def read_json(path: Path) -> Any:
             raw = fh.read()
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise VlmkitError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}") from None
+        raise VlmkitError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): "
+                          f"{exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise VlmkitError(f"{path}: not UTF-8 text at byte {exc.start}: {exc.reason}") from None
 
@@ -141,7 +142,8 @@ def require_list(data: Any, key: str, path: Path, hint: str) -> list:
     if not isinstance(data, dict):
         raise VlmkitError(f"{path}: expected a JSON object at the top level, got {type(data).__name__} ({hint})")
     if key not in data:
-        raise VlmkitError(f"{path}: missing top-level key {key!r} (found: {', '.join(map(repr, data)) or 'none'}; {hint})")
+        raise VlmkitError(f"{path}: missing top-level key {key!r} (found: {', '.join(map(repr, data)) or 'none'}; "
+                          f"{hint})")
     if not isinstance(data[key], list):
         raise VlmkitError(f"{path}: top-level {key!r} must be a list, got {type(data[key]).__name__}")
     return data[key]
@@ -201,7 +203,8 @@ def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
         params = dict(spec)
         kind = params.pop("kind", None)
         if kind is None:
-            raise VlmkitError(f"dataset spec dict needs a 'kind' key (one of {', '.join(KINDS)}); got keys {list(spec)}")
+            raise VlmkitError(f"dataset spec dict needs a 'kind' key (one of {', '.join(KINDS)}); got keys "
+                              f"{list(spec)}")
         kind = str(kind).lower()
         if kind not in KINDS:
             raise VlmkitError(f"unknown dataset kind {kind!r} in spec {spec!r}; expected one of {', '.join(KINDS)}")
@@ -221,7 +224,8 @@ def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
     try:
         inspect.signature(func).bind(**params)
     except TypeError as exc:  # an unknown or missing argument: say which loader wants what
-        raise VlmkitError(f"dataset spec {spec!r}: {func_name}() {exc}; its parameters: {', '.join(inspect.signature(func).parameters)}") from None
+        raise VlmkitError(f"dataset spec {spec!r}: {func_name}() {exc}; its parameters: "
+                          f"{', '.join(inspect.signature(func).parameters)}") from None
     ds = func(**params)
     if pairs and hasattr(ds, "as_pairs"):
         ds = ds.as_pairs()

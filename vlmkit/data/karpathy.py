@@ -26,7 +26,8 @@ import numpy as np
 
 from ..utils import VlmkitError
 from .base import FileImages, PairDataset
-from .formats import IssueLog, caption_problem, image_problem, read_json, require_dir, require_file, require_keys, require_list
+from .formats import (IssueLog, caption_problem, image_problem, read_json, require_dir, require_file, require_keys,
+                      require_list)
 
 KARPATHY_SPLITS = ("train", "val", "test", "restval")
 _HINT = "is it a Karpathy split file such as dataset_coco.json or dataset_flickr30k.json?"
@@ -36,7 +37,8 @@ def _parse_split(split: str | Sequence[str]) -> tuple[str, ...]:
     parts = tuple(split.split("+")) if isinstance(split, str) else tuple(split)
     bad = [s for s in parts if s not in KARPATHY_SPLITS]
     if not parts or bad:
-        raise VlmkitError(f"split must be one of {KARPATHY_SPLITS} or several joined by '+' (e.g. 'train+restval'), got {split!r}")
+        raise VlmkitError(f"split must be one of {KARPATHY_SPLITS} or several joined by '+' (e.g. 'train+restval'), "
+                          f"got {split!r}")
     return parts
 
 
@@ -124,7 +126,8 @@ def load_karpathy(
                 log.problem(item, f"sentence {j} (sentid {sid}): {bad}")
                 continue
             if captions_per_image is not None and len(kept) >= captions_per_image:
-                log.note(item, f"sentence {j} (sentid {sid}) is beyond captions_per_image={captions_per_image}; left out")
+                log.note(item, f"sentence {j} (sentid {sid}) is beyond "
+                               f"captions_per_image={captions_per_image}; left out")
                 continue
             kept.append((sid, text.strip()))
         if not kept:
@@ -150,7 +153,8 @@ def load_karpathy(
         captions=captions,
         caption_image=np.asarray(caption_image, dtype=np.int64),
         image_ids=image_ids,
-        caption_meta={"sentid": np.asarray(sentids, dtype=np.int64 if all(isinstance(s, int) for s in sentids) else object)},
+        caption_meta={"sentid": np.asarray(sentids,
+                                           dtype=np.int64 if all(isinstance(s, int) for s in sentids) else object)},
         image_meta={"split": np.asarray(image_split)},
         skipped=log.finish(),
     )

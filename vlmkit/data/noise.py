@@ -41,7 +41,8 @@ def inject_noise(ds: PairDataset, ratio: float, seed: int = 0) -> PairDataset:
         perm[order] = np.roll(order, 1)
     all_img = np.arange(ds.num_images)
     meta = {key: np.asarray(v)[perm] for key, v in ds.caption_meta.items()}
-    moved = (perm != np.arange(m)) | np.asarray(ds.caption_meta.get("moved", ds.caption_meta.get("noisy", np.zeros(m, bool))), bool)
+    moved = (perm != np.arange(m)) | np.asarray(
+        ds.caption_meta.get("moved", ds.caption_meta.get("noisy", np.zeros(m, bool))), bool)
     meta["moved"] = moved
     noisy = PairDataset(
         name=f"{ds.name}-noise{ratio:g}",

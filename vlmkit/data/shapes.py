@@ -91,10 +91,13 @@ class ShapesConfig:
         if self.image_size < 32:
             raise VlmkitError(f"ShapesConfig.image_size must be ≥ 32, got {self.image_size}")
         if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
-            raise VlmkitError(f"ShapesConfig needs 1 ≤ min_objects ≤ max_objects ≤ {MAX_OBJECTS}, got {self.min_objects}, {self.max_objects}")
+            raise VlmkitError(f"ShapesConfig needs 1 ≤ min_objects ≤ max_objects ≤ {MAX_OBJECTS}, got "
+                              f"{self.min_objects}, {self.max_objects}")
         if not 2 <= self.n_shapes <= len(SHAPES) or not 2 <= self.n_colours <= len(COLOURS):
-            raise VlmkitError(f"ShapesConfig.n_shapes must be in 2..{len(SHAPES)} and n_colours in 2..{len(COLOURS)}, got {self.n_shapes}, {self.n_colours}")
-        for name, n in (("shape_weights", self.n_shapes), ("colour_weights", self.n_colours), ("background_weights", len(ALL_BACKGROUNDS))):
+            raise VlmkitError(f"ShapesConfig.n_shapes must be in 2..{len(SHAPES)} and n_colours in 2..{len(COLOURS)}, "
+                              f"got {self.n_shapes}, {self.n_colours}")
+        for name, n in (("shape_weights", self.n_shapes), ("colour_weights", self.n_colours),
+                        ("background_weights", len(ALL_BACKGROUNDS))):
             w = getattr(self, name)
             if w is not None and (len(w) != n or min(w) < 0 or sum(w) <= 0):
                 raise VlmkitError(f"ShapesConfig.{name} must be {n} non-negative weights with a positive sum, got {w}")
@@ -184,7 +187,8 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
         pts = [(0.72 * np.cos(a), 1.1 * np.sin(a)) for a in np.arange(4) * np.pi / 2]
     elif shape == "cross":
         w = 0.36
-        pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w), (-w, -w)]
+        pts = [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w), (-1, -w),
+               (-w, -w)]
     else:
         raise ValueError(shape)
     ca, sa = np.cos(angle), np.sin(angle)
@@ -244,7 +248,8 @@ def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig, 
         r = big * (0.085 if size_i == 0 else 0.15) * float(rng.uniform(0.92, 1.08))
         cx = slot_w * (pos_i + 0.5) + float(rng.uniform(-0.08, 0.08)) * slot_w
         cy = big * 0.5 + float(rng.uniform(-0.22, 0.22)) * big
-        rgb = tuple(int(np.clip(c + rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1), 0, 255)) for c in RGB[COLOURS[colour_i]])
+        rgb = tuple(int(np.clip(c + rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1), 0, 255))
+                    for c in RGB[COLOURS[colour_i]])
         shape = SHAPES[shape_i]
         if shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
@@ -358,7 +363,8 @@ COCO_TEMPLATES = {
     1: ("{objs}{bg}", "{bg_lead}, {objs}", "{objs} against {bg_bare}"),
     0: ("{count}{bg}, one of them {objs}", "{count}{bg}, including {objs}", "{count}{bg}; one is {objs}",
         "{objs} and more: {count}{bg}", "{count}{bg}, among them {objs}"),
-    -1: ("{count}{bg}", "a picture of {count}{bg}", "just {count}{bg}", "a simple image: {count}{bg}"),  # the rare purely generic caption (spec 0)
+    # the rare purely generic caption (spec 0)
+    -1: ("{count}{bg}", "a picture of {count}{bg}", "just {count}{bg}", "a simple image: {count}{bg}"),
 }
 # Which attributes (shape, colour, size, position) each COCO-style form states of each object.
 COCO_FORMS = {4: (1, 1, 1, 1), 3: (1, 1, 1, 0), 2: (1, 1, 0, 1), 1: (1, 0, 1, 0), 0: (1, 1, 1, 0)}
@@ -435,9 +441,9 @@ WEB_WRAPPERS = (
 )
 
 
-def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int = 1, p_drop: float = 0.35, p_wrong: float = 0.05,
-                      p_other: float = 0.1, backgrounds: np.ndarray | None = None, p_background: float = 0.4,
-                      cfg: ShapesConfig | None = None) -> tuple[list[str], CaptionSpec]:
+def make_web_captions(objs: np.ndarray, rng: np.random.Generator, per_image: int = 1, p_drop: float = 0.35,
+                      p_wrong: float = 0.05, p_other: float = 0.1, backgrounds: np.ndarray | None = None,
+                      p_background: float = 0.4, cfg: ShapesConfig | None = None) -> tuple[list[str], CaptionSpec]:
     """Noisy alt-text style captions ("web-like") for pretraining.
 
     Each caption describes 1..all objects with each attribute dropped with ``p_drop``,
@@ -501,7 +507,8 @@ def _web_words(text: str, rng: np.random.Generator) -> str:
 
 
 def alt_text_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator, per_image: int = 2,
-                      cfg: ShapesConfig | None = None, p_other: float = 0.1, p_wrong: float = 0.05) -> tuple[list[str], CaptionSpec]:
+                      cfg: ShapesConfig | None = None, p_other: float = 0.1,
+                      p_wrong: float = 0.05) -> tuple[list[str], CaptionSpec]:
     """Short, noisy alt-text captions of the *web* domain (the stand-in's pretraining text).
 
     Unlike the coco preset's five annotator captions, an alt-text names one object (p = 0.6) or two
@@ -576,7 +583,8 @@ def match_atoms(objs: np.ndarray, spec: CaptionSpec, backgrounds: np.ndarray | N
     # hits[c][o]: atoms of clause c satisfied by object o, (N, M) each.
     hits = [
         [
-            (((objs[:, o, None, :] == cl[None, :, c, :]) & specified[None, :, c, :]).sum(-1, dtype=np.int16) * present[:, o, None])
+            (((objs[:, o, None, :] == cl[None, :, c, :]) & specified[None, :, c, :]).sum(-1, dtype=np.int16)
+             * present[:, o, None])
             for o in range(MAX_OBJECTS)
         ]
         for c in range(MAX_OBJECTS)
@@ -601,7 +609,8 @@ class ShapesTruth(Truth):
     def __init__(self, objs: np.ndarray, spec: CaptionSpec, backgrounds: np.ndarray | None = None):
         self.objs = objs
         self.spec = spec
-        self.backgrounds = np.full(len(objs), -1, dtype=np.int8) if backgrounds is None else np.asarray(backgrounds, dtype=np.int8)
+        self.backgrounds = (np.full(len(objs), -1, dtype=np.int8) if backgrounds is None
+                            else np.asarray(backgrounds, dtype=np.int8))
         self._atoms = spec.n_atoms
 
     def relevance(self, img_idx: np.ndarray, cap_idx: np.ndarray) -> np.ndarray:
@@ -708,7 +717,8 @@ def scene_of(ds: PairDataset, i: int) -> list[dict]:
     out = []
     for o in ds.truth.objs[i]:
         if o[0] >= 0:
-            out.append({"shape": SHAPES[o[0]], "colour": COLOURS[o[1]], "size": SIZES[o[2]], "position": POSITIONS[o[3]]})
+            out.append({"shape": SHAPES[o[0]], "colour": COLOURS[o[1]], "size": SIZES[o[2]],
+                        "position": POSITIONS[o[3]]})
     return out
 
 
@@ -728,7 +738,8 @@ def domain_census(ds: PairDataset) -> dict[str, float]:
                              "objects per image": float((objs[:, :, 0] >= 0).sum(1).mean()),
                              "pixel mean": float(arr.mean()), "pixel std": float(arr.std()),
                              "colourfulness (mean channel spread)": float((arr.max(-1) - arr.min(-1)).mean()),
-                             "words per caption": float(np.mean([len(w) for w in words])), "vocabulary": float(len(vocab))}
+                             "words per caption": float(np.mean([len(w) for w in words])),
+                             "vocabulary": float(len(vocab))}
     for b, name in enumerate(ALL_BACKGROUNDS):
         out[f"background:{name}"] = float(np.mean(bgs == b))
     for a, name in enumerate(ATTRS):

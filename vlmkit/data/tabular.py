@@ -48,7 +48,8 @@ def load_csv(
     if sep is None:
         sep = _SEPS.get(table.suffix.lower())
         if sep is None:
-            raise VlmkitError(f"{table}: cannot guess the separator from the extension {table.suffix!r}; pass sep=',' or sep='\\t'")
+            raise VlmkitError(f"{table}: cannot guess the separator from the extension {table.suffix!r}; pass sep=',' "
+                              "or sep='\\t'")
     root = require_dir(image_root, "image root folder") if image_root is not None else table.parent
     log = IssueLog(on_error, table)
 
@@ -60,13 +61,15 @@ def load_csv(
             try:
                 header = next(reader)
             except StopIteration:
-                raise VlmkitError(f"{table}: the file is empty; expected a header row with columns {img_key!r} and {caption_key!r}") from None
+                raise VlmkitError(f"{table}: the file is empty; expected a header row with columns {img_key!r} and "
+                                  f"{caption_key!r}") from None
             header = [h.strip() for h in header]
             missing = [k for k in (img_key, caption_key) if k not in header]
             if missing:
                 raise VlmkitError(
                     f"{table}: row 1 (header) has no column {' or '.join(map(repr, missing))}; columns found: "
-                    f"{', '.join(map(repr, header))} (set img_key=/caption_key=, or sep= if the separator is not {sep!r})"
+                    f"{', '.join(map(repr, header))} (set img_key=/caption_key=, or sep= if the separator is not "
+                    f"{sep!r})"
                 )
             ik, ck = header.index(img_key), header.index(caption_key)
             for row, fields in enumerate(reader, start=2):

@@ -89,7 +89,8 @@ def contrastive_loss(
         y_i2t, y_t2i = _positive_targets(positives, n, logits_i2t)
     else:
         if targets.shape != (n, n):
-            raise VlmkitError(f"targets: expected shape ({n}, {n}) (gathered batch squared), got {tuple(targets.shape)}")
+            raise VlmkitError(f"targets: expected shape ({n}, {n}) (gathered batch squared), got "
+                              f"{tuple(targets.shape)}")
         y_i2t = targets.to(device=logits_i2t.device, dtype=logits_i2t.dtype)
         y_t2i = y_i2t.T
     loss_i2t = soft_cross_entropy(logits_i2t, y_i2t[rows]).mean()

@@ -242,8 +242,8 @@ def vl_mix_loss(img_feats: torch.Tensor, txt_feats: torch.Tensor, lam: float, *,
     """VL-Mix: both modalities mixed with the flipped batch with the same λ, logits
     ``Ṽ·T̃ᵀ/τ``, targets ``I + flip(I)`` (the authors' unnormalised targets: every row sums
     to 2, i.e. twice the CE of the normalised targets), symmetric CE."""
-    return _flip_mix_loss(img_feats, txt_feats, lam, True, True, 1.0, 1.0, temperature, local_offset, local_size, normalize,
-                          interp)
+    return _flip_mix_loss(img_feats, txt_feats, lam, True, True, 1.0, 1.0, temperature, local_offset, local_size,
+                          normalize, interp)
 
 
 _TERM_FNS = {"vmix": v_mix_loss, "lmix": l_mix_loss, "vlmix": vl_mix_loss, "m2mix": m2mix_loss}

@@ -10,7 +10,8 @@ Conventions (see each module for definitions and the library each metric is chec
   :class:`vlmkit.utils.VlmkitError` unless a documented option (``empty="skip"``) says otherwise.
 """
 
-from .calibration import AUTHORS_PROTOCOL, GALLERY_PROTOCOL, authors_calibration, expected_calibration_error, reliability_bins, retrieval_calibration
+from .calibration import (AUTHORS_PROTOCOL, GALLERY_PROTOCOL, authors_calibration, expected_calibration_error,
+                          reliability_bins, retrieval_calibration)
 from .census import caption_census, false_negative_census, false_negative_counts, noise_census
 from .classification import (
     class_prototypes,
@@ -25,16 +26,18 @@ from .evaluate import evaluate_retrieval, evaluate_similarity, results_wide
 from .geometry import ModalityGap, alignment, modality_gap, relative_alignment, uniformity
 from .positives import Positives
 from .ranking import ranking_metrics
-from .retrieval import bidirectional_recall, coco_recall, fold_indices, protocol_name, recall_at_k, recall_from_ranks, rsum
+from .retrieval import (bidirectional_recall, coco_recall, fold_indices, protocol_name, recall_at_k, recall_from_ranks,
+                        rsum)
 from .scores import Scores, similarity_matrix
-from .uncertainty import (auroc, false_negative_auroc, false_negative_auroc_with_control, top1_uncertainty, uncertainty_bins,
-                          uncertainty_by_pair_type, uncertainty_correlation)
+from .uncertainty import (auroc, false_negative_auroc, false_negative_auroc_with_control, top1_uncertainty,
+                          uncertainty_bins, uncertainty_by_pair_type, uncertainty_correlation)
 
 __all__ = [
     "Scores", "similarity_matrix", "Positives", "QueryStats", "scan",
     "recall_at_k", "recall_from_ranks", "bidirectional_recall", "coco_recall", "fold_indices", "protocol_name", "rsum",
     "ranking_metrics",
-    "AUTHORS_PROTOCOL", "GALLERY_PROTOCOL", "authors_calibration", "expected_calibration_error", "reliability_bins", "retrieval_calibration",
+    "AUTHORS_PROTOCOL", "GALLERY_PROTOCOL", "authors_calibration", "expected_calibration_error", "reliability_bins",
+    "retrieval_calibration",
     "uniformity", "alignment", "relative_alignment", "modality_gap", "ModalityGap",
     "top1_uncertainty", "uncertainty_bins", "uncertainty_correlation", "false_negative_auroc", "auroc",
     "false_negative_auroc_with_control", "uncertainty_by_pair_type",

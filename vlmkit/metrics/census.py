@@ -92,7 +92,8 @@ def caption_census(dataset: Any, *, by: str | None = "specificity", chunk_size: 
         k = int(mask.sum())
         rows.append({by or "group": value, "truth": "exact" if dataset.has_exact_truth else "partial",
                      "n_captions": k, "duplicate_share": 1 - len(set(texts[mask])) / k,
-                     "positives_mean": float(per_caption[mask].mean()), "positives_median": float(np.median(per_caption[mask])),
+                     "positives_mean": float(per_caption[mask].mean()),
+                     "positives_median": float(np.median(per_caption[mask])),
                      "moved": int(moved[mask].sum()), "mismatched": int(noisy[mask].sum())})
     return pd.DataFrame(rows)
 

@@ -65,7 +65,8 @@ def scan(scores: Scores, positives: Positives, *, chunk_size: int | None = None,
     ``"score"`` — the top-1 score itself, which must lie in [0, 1].
     """
     if tuple(positives.shape) != tuple(scores.shape):
-        raise VlmkitError(f"positives: shape {tuple(positives.shape)} does not match the scores' shape {tuple(scores.shape)}")
+        raise VlmkitError(f"positives: shape {tuple(positives.shape)} does not match the scores' shape "
+                          f"{tuple(scores.shape)}")
     if confidence not in (None, "softmax", "sigmoid", "score"):
         raise VlmkitError(f"confidence must be None, 'softmax', 'sigmoid' or 'score', got {confidence!r}")
     if confidence == "softmax" and not (np.isfinite(temperature) and temperature > 0):
@@ -73,7 +74,8 @@ def scan(scores: Scores, positives: Positives, *, chunk_size: int | None = None,
     if uncertainty and not scores.has_uncertainty:
         raise VlmkitError("uncertainty: these scores carry no uncertainty matrix (pass uncertainty=...)")
     Q, G = scores.shape
-    out: dict[str, list] = {k: [] for k in ("n_pos", "first_rank", "top1_index", "top1_score", "ap", "rp", "conf", "unc")}
+    out: dict[str, list] = {k: [] for k in ("n_pos", "first_rank", "top1_index", "top1_score", "ap", "rp",
+                                            "conf", "unc")}
     for a, b, sims, unc in scores.blocks(chunk_size):
         pos = positives.block(a, b, sims.device)
         neg = ~pos

@@ -95,8 +95,8 @@ def evaluate_similarity(sims: Scores | Any, caption_image: Any, positives: Any =
                 rows.append(_row(method, lname, d, "R-P", 100 * np.mean(st.r_precision), "%", len(ok)))
                 rows.append(_row(method, lname, d, "R@1", 100 * np.mean(st.top1_correct), "%", len(ok)))
         if "coco5k" in protocols and all(k in ks for k in DEFAULT_KS):
-            rows.append(_row(method, name, "both", "RSUM", sum(100 * recalls[(d, k)] for d in DIRECTIONS for k in DEFAULT_KS),
-                             "% (sum of 6)", n + m))
+            rows.append(_row(method, name, "both", "RSUM",
+                             sum(100 * recalls[(d, k)] for d in DIRECTIONS for k in DEFAULT_KS), "% (sum of 6)", n + m))
 
     if "coco1k" in protocols:
         if n < 1000 or n % 1000:
@@ -118,7 +118,8 @@ def evaluate_similarity(sims: Scores | Any, caption_image: Any, positives: Any =
                 rows.append(_row(method, name, d, f"R@{k}", 100 * v, "%", n if d == "i2t" else m,
                                  f"mean of {len(per_fold)} folds"))
             if all(k in ks for k in DEFAULT_KS):
-                rows.append(_row(method, name, "both", "RSUM", sum(100 * mean[(d, k)] for d in DIRECTIONS for k in DEFAULT_KS),
+                rows.append(_row(method, name, "both", "RSUM",
+                                 sum(100 * mean[(d, k)] for d in DIRECTIONS for k in DEFAULT_KS),
                                  "% (sum of 6)", n + m, f"mean of {len(per_fold)} folds"))
 
     if "eccv" in protocols and positives is not None:
@@ -134,7 +135,8 @@ def evaluate_similarity(sims: Scores | Any, caption_image: Any, positives: Any =
             rows.append(_row(method, name, d, "R-P", 100 * np.mean(st.r_precision[q]), "%", q.sum(), note))
             rows.append(_row(method, name, d, "R@1", 100 * np.mean(st.top1_correct[q]), "%", q.sum(), note))
 
-    return pd.DataFrame(rows, columns=["method", "protocol", "direction", "metric", "value", "unit", "n_queries", "note"])
+    return pd.DataFrame(rows, columns=["method", "protocol", "direction", "metric", "value", "unit", "n_queries",
+                                       "note"])
 
 
 def evaluate_retrieval(img_feats: Any, txt_feats: Any, caption_image: Any, positives: Any = None,

@@ -137,7 +137,8 @@ def relative_alignment(img_feats: Any, txt_feats: Any, caption_image: Any | None
             nearest_neg[a:b] = d.masked_fill(own, float("inf")).amin(1)
         return float((pos - nearest_neg).mean().item())
     if len(y) < 2 or bool((torch.bincount(ci, minlength=n) == len(y)).any()):
-        raise VlmkitError("relative_alignment (image anchor) needs, for every image, at least one caption of another image")
+        raise VlmkitError("relative_alignment (image anchor) needs, for every image, at least one caption of another "
+                          "image")
     step = auto_chunk(len(y), chunk_size)
     nearest_neg = torch.empty(n, dtype=x.dtype, device=x.device)
     for a in range(0, n, step):

@@ -118,9 +118,11 @@ def _torch_load(path: Path) -> object:
         if needs:
             raise VlmkitError(
                 f"checkpoint {path} holds pickled Python objects ({', '.join(needs[:3])}) that only code "
-                f"from outside the file could rebuild; vlmkit loads tensors only, never running code from a file. {RESAVE}"
+                "from outside the file could rebuild; vlmkit loads tensors only, never running code from a file. "
+                f"{RESAVE}"
             ) from None
-        raise VlmkitError(f"checkpoint {path} is not a weights file (unreadable bytes: {_brief(exc)}); {EXPECTED}") from None
+        raise VlmkitError(f"checkpoint {path} is not a weights file (unreadable bytes: {_brief(exc)}); "
+                          f"{EXPECTED}") from None
     except Exception as exc:  # RuntimeError (zip), EOFError (legacy), OSError, ValueError, …
         raise VlmkitError(
             f"checkpoint {path} is truncated or corrupted ({type(exc).__name__}: {_brief(exc) or 'ran out of data'}); "
@@ -146,7 +148,8 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise VlmkitError(
-            f"checkpoint {path}: {len(bad)} entries are not named tensors (e.g. {bad[:3]}; keys: {list(obj)[:6]}); {EXPECTED}"
+            f"checkpoint {path}: {len(bad)} entries are not named tensors (e.g. {bad[:3]}; keys: {list(obj)[:6]}); "
+            f"{EXPECTED}"
         )
     sd = dict(obj)
     for prefix in _PREFIXES:
@@ -158,7 +161,8 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
 ARCH_HINT = "Pass the architecture it was saved from as the model name, e.g. load_model('ViT-B-32', pretrained=...)"
 
 
-def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str, hint: str = ARCH_HINT) -> None:
+def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str,
+                     hint: str = ARCH_HINT) -> None:
     """Load ``state`` into ``model`` strictly, after open_clip's conversions (as its
     ``load_checkpoint``); on any mismatch raise VlmkitError naming ``source``, what differs and ``hint``."""
     from open_clip.convert import convert_state_dict
@@ -171,7 +175,8 @@ def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
             state = convert_to_custom_text_state_dict(state)
         for key in ("logit_scale", "logit_bias"):
             target = getattr(model, key, None)
-            if key in state and target is not None and state[key].ndim != target.ndim and state[key].numel() == target.numel():
+            if (key in state and target is not None and state[key].ndim != target.ndim
+                    and state[key].numel() == target.numel()):
                 state[key] = state[key].reshape(target.shape)
         if "logit_bias" not in state and getattr(model, "logit_bias", None) is not None:
             state["logit_bias"] = torch.zeros_like(model.logit_bias)
@@ -186,7 +191,8 @@ def apply_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     expected = model.state_dict()
     problems = _mismatches(state, expected)
     if problems:
-        raise VlmkitError(f"{where}: the checkpoint is of another architecture. {_embed_note(state, expected, name)}{problems}. {hint}")
+        raise VlmkitError(f"{where}: the checkpoint is of another architecture. "
+                          f"{_embed_note(state, expected, name)}{problems}. {hint}")
     try:
         resize_pos_embed(state, model)
         resize_text_pos_embed(state, model)

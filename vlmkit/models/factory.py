@@ -92,7 +92,8 @@ class LoadedModel:
 
     def describe(self) -> dict:
         """JSON-able identity: what a cache key or a run record needs."""
-        return {"name": self.name, "pretrained": self.pretrained, "model_cfg": self.model_cfg, "preprocess_cfg": self.preprocess_cfg}
+        return {"name": self.name, "pretrained": self.pretrained, "model_cfg": self.model_cfg,
+                "preprocess_cfg": self.preprocess_cfg}
 
 
 def list_models() -> list[str]:
@@ -120,7 +121,8 @@ def load_model(
         return _load_local_dir(pretrained_path, dev, name)
     arch = name or DEFAULT_MODEL
     if arch not in open_clip.list_models():
-        raise VlmkitError(f"unknown model name {arch!r}; bundled: {BUNDLED}; open_clip has {len(open_clip.list_models())} (see vlmkit.models.list_models())")
+        raise VlmkitError(f"unknown model name {arch!r}; bundled: {BUNDLED}; open_clip has "
+                          f"{len(open_clip.list_models())} (see vlmkit.models.list_models())")
 
     transform_kw: dict[str, Any] = {}
     state = None
@@ -143,7 +145,8 @@ def load_model(
     tokenizer = open_clip.get_tokenizer(arch)
     model_cfg = open_clip.get_model_config(arch)
     preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", {}))
-    return LoadedModel(model, preprocess, tokenizer, arch, None if pretrained is None else str(pretrained), model_cfg, preprocess_cfg)
+    return LoadedModel(model, preprocess, tokenizer, arch, None if pretrained is None else str(pretrained), model_cfg,
+                       preprocess_cfg)
 
 
 def _resolve_tag(name: str, tag: str, allow_download: bool | None) -> tuple[str, dict, bool]:
@@ -151,13 +154,15 @@ def _resolve_tag(name: str, tag: str, allow_download: bool | None) -> tuple[str,
     file may be a TorchScript archive (OpenAI's, hash-checked); never waits on a dead network."""
     tags = open_clip.list_pretrained_tags_by_model(name)
     if tag not in tags:
-        raise VlmkitError(f"pretrained={tag!r} is neither a known open_clip tag of {name} ({tags or 'none'}) nor a checkpoint file")
+        raise VlmkitError(f"pretrained={tag!r} is neither a known open_clip tag of {name} ({tags or 'none'}) nor a "
+                          "checkpoint file")
     cfg = open_clip.get_pretrained_cfg(name, tag)
     transform_kw = {f"image_{k}": tuple(cfg[k]) if k in ("mean", "std") else cfg[k]
                     for k in ("mean", "std", "interpolation", "resize_mode") if cfg.get(k) is not None}
     if bool(cfg.get("quick_gelu", False)) != bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False)):
         warnings.warn(f"open_clip tag {tag!r} was trained with quick_gelu={bool(cfg.get('quick_gelu'))} but {name} "
-                      f"uses the other activation; use {name}-quickgelu (or {name.removesuffix('-quickgelu')}) for its numbers", UserWarning, stacklevel=3)
+                      f"uses the other activation; use {name}-quickgelu (or {name.removesuffix('-quickgelu')}) for its "
+                      "numbers", UserWarning, stacklevel=3)
     if allow_download is None:
         allow_download = os.environ.get("VLMKIT_ALLOW_DOWNLOAD", "") not in ("", "0")
     cached = _cached_tag_file(cfg)
@@ -165,7 +170,8 @@ def _resolve_tag(name: str, tag: str, allow_download: bool | None) -> tuple[str,
         return cached[0], transform_kw, cached[1]
     how = (
         f"weights for {name} pretrained={tag!r} are not in the local cache and vlmkit does not download by default. "
-        f"Either download them on a machine with network and pass the file: load_model({name!r}, pretrained='/path/to/weights.safetensors'), "
+        f"Either download them on a machine with network and pass the file: load_model({name!r}, "
+        "pretrained='/path/to/weights.safetensors'), "
         "or allow downloading with load_model(..., allow_download=True) / VLMKIT_ALLOW_DOWNLOAD=1 "
         "(and unset HF_HUB_OFFLINE, which vlmkit sets to 1 unless you set it)."
     )
@@ -205,7 +211,8 @@ def _cached_tag_file(cfg: dict) -> tuple[str, bool] | None:
                     for block in iter(lambda: f.read(1 << 20), b""):
                         digest.update(block)
                 if digest.hexdigest() != expected:
-                    raise VlmkitError(f"cached weights {path} have SHA-256 {digest.hexdigest()[:12]}…, expected {expected[:12]}… "
+                    raise VlmkitError(f"cached weights {path} have SHA-256 {digest.hexdigest()[:12]}…, expected "
+                                      f"{expected[:12]}… "
                                       f"(from {url}): a damaged download; delete the file and fetch it again")
                 return str(path), True
             return str(path), False
@@ -234,10 +241,12 @@ def _load_local_dir(path: Path, dev: torch.device, name: str | None) -> LoadedMo
     state = read_state_dict(weights)
     try:
         with weights_follow():
-            model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}", load_weights=False, device=dev)
+            model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}", load_weights=False,
+                                                                         device=dev)
         tokenizer = open_clip.get_tokenizer(f"local-dir:{path}")
     except Exception as exc:  # open_clip raises TypeError / ValueError / KeyError on odd configs
-        raise VlmkitError(f"{cfg_path}: open_clip cannot build a model from its model_cfg ({type(exc).__name__}: {exc})") from None
+        raise VlmkitError(f"{cfg_path}: open_clip cannot build a model from its model_cfg ({type(exc).__name__}: "
+                          f"{exc})") from None
     apply_state_dict(model, state, str(weights), f"the model of {cfg_path}",
                      f"The weights do not fit the directory's own {CONFIG_NAME}: was one of the two replaced?")
     preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", meta.get("preprocess_cfg", {})))

@@ -43,7 +43,8 @@ def _clipped(v: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
 
 
 def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequence[str], col: int,
-                   colours: dict[str, str], show_legend: bool, bounds: tuple[float, float] | None = None) -> list[tuple[float, str]]:
+                   colours: dict[str, str], show_legend: bool,
+                   bounds: tuple[float, float] | None = None) -> list[tuple[float, str]]:
     """Lines + bands of ``frame`` (rows: one per series and parameter value; bands drawn within
     ``bounds``); returns (x, series) of cells with no seed."""
     missing_x: list[tuple[float, str]] = []
@@ -55,7 +56,8 @@ def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequ
         missing_x += [(x, name) for x in d.loc[d["n"] == 0, param].astype(float)]
         # the band: one polygon per run of consecutive cells with a finite interval
         ok = np.isfinite(d["ci95_lo"].to_numpy(float)) & np.isfinite(d["ci95_hi"].to_numpy(float))
-        x, lo, hi = d[param].to_numpy(float), _clipped(d["ci95_lo"].to_numpy(float), bounds), _clipped(d["ci95_hi"].to_numpy(float), bounds)
+        x, lo, hi = (d[param].to_numpy(float), _clipped(d["ci95_lo"].to_numpy(float), bounds),
+                     _clipped(d["ci95_hi"].to_numpy(float), bounds))
         start = 0
         while start < len(d):
             if not ok[start]:
@@ -66,21 +68,24 @@ def _numeric_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequ
                 end += 1
             xs, ls, hs = x[start:end + 1], lo[start:end + 1], hi[start:end + 1]
             if len(xs) == 1:  # a lone interval: a short horizontal strip is invisible, draw it as a bar
-                fig.add_trace(go.Scatter(x=[xs[0], xs[0]], y=[ls[0], hs[0]], mode="lines", line=dict(color=_rgba(c, 0.35), width=10),
-                                         name=f"{name} · 95 % interval", legendgroup=name, showlegend=False, hoverinfo="skip",
-                                         meta="band"), row=1, col=col)
+                fig.add_trace(go.Scatter(x=[xs[0], xs[0]], y=[ls[0], hs[0]], mode="lines",
+                                         line=dict(color=_rgba(c, 0.35), width=10),
+                                         name=f"{name} · 95 % interval", legendgroup=name, showlegend=False,
+                                         hoverinfo="skip", meta="band"), row=1, col=col)
             else:
-                fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hs, ls[::-1]]), fill="toself", mode="lines",
+                fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hs, ls[::-1]]),
+                                         fill="toself", mode="lines",
                                          fillcolor=_rgba(c, 0.12), line=dict(width=1, color=_rgba(c, 0.7), dash="dot"),
                                          name=f"{name} · 95 % interval",
-                                         legendgroup=name, showlegend=False, hoverinfo="skip", meta="band"), row=1, col=col)
+                                         legendgroup=name, showlegend=False, hoverinfo="skip", meta="band"),
+                              row=1, col=col)
             start = end + 1
         full = (d["n"] >= d["n_expected"]).to_numpy()
         y = d["mean"].where(d["n"] > 0).to_numpy(float)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=name, showlegend=show_legend,
                                  line=dict(color=c, width=2), connectgaps=False,
-                                 marker=dict(color=[c if f else "white" for f in full], size=9, line=dict(color=c, width=2),
-                                             symbol="circle"),
+                                 marker=dict(color=[c if f else "white" for f in full], size=9,
+                                             line=dict(color=c, width=2), symbol="circle"),
                                  hovertext=[_hover(r) for _, r in d.iterrows()], hoverinfo="text+name", meta="mean"),
                       row=1, col=col)
     return missing_x
@@ -97,12 +102,14 @@ def _bar_panel(fig: go.Figure, frame: pd.DataFrame, param: str, series: Sequence
         mean = d["mean"].where(d["n"] > 0).to_numpy(float)
         up = np.nan_to_num(_clipped(d["ci95_hi"].to_numpy(float), bounds) - mean, nan=0.0)
         down = np.nan_to_num(mean - _clipped(d["ci95_lo"].to_numpy(float), bounds), nan=0.0)
-        text = ["missing" if n == 0 else ("" if n >= e else f"n={n}/{e}") for n, e in zip(d["n"].astype(int), d["n_expected"].astype(int))]
+        text = ["missing" if n == 0 else ("" if n >= e else f"n={n}/{e}")
+                for n, e in zip(d["n"].astype(int), d["n_expected"].astype(int))]
         missing += [f"{name} @ {v}" for v, n in zip(x, d["n"]) if n == 0]
         fig.add_trace(go.Bar(x=x, y=np.nan_to_num(mean, nan=0.0), name=name, legendgroup=name, showlegend=show_legend,
                              marker=dict(color=colours[name], pattern_shape=["x" if n == 0 else ("/" if n < e else "")
                                                                              for n, e in zip(d["n"], d["n_expected"])]),
-                             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, visible=True, color="#333"),
+                             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, visible=True,
+                                          color="#333"),
                              text=text, textposition="outside", hovertext=[_hover(r) for _, r in d.iterrows()],
                              hoverinfo="text+name", meta="mean"), row=1, col=col)
     return missing
@@ -146,8 +153,10 @@ def metric_figure(values: pd.DataFrame, diffs: pd.DataFrame, metric: str, param:
         fig.update_layout(barmode="group")
     fig.add_hline(y=0, line=dict(color="#555", dash="dash", width=1.5), row=1, col=2)
     if not len(diffs):
-        fig.add_annotation(text=f"no paired difference:<br>{baseline} or the other methods<br>do not report this metric",
-                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.6, showarrow=False, font=dict(size=13, color="#666"))
+        fig.add_annotation(text=f"no paired difference:<br>{baseline} or the other methods<br>do not report this "
+                                "metric",
+                           xref="x2 domain", yref="y2 domain", x=0.5, y=0.6, showarrow=False,
+                           font=dict(size=13, color="#666"))
     for col in (1, 2):
         fig.update_xaxes(title_text=param, row=1, col=col, type="linear" if numeric else "category")
     fig.update_yaxes(title_text=metric, row=1, col=1)
@@ -157,7 +166,8 @@ def metric_figure(values: pd.DataFrame, diffs: pd.DataFrame, metric: str, param:
     cut = bounds is not None and ((values["ci95_lo"] < bounds[0]) | (values["ci95_hi"] > bounds[1])).any()
     if cut:
         note += f"; intervals drawn within the metric's range [{bounds[0]:g}, {bounds[1]:g}]"
-    fig.update_layout(title=dict(text=f"{metric} against {param}<br><sup>{note}; hover for n and the missing seeds</sup>", x=0.01),
+    fig.update_layout(title=dict(text=f"{metric} against {param}<br><sup>{note}; hover for n and the missing "
+                                      "seeds</sup>", x=0.01),
                       width=1150, height=500, template="plotly_white", legend=dict(orientation="h", y=-0.2, x=0),
                       margin=dict(t=90, b=110))
     return fig

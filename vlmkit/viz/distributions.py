@@ -24,7 +24,8 @@ def pair_types(labels: np.ndarray, positives: np.ndarray) -> np.ndarray:
 
 
 def similarity_histogram(sims: Any, labels: Any, positives: Any, *, title: str = "Similarity by pair type",
-                         max_negatives: int = 200_000, bins: int = 80, seed: int = 0, x_label: str = "cosine similarity") -> go.Figure:
+                         max_negatives: int = 200_000, bins: int = 80, seed: int = 0,
+                         x_label: str = "cosine similarity") -> go.Figure:
     """Overlaid, per-type normalised histograms of ``sims`` for positives / false negatives / true negatives.
 
     Binned here (``bins`` shared equal-width bins spanning all scores): each pair type is one bar
@@ -49,10 +50,11 @@ def similarity_histogram(sims: Any, labels: Any, positives: Any, *, title: str =
             continue
         counts, _ = np.histogram(v, bins=edges)
         fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts / (counts.sum() * width), width=width,
-                             customdata=counts, name=f"{name} (n={int((t == k).sum()):,})", marker_color=colour, opacity=0.55,
+                             customdata=counts, name=f"{name} (n={int((t == k).sum()):,})", marker_color=colour,
+                             opacity=0.55,
                              hovertemplate="score %{x:.3f}<br>density %{y:.3f}<br>pairs in bin %{customdata}"))
-    fig.update_layout(barmode="overlay", bargap=0, title=title, xaxis_title=x_label, yaxis_title="density (per pair type)",
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(barmode="overlay", bargap=0, title=title, xaxis_title=x_label,
+                      yaxis_title="density (per pair type)", legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -69,10 +71,11 @@ def pair_type_histogram_figure(hist: Any, *, title: str = "Similarity by pair ty
         if counts.sum() == 0:
             continue
         fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=hist.density(k), width=width,
-                             customdata=counts, name=f"{name} (n={int(hist.n[k]):,})", marker_color=colour, opacity=0.55,
+                             customdata=counts, name=f"{name} (n={int(hist.n[k]):,})", marker_color=colour,
+                             opacity=0.55,
                              hovertemplate="score %{x:.3f}<br>density %{y:.3f}<br>pairs in bin %{customdata}"))
-    fig.update_layout(barmode="overlay", bargap=0, title=title, xaxis_title=x_label, yaxis_title="density (per pair type)",
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(barmode="overlay", bargap=0, title=title, xaxis_title=x_label,
+                      yaxis_title="density (per pair type)", legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -89,13 +92,16 @@ def reliability_figure(bins: pd.DataFrame, ece: float, *, title: str = "Reliabil
     share = count / max(int(count.sum()), 1)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
     fig.add_trace(go.Bar(x=mid, y=bins["accuracy"].fillna(0), width=width * 0.95, name="top-1 accuracy per bin",
-                         marker_color="#1f77b4", customdata=bins["count"], hovertemplate="conf bin %{x:.2f}<br>acc %{y:.3f}<br>n=%{customdata}"),
+                         marker_color="#1f77b4", customdata=bins["count"],
+                         hovertemplate="conf bin %{x:.2f}<br>acc %{y:.3f}<br>n=%{customdata}"),
                   row=1, col=1)
-    fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="markers", name="(mean confidence, accuracy)",
-                             marker=dict(color="#d62728", size=7)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dash", color="grey")), row=1, col=1)
+    fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="markers",
+                             name="(mean confidence, accuracy)", marker=dict(color="#d62728", size=7)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line=dict(dash="dash", color="grey")), row=1, col=1)
     fig.add_trace(go.Bar(x=mid, y=share, width=width * 0.95, name="share of queries per bin", marker_color="#7f7f7f",
-                         customdata=bins["count"], hovertemplate="conf bin %{x:.2f}<br>%{y:.1%} of queries<br>n=%{customdata}"), row=2, col=1)
+                         customdata=bins["count"],
+                         hovertemplate="conf bin %{x:.2f}<br>%{y:.1%} of queries<br>n=%{customdata}"), row=2, col=1)
     fig.update_layout(title=f"{title} — ECE {100 * ece:.2f}%", legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(range=[0, 1], row=1, col=1)
     fig.update_xaxes(range=[0, 1], title_text="confidence of top-1", row=2, col=1)
@@ -111,8 +117,9 @@ def uncertainty_figure(bins: pd.DataFrame, r: float, *, title: str = "Uncertaint
         raise VlmkitError(f"uncertainty_figure: bins need columns {sorted(need)}")
     b = bins[bins["count"] > 0]
     size = 8 + 22 * np.sqrt(b["count"] / b["count"].max())
-    fig = go.Figure(go.Scatter(x=b["uncertainty"], y=100 * b["r1"], mode="lines+markers", name="R@1 per bin (size ∝ queries)",
-                               marker=dict(size=size), customdata=b["count"], hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata}"))
+    fig = go.Figure(go.Scatter(x=b["uncertainty"], y=100 * b["r1"], mode="lines+markers",
+                               name="R@1 per bin (size ∝ queries)", marker=dict(size=size), customdata=b["count"],
+                               hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata}"))
     fig.update_layout(title=f"{title} — Pearson r = {r:.3f}", xaxis_title="mean uncertainty of top-1 pair (bin)",
                       yaxis_title="R@1 (%)", showlegend=True, legend=dict(orientation="h", y=-0.2))
     return fig
@@ -126,10 +133,12 @@ def fig3_figure(report: dict, direction: str, protocol: str = "labels", binning:
     b, s = report["bins"], report["summary"]
     key = (b["direction"] == direction) & (b["protocol"] == protocol) & (b["binning"] == binning)
     if not key.any():
-        raise VlmkitError(f"fig3_figure: the report has no bins for direction={direction!r}, protocol={protocol!r}, binning={binning!r}")
+        raise VlmkitError(f"fig3_figure: the report has no bins for direction={direction!r}, protocol={protocol!r}, "
+                          f"binning={binning!r}")
     names = []
     for source in ("sigma2", "-score"):
-        row = s[(s["direction"] == direction) & (s["protocol"] == protocol) & (s["binning"] == binning) & (s["source"] == source)].iloc[0]
+        row = s[(s["direction"] == direction) & (s["protocol"] == protocol) & (s["binning"] == binning)
+                & (s["source"] == source)].iloc[0]
         label = "σ² (VACSR)" if source == "sigma2" else "control: −score"
         names.append(f"{label}: r = {row['pearson_r']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]")
     fig = make_subplots(rows=1, cols=2, subplot_titles=names)
@@ -138,11 +147,14 @@ def fig3_figure(report: dict, direction: str, protocol: str = "labels", binning:
         size = 8 + 22 * np.sqrt(d["count"] / d["count"].max())
         fig.add_trace(go.Scatter(x=d["mean_uncertainty"], y=100 * d["r1"], mode="lines+markers", marker=dict(size=size),
                                  name=names[col - 1], customdata=np.stack([d["count"], d["hits"]], axis=1),
-                                 hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata[0]}, hits=%{customdata[1]}"),
+                                 hovertemplate="u=%{x:.3f}<br>R@1=%{y:.1f}%<br>n=%{customdata[0]}, "
+                                               "hits=%{customdata[1]}"),
                       row=1, col=col)
-        fig.update_xaxes(title_text="mean top-1 uncertainty (bin)" if source == "sigma2" else "mean −(top-1 score) (bin)", row=1, col=col)
+        fig.update_xaxes(title_text=("mean top-1 uncertainty (bin)" if source == "sigma2"
+                                     else "mean −(top-1 score) (bin)"), row=1, col=col)
     fig.update_yaxes(title_text="R@1 (%)", row=1, col=1)
     truth = "one-to-one labels (the paper's protocol)" if protocol == "labels" else protocol
-    fig.update_layout(title=f"{title} — {direction}, correct = {truth}, {binning == 'width' and 'equal-width' or 'equal-count'} bins",
+    fig.update_layout(title=f"{title} — {direction}, correct = {truth}, "
+                            f"{binning == 'width' and 'equal-width' or 'equal-count'} bins",
                       showlegend=False, height=420)
     return fig

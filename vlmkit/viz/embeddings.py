@@ -18,7 +18,8 @@ def _np(x: Any) -> np.ndarray:
     return as_numpy(x, "embeddings", dtype=np.float64)
 
 
-def project_embeddings(img: Any, txt: Any, method: str = "pca", dim: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def project_embeddings(img: Any, txt: Any, method: str = "pca", dim: int = 2,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Project image (N, d) and text (M, d) embeddings *jointly* to ``dim`` coordinates.
 
     ``"pca"``: SVD of the centred union (so the first axis usually is the gap direction);
@@ -40,7 +41,8 @@ def project_embeddings(img: Any, txt: Any, method: str = "pca", dim: int = 2, se
     elif method == "umap":
         import umap
 
-        p = umap.UMAP(n_components=dim, metric="cosine", random_state=seed, n_neighbors=min(15, len(z) - 1)).fit_transform(z)
+        p = umap.UMAP(n_components=dim, metric="cosine", random_state=seed,
+                      n_neighbors=min(15, len(z) - 1)).fit_transform(z)
     else:
         raise VlmkitError(f"projection method must be 'pca' or 'umap', got {method!r}")
     return p[: len(x)], p[len(x):]
@@ -72,10 +74,13 @@ def embedding_figure(img: Any, txt: Any, caption_image: Any | None = None, *, me
     if len(idx):
         segs = [np.stack([px[ci[j]], py[j], np.full(dim, np.nan)]) for j in idx]
         s = np.concatenate(segs)
-        fig.add_trace(sc(**pts(s), mode="lines", line=dict(color=LINE_COLOUR, width=1), name=f"matched pairs ({len(idx)})"))
+        fig.add_trace(sc(**pts(s), mode="lines", line=dict(color=LINE_COLOUR, width=1),
+                         name=f"matched pairs ({len(idx)})"))
     msize = 3 if dim == 3 else 5
-    fig.add_trace(sc(**pts(px), **kw, marker=dict(color=IMG_COLOUR, size=msize, opacity=0.7), name=f"images ({len(px)})"))
-    fig.add_trace(sc(**pts(py), **kw, marker=dict(color=TXT_COLOUR, size=msize, opacity=0.5), name=f"captions ({len(py)})"))
+    fig.add_trace(sc(**pts(px), **kw, marker=dict(color=IMG_COLOUR, size=msize, opacity=0.7),
+                     name=f"images ({len(px)})"))
+    fig.add_trace(sc(**pts(py), **kw, marker=dict(color=TXT_COLOUR, size=msize, opacity=0.5),
+                     name=f"captions ({len(py)})"))
     if dim == 3:
         fig.update_layout(scene=dict(xaxis_title=f"{label}1", yaxis_title=f"{label}2", zaxis_title=f"{label}3"))
     else:
@@ -109,5 +114,6 @@ def gap_bar_figure(table: pd.DataFrame, title: str = "Modality gap per method") 
     """Bar chart of the gap distance per method (columns ``method, gap``)."""
     fig = go.Figure(go.Bar(x=table["method"], y=table["gap"], name="‖Δ‖", text=[f"{v:.3f}" for v in table["gap"]],
                            textposition="outside"))
-    fig.update_layout(title=title, xaxis_title="method", yaxis_title="gap ‖centroid_img − centroid_txt‖", showlegend=True)
+    fig.update_layout(title=title, xaxis_title="method", yaxis_title="gap ‖centroid_img − centroid_txt‖",
+                      showlegend=True)
     return fig

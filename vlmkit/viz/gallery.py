@@ -55,7 +55,8 @@ def _esc(text: Any, cut: int = 160) -> str:
 def _card(body: str, colour: str, lines: Sequence[str], width: int) -> str:
     info = "".join(f"<div>{line}</div>" for line in lines if line)
     return (f"<div class='vlmkit-item' style='border:3px solid {colour};border-radius:4px;padding:3px;width:{width}px;"
-            f"font-size:11px;line-height:1.25;flex:none'>{body}<div style='color:#444;margin-top:2px'>{info}</div></div>")
+            f"font-size:11px;line-height:1.25;flex:none'>{body}<div "
+            f"style='color:#444;margin-top:2px'>{info}</div></div>")
 
 
 def _caption_body(ds: Any, c: int) -> str:
@@ -66,7 +67,8 @@ def _item(ds: Any, thumbs: Thumbs, modality: str, index: int, colour: str, lines
     """A gallery item: an image (thumbnail) or a caption (its text), framed in ``colour``."""
     if modality == "image":
         return _card(thumbs(index) + f"<div>image {int(index)}</div>", colour, lines, thumbs.size + 6)
-    return _card(_caption_body(ds, index) + f"<div style='color:#777'>caption {int(index)}</div>", colour, lines, 2 * thumbs.size + 40)
+    return _card(_caption_body(ds, index) + f"<div style='color:#777'>caption {int(index)}</div>", colour, lines,
+                 2 * thumbs.size + 40)
 
 
 def _row(label: str, items: Sequence[str]) -> str:
@@ -75,7 +77,8 @@ def _row(label: str, items: Sequence[str]) -> str:
 
 
 def _legend(marks: dict[str, str]) -> str:
-    return "<div style='font-size:12px'>" + " ".join(f"<span style='color:{c}'>■ {html.escape(k)}</span>" for k, c in marks.items()) + "</div>"
+    return ("<div style='font-size:12px'>"
+            + " ".join(f"<span style='color:{c}'>■ {html.escape(k)}</span>" for k, c in marks.items()) + "</div>")
 
 
 def _wrap(title: str, body: str) -> str:
@@ -134,13 +137,15 @@ def slerp_path_html(ds: Any, table: pd.DataFrame, lams: Sequence[float] | None =
         sub = table[np.isclose(table["lam"], lam)].sort_values("rank")
         items = [_item(ds, thumbs, r.modality, r.index, TRUE_COLOUR if rel[r.Index] else FALSE_COLOUR,
                        [f"#{r.rank} · cos {r.similarity:.3f}"]) for r in sub.itertuples()]
-        rows.append(_row(f"<b>λ = {lam:.2f}</b><br><span style='color:#777'>{'the image' if lam == 1 else 'the caption' if lam == 0 else ''}</span>", items))
+        rows.append(_row(f"<b>λ = {lam:.2f}</b><br><span style='color:#777'>"
+                         f"{'the image' if lam == 1 else 'the caption' if lam == 0 else ''}</span>", items))
     q, cap = table.attrs.get("query"), table.attrs.get("caption")
     head = ""
     if q is not None:
         head = _row("<b>query pair</b>", [_item(ds, thumbs, "image", q, "#1f77b4", ["v (λ = 1)"]),
                                           _item(ds, thumbs, "text", cap, "#1f77b4", ["t (λ = 0)"])])
-    return _wrap(title, head + _legend({"true for the query pair": TRUE_COLOUR, "not true": FALSE_COLOUR}) + "".join(rows))
+    return _wrap(title,
+                 head + _legend({"true for the query pair": TRUE_COLOUR, "not true": FALSE_COLOUR}) + "".join(rows))
 
 
 # ---------------------------------------------------------------- 05: the query picker
@@ -161,7 +166,8 @@ def query_table(ds: Any, scores: Any, uncertainty: Any | None, direction: str, q
     q = _check_query(ds, direction, query)
     S, U, L, T = as_numpy(scores, "scores"), uncertainty, ds.labels(), ds.positives()
     if S.shape != (ds.num_images, ds.num_captions):
-        raise VlmkitError(f"scores: shape {S.shape}, expected {(ds.num_images, ds.num_captions)} (images × captions of {ds.name})")
+        raise VlmkitError(f"scores: shape {S.shape}, expected {(ds.num_images, ds.num_captions)} (images × captions of "
+                          f"{ds.name})")
     U = None if U is None else as_numpy(U, "uncertainty")
     if direction == "t2i":
         S, U, L, T = S.T, (None if U is None else U.T), L.T, T.T
@@ -180,14 +186,16 @@ def query_results_html(ds: Any, table: pd.DataFrame, direction: str, query: int,
     if not {"rank", "index", "score"} <= set(table.columns):
         raise VlmkitError("query_results_html: table needs columns rank, index, score (analysis.query_topk)")
     thumbs = thumbs or Thumbs(ds, size)
-    marks = table["mark"] if "mark" in table else pair_marks(table.get("labelled", np.zeros(len(table))), table.get("true"))
+    marks = (table["mark"] if "mark" in table
+             else pair_marks(table.get("labelled", np.zeros(len(table))), table.get("true")))
     unc = table["uncertainty"] if "uncertainty" in table else [None] * len(table)
     res = "t" if direction == "i2t" else "i"
     items = [_item(ds, thumbs, "text" if res == "t" else "image", r.index, MARKS[mk],
                    [f"#{r.rank} · {mk}", f"score {_num(r.score)}", f"σ² {_num(u)}" if u is not None else ""])
              for r, mk, u in zip(table.itertuples(), marks, unc)]
     query_item = (_item(ds, thumbs, "image", q, "#1f77b4", ["query image"]) if direction == "i2t" else
-                  _item(ds, thumbs, "text", q, "#1f77b4", [f"query caption (written for image {int(ds.caption_image[q])})"]))
+                  _item(ds, thumbs, "text", q, "#1f77b4",
+                        [f"query caption (written for image {int(ds.caption_image[q])})"]))
     wrap = "<div style='display:flex;flex-wrap:wrap;gap:6px'>" + "".join(items) + "</div>"
     return _wrap(title, _row("<b>query</b>", [query_item]) + _legend(MARKS) + wrap)
 
@@ -202,12 +210,14 @@ def false_negative_table(ds: Any, scores: Any, uncertainty: Any | None = None, *
     The matrices are read in row blocks; ``codes`` (:func:`vlmkit.metrics.streaming.pair_code_matrix`
     of ``ds``) saves asking the data's truth again."""
     if not ds.has_extended_positives:
-        raise VlmkitError(f"{ds.name} has only one-to-one labels: false negatives need extended positives (exact truth on the embedded data)")
+        raise VlmkitError(f"{ds.name} has only one-to-one labels: false negatives need extended positives (exact truth "
+                          "on the embedded data)")
     from ..metrics.streaming import _codes, _matrix, top_pairs
 
     S = _matrix(scores, "scores")  # read in row blocks: no N × M float64 copy, no full argsort (issue 22)
     if S.shape != (ds.num_images, ds.num_captions):
-        raise VlmkitError(f"scores: shape {S.shape}, expected {(ds.num_images, ds.num_captions)} (images × captions of {ds.name})")
+        raise VlmkitError(f"scores: shape {S.shape}, expected {(ds.num_images, ds.num_captions)} (images × captions of "
+                          f"{ds.name})")
     U = None if uncertainty is None else _matrix(uncertainty, "uncertainty")
     if U is not None and U.shape != S.shape:
         raise VlmkitError(f"uncertainty: shape {U.shape} does not match the scores' {S.shape}")
@@ -225,7 +235,8 @@ def false_negative_table(ds: Any, scores: Any, uncertainty: Any | None = None, *
         top, total = top_pairs(S if U is None else U, select, take)
         for f in top:
             i, c = divmod(int(f), ds.num_captions)
-            rows.append({"kind": kind, "image": i, "caption": c, "written_for": int(ds.caption_image[c]), "score": float(S[i, c]),
+            rows.append({"kind": kind, "image": i, "caption": c, "written_for": int(ds.caption_image[c]),
+                         "score": float(S[i, c]),
                          "uncertainty": float(U[i, c]) if U is not None else np.nan, "total": total})
     return pd.DataFrame(rows, columns=["kind", "image", "caption", "written_for", "score", "uncertainty", "total"])
 
@@ -236,8 +247,9 @@ def _pair_card(ds: Any, thumbs: Thumbs, r: Any, colour: str) -> str:
     return _card(body, colour, [f"score {_num(r.score)} · σ² {_num(r.uncertainty)}"], 3 * thumbs.size + 60)
 
 
-def false_negative_gallery_html(ds: Any, scores: Any, uncertainty: Any | None = None, *, n: int = 12, n_contrast: int = 6,
-                                size: int = 64, title: str = "", thumbs: Thumbs | None = None, codes: Any | None = None) -> str:
+def false_negative_gallery_html(ds: Any, scores: Any, uncertainty: Any | None = None, *, n: int = 12,
+                                n_contrast: int = 6, size: int = 64, title: str = "", thumbs: Thumbs | None = None,
+                                codes: Any | None = None) -> str:
     """HTML of :func:`false_negative_table`: each pair as image thumbnail + caption + score + σ²,
     the false negatives by σ² (highest first; by score without uncertainty), then a strip of the
     true negatives ranked the same way. On data with only one-to-one labels: a one-line note."""
@@ -251,13 +263,16 @@ def false_negative_gallery_html(ds: Any, scores: Any, uncertainty: Any | None = 
 
     key = _matrix(uncertainty if uncertainty is not None else scores, by)
     lo, hi = score_range(key, name=by)
-    parts = [f"<div style='font-size:12px;color:#555'>{by} over all {key.size} pairs spans {_num(lo)} – {_num(hi)}</div>"]
+    parts = [f"<div style='font-size:12px;color:#555'>{by} over all {key.size} pairs spans {_num(lo)} – "
+             f"{_num(hi)}</div>"]
     for kind, colour, what in (("false negative", MARKS["false negative"], "labelled negative, true"),
                                ("true negative", MARKS["negative"], "for contrast: true negatives")):
         sub = t[t.kind == kind]
         total = int(sub.total.iloc[0]) if len(sub) else 0
-        parts.append(f"<div style='font-size:12px;margin-top:6px'><b>{what}</b> — the {len(sub)} with the highest {by} of {total}</div>"
-                     f"<div style='display:flex;flex-wrap:wrap;gap:6px'>{''.join(_pair_card(ds, thumbs, r, colour) for r in sub.itertuples())}</div>")
+        parts.append(f"<div style='font-size:12px;margin-top:6px'><b>{what}</b> — the {len(sub)} with the highest {by} "
+                     f"of {total}</div>"
+                     "<div style='display:flex;flex-wrap:wrap;gap:6px'>"
+                     f"{''.join(_pair_card(ds, thumbs, r, colour) for r in sub.itertuples())}</div>")
     return _wrap(title, "".join(parts))
 
 
@@ -272,7 +287,8 @@ def neighbours_html(ds: Any, img: Any, txt: Any, modality: str, index: int, *, k
         raise VlmkitError(f"modality={modality!r}: expected 'image' or 'text'")
     n = len(x) if modality == "image" else len(y)
     if not 0 <= int(index) < n:
-        raise VlmkitError(f"index={index}: expected a{'n image' if modality == 'image' else ' caption'} index in [0, {n})")
+        raise VlmkitError(f"index={index}: expected a{'n image' if modality == 'image' else ' caption'} index in [0, "
+                          f"{n})")
     i = int(index)
     thumbs = thumbs or Thumbs(ds, size)
     z = x[i] if modality == "image" else y[i]
@@ -293,8 +309,8 @@ def neighbours_html(ds: Any, img: Any, txt: Any, modality: str, index: int, *, k
     return _wrap("", _row("<b>point</b>", [own]) + "".join(rows))
 
 
-def embedding_examples_html(ds: Any, img: Any, txt: Any, images: Sequence[int], captions: Sequence[int] = (), *, k: int = 5,
-                            size: int = 64, title: str = "") -> str:
+def embedding_examples_html(ds: Any, img: Any, txt: Any, images: Sequence[int], captions: Sequence[int] = (), *,
+                            k: int = 5, size: int = 64, title: str = "") -> str:
     """HTML: :func:`neighbours_html` of a few images and captions, one after another (the static 03 panel)."""
     thumbs = Thumbs(ds, size)
     panels = [neighbours_html(ds, img, txt, "image", i, k=k, thumbs=thumbs) for i in images]
@@ -311,7 +327,8 @@ def show_html(fragment: str, run_dir: str | os.PathLike, name: str) -> str:
 
     path = os.path.join(os.fspath(run_dir), "figures", f"{name}.html")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_text(path, f"<html><head><meta charset='utf-8'><title>{html.escape(name)}</title></head><body>{fragment}</body></html>")
+    atomic_write_text(path, f"<html><head><meta charset='utf-8'><title>{html.escape(name)}</title></head>"
+                            f"<body>{fragment}</body></html>")
     display(HTML(fragment))
     return path
 
@@ -331,14 +348,16 @@ def _error_html(exc: Exception) -> str:
     return f"<p style='color:#c62828'>{html.escape(str(exc))}</p>"
 
 
-def slerp_explorer(ds: Any, img: Any, txt: Any, lambdas: Sequence[float], query: int = 0, k: int = 5, size: int = 80) -> Explorer:
+def slerp_explorer(ds: Any, img: Any, txt: Any, lambdas: Sequence[float], query: int = 0, k: int = 5,
+                   size: int = 80) -> Explorer:
     """04 in JupyterLab: a query ``IntText`` and a λ slider; the panel shows the nearest images
     (thumbnails) and captions of slerp(v, t; λ) at the chosen λ, re-rendered on every change."""
     import ipywidgets as W
 
     thumbs, state = Thumbs(ds, size), {}
     q_box = W.BoundedIntText(value=int(query), min=0, max=ds.num_images - 1, description="query image")
-    lam = W.SelectionSlider(options=[round(float(v), 4) for v in lambdas], value=round(float(lambdas[len(lambdas) // 2]), 4), description="λ")
+    lam = W.SelectionSlider(options=[round(float(v), 4) for v in lambdas],
+                            value=round(float(lambdas[len(lambdas) // 2]), 4), description="λ")
     panel = W.HTML()
 
     def select(*_: Any) -> None:
@@ -384,7 +403,8 @@ def query_picker(ds: Any, load: Callable[[str], tuple[Any, Any]], methods: Seque
                     {"method": method, "direction": direction, "query": q_box}, select)
 
 
-def embedding_explorer(ds: Any, img: Any, txt: Any, keep: Any, caps: Any, *, title: str = "", k: int = 5, size: int = 64) -> Explorer:
+def embedding_explorer(ds: Any, img: Any, txt: Any, keep: Any, caps: Any, *, title: str = "", k: int = 5,
+                       size: int = 64) -> Explorer:
     """03 in JupyterLab: the 2-D PCA map of images ``keep`` and captions ``caps`` (a plotly
     ``FigureWidget``) beside an HTML panel; hovering or clicking a point shows its image or
     caption and its nearest neighbours among all of ``ds`` (:func:`neighbours_html`)."""

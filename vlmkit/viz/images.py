@@ -49,7 +49,8 @@ def _check_index(ds: Any, i: int) -> int:
 
 def _caption_li(text: str, spec: int, note: str = "") -> str:
     colour = SPEC_COLOURS.get(int(spec), SPEC_COLOURS[-1])
-    tag = f"<small style='color:#777'> [{'spec ' + str(spec) if spec >= 0 else ''}{note}]</small>" if (spec >= 0 or note) else ""
+    tag = (f"<small style='color:#777'> [{'spec ' + str(spec) if spec >= 0 else ''}{note}]</small>"
+           if (spec >= 0 or note) else "")
     return f"<li style='color:{colour}'>{html.escape(text)}{tag}</li>"
 
 
@@ -62,14 +63,16 @@ def image_grid_html(ds: Any, indices: Sequence[int], *, columns: int = 4, size: 
         i = _check_index(ds, i)
         caps = "".join(_caption_li(ds.captions[c], spec[c]) for c in ds.captions_of(i))
         cells.append(f"<div style='padding:6px;border:1px solid #ddd;border-radius:4px'>"
-                     f"<img class='vlmkit-thumb' src='{thumbnail_uri(ds.load_image(i), size)}' width='{size}' style='image-rendering:pixelated'>"
+                     f"<img class='vlmkit-thumb' src='{thumbnail_uri(ds.load_image(i), size)}' width='{size}' "
+                     "style='image-rendering:pixelated'>"
                      f"<div style='font-size:11px;color:#555'>image {i} · {html.escape(str(ds.image_ids[i]))}</div>"
                      f"<ol style='font-size:12px;margin:4px 0 0 16px;padding:0'>{caps}</ol></div>")
     legend = " ".join(f"<span style='color:{c}'>■ {'spec ' + str(k) if k >= 0 else 'no specificity'}</span>"
                       for k, c in SPEC_COLOURS.items() if k in set(spec.tolist()))
     head = f"<h3>{html.escape(title)}</h3>" if title else ""
     return (f"<div>{head}<div style='font-size:12px'>{legend}</div>"
-            f"<div style='display:grid;grid-template-columns:repeat({columns},1fr);gap:8px'>{''.join(cells)}</div></div>")
+            f"<div style='display:grid;grid-template-columns:repeat({columns},1fr);gap:8px'>"
+            f"{''.join(cells)}</div></div>")
 
 
 def false_negative_captions_html(ds: Any, i: int | None = None, *, k: int = 12, size: int = 160) -> str:
@@ -84,10 +87,12 @@ def false_negative_captions_html(ds: Any, i: int | None = None, *, k: int = 12, 
     spec = np.asarray(ds.caption_meta.get("specificity", np.full(ds.num_captions, -1)))
     fn = np.flatnonzero(ds.false_negatives(np.array([i]), None)[0])
     own = "".join(_caption_li(ds.captions[c], spec[c]) for c in ds.captions_of(i))
-    shown = "".join(_caption_li(ds.captions[c], spec[c], f", written for image {int(ds.caption_image[c])}") for c in fn[:k])
+    shown = "".join(_caption_li(ds.captions[c], spec[c],
+                                f", written for image {int(ds.caption_image[c])}") for c in fn[:k])
     more = f"<p style='font-size:12px;color:#777'>… and {len(fn) - k} more</p>" if len(fn) > k else ""
     return (f"<div><b>Image {i}</b><div style='display:flex;gap:16px;align-items:flex-start'>"
-            f"<img class='vlmkit-thumb' src='{thumbnail_uri(ds.load_image(i), size)}' width='{size}' style='image-rendering:pixelated'>"
+            f"<img class='vlmkit-thumb' src='{thumbnail_uri(ds.load_image(i), size)}' width='{size}' "
+            "style='image-rendering:pixelated'>"
             f"<div><b>Its own captions (labelled positive)</b><ol style='font-size:12px'>{own}</ol>"
             f"<b>{len(fn)} captions of other images that are true of it — labelled negative (false negatives)</b>"
             f"<ol style='font-size:12px'>{shown or '<li>none</li>'}</ol>{more}</div></div></div>")

@@ -28,11 +28,13 @@ def slerp_path_figure(table: pd.DataFrame, *, title: str = "Nearest gallery item
                 continue
             text = sub["label"] if "label" in sub else sub["index"].astype(str)
             fig.add_trace(go.Scatter(x=sub["lam"], y=sub["rank"], mode="markers", name=f"{mod} ({word})",
-                                     marker=dict(symbol=KIND_SYMBOL[mod], size=12, color=colour, line=dict(width=1, color="black")),
+                                     marker=dict(symbol=KIND_SYMBOL[mod], size=12, color=colour,
+                                                 line=dict(width=1, color="black")),
                                      text=text, customdata=sub["similarity"],
                                      hovertemplate="λ=%{x:.2f} rank %{y}<br>%{text}<br>cos=%{customdata:.3f}"))
     fig.update_yaxes(autorange="reversed", title_text="rank among the gallery (1 = nearest)", dtick=1)
-    fig.update_layout(title=title, xaxis_title="λ (1 = the image v, 0 = the caption t)", legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=title, xaxis_title="λ (1 = the image v, 0 = the caption t)",
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 

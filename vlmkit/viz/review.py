@@ -27,8 +27,10 @@ from .gallery import Thumbs, _esc, _num
 TITLES = {"false_negative": "Likely false negatives: unlabelled pairs most likely true",
           "mismatch": "Likely mismatched pairs: labelled pairs most likely false"}
 VERDICT_COLOURS = {"true": "#2e7d32", "false": "#c62828", "unsure": "#ef6c00"}
-_CSS = """body{font-family:sans-serif;margin:16px;color:#222}table.vlmkit-review{border-collapse:collapse;margin-bottom:24px}
-.vlmkit-review td,.vlmkit-review th{border-bottom:1px solid #ddd;padding:4px 6px;vertical-align:top;font-size:12px;text-align:left}
+_CSS = """body{font-family:sans-serif;margin:16px;color:#222}\
+table.vlmkit-review{border-collapse:collapse;margin-bottom:24px}
+.vlmkit-review td,.vlmkit-review th{border-bottom:1px solid #ddd;padding:4px 6px;vertical-align:top;font-size:12px;\
+text-align:left}
 .vlmkit-review .cap{max-width:320px;font-size:13px}.vlmkit-review .ev td{border:none;padding:0 4px;font-size:11px}
 .vlmkit-review label{display:block;white-space:nowrap}.note{color:#555;font-size:12px;max-width:900px}"""
 _SCRIPT = """<script>
@@ -36,7 +38,8 @@ function vlmkitDecisions(){
   const out=[];
   document.querySelectorAll('tr.vlmkit-cand').forEach(r=>{
     const c=r.querySelector('input[type=radio]:checked');
-    if(c){out.push({task:r.dataset.task,image:+r.dataset.image,image_id:r.dataset.imageId,caption:+r.dataset.caption,verdict:c.value});}
+    if(c){out.push({task:r.dataset.task,image:+r.dataset.image,image_id:r.dataset.imageId,caption:+r.dataset.caption,\
+verdict:c.value});}
   });
   return out;
 }
@@ -62,7 +65,8 @@ def candidate_row_html(ds: Any, thumbs: Thumbs, row: Any, columns: Sequence[str]
     name = f"v-{row['task']}-{i}-{j}"
     verdict = ""
     if radios:
-        verdict = "".join(f"<label style='color:{VERDICT_COLOURS[v]}'><input type='radio' name='{name}' value='{v}'> {v}</label>"
+        verdict = "".join(f"<label style='color:{VERDICT_COLOURS[v]}'>"
+                          f"<input type='radio' name='{name}' value='{v}'> {v}</label>"
                           for v in ("true", "false", "unsure"))
     written = ("the same image (its labelled pair)" if own == i else
                f"{thumbs(own)}<div>image {own} · {_esc(ds.image_ids[own], 40)}</div>")
@@ -73,7 +77,8 @@ def candidate_row_html(ds: Any, thumbs: Thumbs, row: Any, columns: Sequence[str]
             f"<td>{written}</td><td>{_evidence(row, columns)}</td><td>{verdict}</td></tr>")
 
 
-def task_table_html(ds: Any, thumbs: Thumbs, task: str, table: pd.DataFrame, columns: Sequence[str], *, radios: bool = True) -> str:
+def task_table_html(ds: Any, thumbs: Thumbs, task: str, table: pd.DataFrame, columns: Sequence[str], *,
+                    radios: bool = True) -> str:
     head = ("<tr><th>#</th><th>image</th><th>caption</th><th>the caption was written for</th><th>evidence</th>"
             f"<th>{'verdict: is the caption true of the image?' if radios else ''}</th></tr>")
     rows = "".join(candidate_row_html(ds, thumbs, r, columns, radios=radios) for _, r in table.iterrows())
@@ -90,10 +95,13 @@ def review_page_html(ds: Any, tables: dict[str, pd.DataFrame], columns: Sequence
     info = info or {}
     meta = json.dumps({"format": "vlmkit-audit-decisions/1", "dataset": ds.name, "fingerprint": ds.fingerprint()})
     body = "".join(task_table_html(ds, thumbs, t, d, columns) for t, d in tables.items())
-    note = (f"<p class='note'>{html.escape(str(info.get('protocol', '')))}.<br>Rank rule: {html.escape(str(info.get('rule', '')))}.<br>"
+    note = (f"<p class='note'>{html.escape(str(info.get('protocol', '')))}.<br>Rank rule: "
+            f"{html.escape(str(info.get('rule', '')))}.<br>"
             "Mark each pair: <b>true</b> = the caption is true of the image. Then “Download decisions.json” and run "
-            "<code>vlmkit audit DATA --decisions decisions.json --out DIR</code> to write the extended-positives JSON.</p>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title or 'vlmkit audit: ' + ds.name)}</title>"
+            "<code>vlmkit audit DATA --decisions decisions.json --out DIR</code> to write the extended-positives "
+            "JSON.</p>")
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title or 'vlmkit audit: ' + ds.name)}</title>"
             f"<style>{_CSS}</style></head><body><h2>{html.escape(title or 'Audit of ' + ds.name)}</h2>{note}"
             f"<script type='application/json' id='vlmkit-meta'>{html.escape(meta, quote=False)}</script>"
             "<p><button id='vlmkit-download' onclick='vlmkitDownload()'>Download decisions.json</button> "

@@ -48,6 +48,7 @@ def training_curves(histories: dict[str, pd.DataFrame], vacsr: pd.DataFrame | No
     fig.update_yaxes(title_text="RSUM", row=1, col=2)
     if vacsr is not None:
         fig.update_yaxes(title_text="loss term", row=1, col=3)
-    fig.update_layout(title=title + (f"<br><sup>{protocol}; training loss = mean over the epoch</sup>" if protocol else ""),
+    fig.update_layout(title=title + (f"<br><sup>{protocol}; training loss = mean over the epoch</sup>"
+                                     if protocol else ""),
                       height=420, width=420 * cols, legend=dict(orientation="h", y=-0.25), margin=dict(t=110))
     return fig
