@@ -148,6 +148,22 @@ def markdown(rows: list[dict], sizes: list[int], exps: dict) -> str:
     return "\n".join(lines)
 
 
+def write_table(table: Path, rows: list[dict], sizes: list[int], exps: dict) -> None:
+    """The CSV of every finished size (growth exponents on the largest size's rows)."""
+    import csv
+
+    sys.path.insert(0, str(ROOT))
+    from vlmkit.utils import atomic_path
+
+    cols = ["test_images", "notebook", "seconds", "peak_rss_mib", "growth_exp_seconds", "growth_exp_rss"]
+    with atomic_path(table) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            e = exps.get(r["notebook"], {}) if r["test_images"] == max(sizes) else {}
+            w.writerow({**r, "growth_exp_seconds": e.get("seconds", ""), "growth_exp_rss": e.get("peak_rss_mib", "")})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000], help="test images per run (default 1000 5000)")
@@ -162,27 +178,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bench_workbook.py reads /proc: Linux only")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows: list[dict] = []
-    for size in args.sizes:
+    done: list[int] = []
+    for size in args.sizes:  # the table is rewritten after each size: a run cut short keeps what finished
         out = Path(args.out) / f"{stamp}-{size}"
         out.mkdir(parents=True, exist_ok=True)
-        print(f"running the chain at {size} test images into {out} …", flush=True)
+        print(f"running the chain at {size} test images into {out} (load average {os.getloadavg()[0]:.1f}) …", flush=True)
         res = run_chain(size, out, args.quick, args.param, args.interval, args.only)
         rows += res["rows"]
-    sizes = sorted(set(args.sizes))
-    exps = growth(rows, sizes) if len(sizes) > 1 else {}
-    import csv
-
-    table = Path(args.table)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["test_images", "notebook", "seconds", "peak_rss_mib", "growth_exp_seconds", "growth_exp_rss"]
-    with open(table, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            e = exps.get(r["notebook"], {}) if r["test_images"] == max(sizes) else {}
-            w.writerow({**r, "growth_exp_seconds": e.get("seconds", ""), "growth_exp_rss": e.get("peak_rss_mib", "")})
-    print(markdown(rows, sizes, exps))
-    print(f"table: {table} (load average at the end: {os.getloadavg()[0]:.1f}; quick={args.quick})")
+        done.append(size)
+        sizes = sorted(set(done))
+        exps = growth(rows, sizes) if len(sizes) > 1 else {}
+        write_table(Path(args.table), rows, sizes, exps)
+        print(markdown(rows, sizes, exps), flush=True)
+    print(f"table: {args.table} (load average at the end: {os.getloadavg()[0]:.1f}; quick={args.quick})")
     return 0
 
 

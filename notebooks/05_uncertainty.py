@@ -45,11 +45,9 @@ n_gallery: int = 12  # false negatives shown per method (and half as many true n
 import pandas as pd
 from IPython.display import display
 
-from vlmkit import viz
+from vlmkit import measurements, viz
 from vlmkit import workbook as wb
-from vlmkit.metrics import false_negative_auroc_with_control, uncertainty_by_pair_type
-from vlmkit.vacsr import fig3_report
-from vlmkit.vacsr.fig3 import LABELS, TRUTH
+from vlmkit.metrics.streaming import pair_type_histogram, truth_from_codes
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
@@ -57,36 +55,32 @@ ds = wb.run_dataset(run)
 truth = wb.truth_protocol(ds)  # what "correct" / "true" means on this data
 with_unc = [k for k, v in wb.list_methods(run).items() if v.get("has_uncertainty")]
 print("methods with uncertainty:", with_unc)
+# every pair's type, once per run (int8, memory-mapped), and the truth as a sparse matrix; the
+# score and σ² matrices are memory-mapped too: every statistic below reads them in row blocks
+codes = wb.pair_codes(run, ds) if (with_unc and ds.has_extended_positives) else None
+P = truth_from_codes(codes) if codes is not None else None
 
 # %%
-rows, P = [], ds.positives()
+frames = []
 for name in with_unc:
     m = wb.load_method(run, name)
-    rep = fig3_report(m["scores"], m["uncertainty"], ds.labels(), P if ds.has_extended_positives else None, n_bins=n_bins, n_boot=n_boot)
+    details = {}
+    fig3 = measurements.fig3_summary(m["scores"], m["uncertainty"], ds.caption_image, P, n_bins=n_bins, n_boot=n_boot,
+                                     truth_name=truth, details=details)
+    rep = details["report"]
     for part in ("summary", "bins", "strata", "ranking"):  # each row's protocol: "labels" (one-to-one, the paper's) or the truth
         wb.write_table(run, f"fig3_{part}_{name}", rep[part])
-    summ = rep["summary"].set_index(["direction", "protocol", "source", "binning"])
     for d in ("i2t", "t2i"):
         wb.show(viz.fig3_figure(rep, d, title=f"{name} ({ds.name})"), run, f"05_fig3_{name}_{d}")
-        r = {"method": name, "direction": d,
-             "pearson": summ.loc[(d, LABELS, "sigma2", "width"), "pearson_r"],
-             "pearson_ci": f"[{summ.loc[(d, LABELS, 'sigma2', 'width'), 'ci_low']:.2f}, {summ.loc[(d, LABELS, 'sigma2', 'width'), 'ci_high']:.2f}]",
-             "pearson_control": summ.loc[(d, LABELS, "-score", "width"), "pearson_r"]}
-        if ds.has_extended_positives:
-            r["pearson_truth"] = summ.loc[(d, TRUTH, "sigma2", "width"), "pearson_r"]
-        rows.append(r)
     display(rep["summary"].round(3))
-    if ds.has_extended_positives:
-        a = false_negative_auroc_with_control(m["uncertainty"], m["scores"], ds.caption_image, P).set_index("source")
-        rows.append({"method": name, "direction": "pairs", "fn_auroc": a.loc["sigma2", "auroc"],
-                     "fn_auroc_control": a.loc["score", "auroc"], "n_queries": int(a.loc["sigma2", "n_false_negatives"])})
-unc = pd.DataFrame(rows)
+    frames.append(fig3.assign(method=name))
+    if P is not None:
+        frames.append(measurements.fn_auroc(m["uncertainty"], m["scores"], ds.caption_image, P, truth_name=truth).assign(method=name))
 if with_unc:
-    wb.write_table(run, "uncertainty", unc, protocol=f"Pearson r of bin R@1 vs bin-mean top-1 uncertainty, {n_bins} equal-width bins: pearson = σ², correct = one-to-one "
-                   f"labels (the paper's Fig. 3); pearson_control = −score, same labels; pearson_truth = σ², correct = {truth}; "
-                   f"fn_auroc = AUROC of σ² for false vs true negatives over all unlabelled pairs, fn_auroc_control = the same "
-                   f"AUROC of the score itself (σ² adds information only above it); n_queries = false negatives ({ds.name})")
-    print(unc.to_string())
+    unc = pd.concat(frames, ignore_index=True)
+    unc = unc[["method"] + [c for c in unc.columns if c != "method"]]
+    wb.write_table(run, "uncertainty", unc)  # each row's protocol column says what it measures
+    print(unc.drop(columns="protocol").to_string())
 else:
     print("note: no method with uncertainty in this run (VACSR was not trained); nothing to show")
 
@@ -101,12 +95,12 @@ else:
 # %%
 for name in (with_unc if ds.has_extended_positives else []):
     m = wb.load_method(run, name)
-    rng = uncertainty_by_pair_type(m["uncertainty"], ds.caption_image, P)
-    wb.write_table(run, f"sigma2_range_{name}", rng, protocol=f"{name}: σ² over all test pairs by pair type, "
-                   f"positive = one-to-one label, false negative = unlabelled but true ({truth}), true negative = neither ({ds.name})")
-    display(rng.round(4))
-    wb.show(viz.similarity_histogram(m["uncertainty"], ds.labels(), P, x_label="σ² (uncertainty)",
-                                     title=f"{name}: σ² by pair type ({ds.name}, true = {truth})"), run, f"05_sigma2_hist_{name}")
+    rng = measurements.sigma2_by_pair_type(m["uncertainty"], ds.caption_image, P, codes=codes, truth_name=truth)
+    wb.write_table(run, f"sigma2_range_{name}", rng.assign(protocol=f"{name}: " + rng.protocol + f" ({ds.name})"))
+    display(rng.drop(columns="protocol").round(4))
+    hist = pair_type_histogram(m["uncertainty"], ds, codes=codes, name="uncertainty")  # streamed over row blocks
+    wb.show(viz.pair_type_histogram_figure(hist, title=f"{name}: σ² by pair type ({ds.name}, true = {truth})", x_label="σ² (uncertainty)"),
+            run, f"05_sigma2_hist_{name}")
 
 # %% [markdown]
 # ## Query picker: a query's top-K with scores, uncertainties and truth
@@ -141,5 +135,5 @@ if not ds.has_extended_positives:
 for name in (with_unc if ds.has_extended_positives else []):
     m = wb.load_method(run, name)
     viz.show_html(viz.false_negative_gallery_html(ds, m["scores"], m["uncertainty"], n=n_gallery, n_contrast=n_gallery // 2,
-                                                  title=f"{name}: false negatives by σ² ({ds.name}, true = {truth})"),
+                                                  title=f"{name}: false negatives by σ² ({ds.name}, true = {truth})", codes=codes),
                   run, f"05_false_negatives_{name}")

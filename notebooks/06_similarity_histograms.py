@@ -31,14 +31,14 @@ import pandas as pd
 
 from vlmkit import viz
 from vlmkit import workbook as wb
-from vlmkit.metrics.streaming import PAIR_TYPES, pair_code_matrix, pair_type_histogram
+from vlmkit.metrics.streaming import PAIR_TYPES, pair_type_histogram
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
 ds = wb.run_dataset(run)
 reg = wb.list_methods(run)
 truth = wb.truth_protocol(ds)
-codes = pair_code_matrix(ds)  # every pair's type by labels and truth, once (int8; the truth is the slow part)
+codes = wb.pair_codes(run, ds)  # every pair's type by labels and truth, once per run (int8 memmap; the truth is the slow part)
 
 # %%
 rows = []

@@ -39,18 +39,16 @@ n_bins: int = 15  # reliability bins
 # %%
 import pandas as pd
 
-from vlmkit import viz
+from vlmkit import measurements, viz
 from vlmkit import workbook as wb
-from vlmkit.metrics import AUTHORS_PROTOCOL, GALLERY_PROTOCOL, authors_calibration, retrieval_calibration
+from vlmkit.metrics.streaming import truth_from_codes
 
 run = wb.prepare_run_dir(run_dir)
 HEADLESS = wb.headless()  # papermill / vlmkit run: no widgets (figures are embedded either way)
 ds = wb.run_dataset(run)
 reg = wb.list_methods(run)
 truth = wb.truth_protocol(ds)
-protocols = {"labels": ("one-to-one labels", ds.labels())}
-if ds.has_extended_positives:
-    protocols["truth"] = (truth, ds.positives())
+P = truth_from_codes(wb.pair_codes(run, ds)) if ds.has_extended_positives else None  # the truth, sparse
 taus = {name: wb.method_temperature(reg, name, temperature) for name in reg}
 
 # %% [markdown]
@@ -59,30 +57,29 @@ taus = {name: wb.method_temperature(reg, name, temperature) for name in reg}
 # then the gallery view (`ece_labels`, `ece_truth`: every caption, the whole gallery).
 
 # %%
-rows = []
+frames = []
 for name, info in reg.items():
     m = wb.load_method(run, name)
     conf = "sigmoid" if info.get("score_kind") == "logit" else "softmax"
-    square = authors_calibration(m["scores"], ds.caption_image, tau=taus[name], n_bins=n_bins)
-    for d in ("i2t", "t2i"):
-        c = square[d]
-        wb.show(viz.reliability_figure(c.bins, c.ece, title=f"{name} {d} — authors' protocol ({ds.name}, first caption, N×N, τ={taus[name]:.3g})"),
-                run, f"07_reliability_{name}_{d}")
-        row = {"method": name, "direction": d, "tau": taus[name], "ece_authors": 100 * c.ece, "confidence_authors": c.mean_confidence,
-               "accuracy_authors": c.accuracy, "confidence": conf if conf == "sigmoid" else f"softmax τ={taus[name]:.3g}", "truth": truth}
-        S = m["scores"] if d == "i2t" else m["scores"].T
-        for key, (label, C) in protocols.items():
-            ece, bins = retrieval_calibration(S, C if d == "i2t" else C.T, confidence=conf, temperature=taus[name], n_bins=n_bins)
-            row[f"ece_{key}"] = 100 * ece
-            suffix = "" if key == "labels" else "_truth"
-            wb.show(viz.reliability_figure(bins, ece, title=f"{name} {d} — gallery view ({ds.name}, every caption, correct = {label})"),
-                    run, f"07_reliability_gallery_{name}_{d}{suffix}")
-        rows.append(row)
-cal = pd.DataFrame(rows)
-wb.write_table(run, "calibration", cal, protocol=f"ECE (%) of top-1 retrieval, {n_bins} equal-width bins; ece_authors: {AUTHORS_PROTOCOL}; "
-                                                 f"ece_labels / ece_truth: {GALLERY_PROTOCOL}, correct = one-to-one labels / "
-                                                 f"{truth} ({ds.name})")
-print(cal.to_string())
+    details = {}
+    cal = measurements.calibration(m["scores"], ds.caption_image, P, tau=taus[name], n_bins=n_bins, confidence=conf,
+                                   truth_name=truth, details=details)
+    for (view, d), bins in details["bins"].items():
+        row = cal.set_index("direction").loc[d]
+        if view == "authors":
+            title, fig = f"{name} {d} — authors' protocol ({ds.name}, first caption, N×N, τ={taus[name]:.3g})", f"07_reliability_{name}_{d}"
+        else:
+            label = "one-to-one labels" if view == "labels" else truth
+            title = f"{name} {d} — gallery view ({ds.name}, every caption, correct = {label})"
+            fig = f"07_reliability_gallery_{name}_{d}" + ("" if view == "labels" else "_truth")
+        wb.show(viz.reliability_figure(bins, row[f"ece_{view}"] / 100, title=title), run, fig)
+    frames.append(cal.assign(method=name, truth=truth))
+cal = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+if len(cal):
+    cal = cal[["protocol", "method"] + [c for c in cal.columns if c not in ("protocol", "method")]]
+    cal["protocol"] = cal["protocol"] + f" ({ds.name})"
+wb.write_table(run, "calibration", cal)
+print(cal.drop(columns="protocol", errors="ignore").to_string())
 
 # %%
 if not HEADLESS:

@@ -351,15 +351,18 @@ def write_result_tables(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.Da
     (:func:`vlmkit.workbook.method_summary`).  Returns (the retrieval table pivoted wide: one
     row per protocol, direction and metric, one column per method; the summary)."""
     from .metrics import evaluate_similarity
+    from .metrics.streaming import truth_from_codes
     from . import workbook as wb
 
     run = Path(run_dir)
     ds = wb.run_dataset(run)
     protocols = ("coco5k", "eccv") + (("coco1k",) if ds.num_images % 1000 == 0 and ds.num_images > 1000 else ())
+    # the truth once per run (sparse, from the pair codes 05–07 share), not once per method
+    truth = truth_from_codes(wb.pair_codes(run, ds)) if ds.has_extended_positives and wb.list_methods(run) else None
     frames = []
     for name in wb.list_methods(run):
-        m = wb.load_method(run, name)
-        frames.append(evaluate_similarity(m["scores"], ds.caption_image, positives=ds if ds.has_extended_positives else None,
+        m = wb.load_method(run, name)  # score / σ² matrices memory-mapped: evaluated in row blocks
+        frames.append(evaluate_similarity(m["scores"], ds.caption_image, positives=truth,
                                           protocols=protocols, uncertainty=m["uncertainty"], method=name))
     if not frames:
         raise VlmkitError(f"{run}/methods.json lists no method: run 01_data_and_model (and 02) with this run_dir first")

@@ -7,7 +7,8 @@ Layout of one run directory (``docs/workbook.md``)::
     notebooks/          executed notebooks (NN_name.ipynb)
     cache/              pretrained checkpoint and feature caches (may be shared)
     methods.json        registry: method name → score file and description
-    scores/<m>.pt       per method: test features and/or score (+ uncertainty) matrices
+    scores/<m>.pt       per method: test features (img, txt)
+    scores/<m>.*.npy    per method: float32 score (+ uncertainty) matrices, memory-mapped when read
     methods/<m>/        fine-tuning output (checkpoints) of each method
     tables/*.csv        every table, each with a ``protocol`` column
     figures/*.html|png  every view of every notebook
@@ -26,13 +27,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .selection import (embedded_spec, is_embedded, load_test_dataset, train_config,  # noqa: F401 (re-exported)
                         training_data)
 from .rundir import SUBDIRS, prepare_run_dir, read_run_meta  # noqa: F401 (re-exported: wb.prepare_run_dir)
-from .utils import VlmkitError, atomic_to_csv, atomic_torch_save, atomic_write_json
+from .utils import VlmkitError, atomic_path, atomic_to_csv, atomic_torch_save, atomic_write_json
 
 
 def default_cache_dir() -> Path:
@@ -53,24 +55,60 @@ def headless() -> bool:
         return True
 
 
+MATRICES = ("scores", "uncertainty")
+"""The N × M matrices of a method, stored as float32 ``scores/<m>.<matrix>.npy`` and read back
+memory-mapped (:func:`load_method`): notebooks read them in row blocks, never whole."""
+
+
+def _save_matrix(x: Any, path: Path, block_rows: int = 1024) -> None:
+    """``x`` (N × M tensor or array) as a float32 ``.npy`` at ``path``, atomically, in row blocks."""
+    from numpy.lib.format import open_memmap
+
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else x
+    if len(t.shape) != 2:
+        raise VlmkitError(f"{path.name}: expected an N × M matrix, got shape {tuple(t.shape)}")
+    with atomic_path(path) as tmp:
+        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(t.shape))
+        for a in range(0, t.shape[0], block_rows):
+            blk = t[a:a + block_rows]
+            out[a:a + block_rows] = blk.float().numpy() if isinstance(blk, torch.Tensor) else np.asarray(blk, np.float32)
+        out.flush()
+        del out
+
+
 def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, txt: Any = None, scores: Any = None,
                     uncertainty: Any = None, info: dict | None = None) -> Path:
-    """Store a method's test-set outputs in ``scores/<name>.pt`` and list it in ``methods.json``.
+    """Store a method's test-set outputs and list it in ``methods.json``.
 
     Give features (``img`` N×d, ``txt`` M×d) and/or a score matrix (N×M, optional uncertainty).
+    Features go to ``scores/<name>.pt``; each matrix to ``scores/<name>.<scores|uncertainty>.npy``
+    (float32, written atomically), which :func:`load_method` memory-maps.  Returns the ``.pt`` path.
     """
     if (img is None) != (txt is None):
         raise VlmkitError(f"register_method({name!r}): give both img and txt features, or neither")
     if img is None and scores is None:
         raise VlmkitError(f"register_method({name!r}): nothing to store (no features, no scores)")
+    if scores is None and uncertainty is not None:
+        raise VlmkitError(f"register_method({name!r}): uncertainty without scores")
     run = prepare_run_dir(run_dir)
-    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None)
-            for k, v in {"img": img, "txt": txt, "scores": scores, "uncertainty": uncertainty}.items()}
+    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None) for k, v in {"img": img, "txt": txt}.items()}
+    blob.update(scores=None, uncertainty=None)  # the matrices are in their own .npy files
     path = run / "scores" / f"{name}.pt"
+    matrices = {}
+    for key, x in (("scores", scores), ("uncertainty", uncertainty)):
+        mpath = run / "scores" / f"{name}.{key}.npy"
+        if x is None:
+            mpath.unlink(missing_ok=True)
+            continue
+        if tuple(x.shape) != tuple(scores.shape):
+            raise VlmkitError(f"register_method({name!r}): {key} has shape {tuple(x.shape)}, scores {tuple(scores.shape)}")
+        _save_matrix(x, mpath)
+        matrices[key] = str(mpath.relative_to(run))
     atomic_torch_save(blob, path)
     reg = list_methods(run)
     reg[name] = {"path": str(path.relative_to(run)), "has_features": img is not None,
-                 "has_scores": scores is not None, "has_uncertainty": uncertainty is not None, **(info or {})}
+                 "has_scores": scores is not None, "has_uncertainty": uncertainty is not None, **(info or {}),
+                 "matrices": matrices}
     atomic_write_json(run / "methods.json", reg)
     return path
 
@@ -95,14 +133,27 @@ def list_methods(run_dir: str | os.PathLike) -> dict[str, dict]:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def load_method(run_dir: str | os.PathLike, name: str) -> dict[str, torch.Tensor | None]:
-    """``{"img", "txt", "scores", "uncertainty"}`` of a registered method; ``scores`` is filled with
-    cosine similarities when only features were stored."""
+def load_method(run_dir: str | os.PathLike, name: str, *, cosine: bool = True) -> dict[str, Any]:
+    """``{"img", "txt", "scores", "uncertainty"}`` of a registered method.
+
+    Features are tensors; a stored score / uncertainty matrix is a read-only float32
+    ``np.memmap`` (read it in row blocks: :mod:`vlmkit.metrics.streaming`, ``vlmkit.metrics``'
+    ``Scores``, :func:`vlmkit.vacsr.fig3_report` all do), or a tensor from a run written before
+    the ``.npy`` layout.  With ``cosine`` (default), ``scores`` is filled with the cosine
+    similarities of the features when only features were stored (an N × M float32 tensor)."""
     reg = list_methods(run_dir)
     if name not in reg:
         raise VlmkitError(f"method {name!r} is not registered in {run_dir}/methods.json (has {sorted(reg)})")
-    blob = torch.load(Path(run_dir) / reg[name]["path"], map_location="cpu", weights_only=True)
-    if blob.get("scores") is None:
+    info = reg[name]
+    blob = torch.load(Path(run_dir) / info["path"], map_location="cpu", weights_only=True)
+    for key, rel in (info.get("matrices") or {}).items():
+        p = Path(run_dir) / rel
+        if not p.is_file():
+            raise VlmkitError(f"{p}: missing (method {name!r} of {run_dir}/methods.json): run the notebook that registered it again")
+        blob[key] = np.load(p, mmap_mode="r")
+    for key in MATRICES:
+        blob.setdefault(key, None)
+    if blob.get("scores") is None and cosine and blob.get("img") is not None:
         blob["scores"] = blob["img"] @ blob["txt"].T
     return blob
 
@@ -276,27 +327,31 @@ def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
     view with correct = the labelled match (``ECE % i2t [one-to-one labels]``) and, when the data
     has a truth, correct = true (``ECE % i2t [exact truth]``).
     """
-    ret = read_table(run_dir, "retrieval")
-    out: dict[str, dict[str, Any]] = {}
-    if ret is not None and not ret.empty:
-        for rec in ret.to_dict("records"):
-            if rec["metric"] in ("R@1", "RSUM", "mAP@R") and not str(rec["metric"]).startswith("unc"):
-                col = f"{rec['metric']} {rec['direction']} [{rec['protocol']}]"
-                out.setdefault(rec["method"], {})[col] = rec["value"]
-    cal = read_table(run_dir, "calibration")
-    for rec in ([] if cal is None else cal.to_dict("records")):
-        for src, proto in (("ece_authors", "authors: N×N"), ("ece_labels", "one-to-one labels"), ("ece_truth", rec.get("truth", "exact truth"))):
-            if src in rec and not pd.isna(rec[src]):
-                out.setdefault(rec["method"], {})[f"ECE % {rec['direction']} [{proto}]"] = rec[src]
-    for name, cols in (("gap", {"gap": "gap ‖Δ‖"}),
-                       ("uncertainty", {"pearson": "unc–R@1 r [one-to-one labels]", "pearson_control": "−score control r [one-to-one labels]",
-                                        "pearson_truth": "unc–R@1 r [truth]", "fn_auroc": "FN-vs-TN AUROC of σ²"})):
-        t = read_table(run_dir, name)
-        if t is None or t.empty:
-            continue
-        for rec in t.to_dict("records"):
-            for src, label in cols.items():
-                if src in rec and not pd.isna(rec[src]):
-                    key = label if rec.get("direction") in (None, "pairs") else f"{label} {rec['direction']}"
-                    out.setdefault(rec["method"], {})[key] = rec[src]
-    return pd.DataFrame([{"method": m, **v} for m, v in out.items()])
+    from .measurements import summary
+
+    return summary(*(read_table(run_dir, t) for t in ("retrieval", "calibration", "gap", "uncertainty")))
+
+
+def pair_codes(run_dir: str | os.PathLike, ds: Any) -> np.ndarray:
+    """Every test pair's type code (:func:`vlmkit.metrics.streaming.pair_code_matrix`: 0 labelled
+    and true, 1 false negative, 2 true negative, 3 labelled but not true) as a read-only int8
+    memmap, computed once per run and data (the truth is the slow part: ≈ 1 µs a pair on the
+    embedded data) and kept in ``cache/pair_codes-<data>.npy`` for notebooks 05–07."""
+    import hashlib
+
+    from .metrics.streaming import pair_code_matrix
+
+    run = Path(run_dir)
+    spec = json.dumps(run_data_spec(run), sort_keys=True)
+    tag = hashlib.sha1(f"{spec}|{ds.num_images}x{ds.num_captions}".encode()).hexdigest()[:12]
+    path = run / "cache" / f"pair_codes-{tag}.npy"
+    if not path.is_file():
+        codes = pair_code_matrix(ds)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, codes)
+        del codes
+    codes = np.load(path, mmap_mode="r")
+    if codes.shape != (ds.num_images, ds.num_captions):
+        raise VlmkitError(f"{path}: shape {codes.shape}, expected {(ds.num_images, ds.num_captions)}: delete it and run again")
+    return codes

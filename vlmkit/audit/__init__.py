@@ -57,16 +57,19 @@ def scorers_from_run(run_dir: str | os.PathLike, ds: Any | None = None,
         raise VlmkitError(f"{run_dir}: no methods registered (methods.json missing or empty): run notebooks 01/02 "
                           "there first")
     out = []
+    import numpy as np
     import torch
 
     for name in (methods or sorted(reg, key=lambda n: n != "pretrained")):  # the zero-shot method first: the reference
         if name not in reg:
             raise VlmkitError(f"method {name!r} is not registered in {run_dir}/methods.json (has {sorted(reg)})")
         info = reg[name]
-        # the stored blob itself: wb.load_method would add an N×M cosine matrix for feature methods
-        m = torch.load(Path(run_dir) / info["path"], map_location="cpu", weights_only=True)
+        # the stored blob itself (cosine=False: no N×M cosine matrix for feature methods); matrices are memmaps
+        m = wb.load_method(run_dir, name, cosine=False)
         if m.get("scores") is not None:  # a stored score matrix (VACSR: with σ²) is what the method scores by
-            s = Scorer.from_matrix(name, m["scores"], m.get("uncertainty"), kind=info.get("score_kind", "logit"))
+            s = Scorer.from_matrix(name, torch.from_numpy(np.array(m["scores"])) if isinstance(m["scores"], np.ndarray) else m["scores"],
+                                   torch.from_numpy(np.array(m["uncertainty"])) if isinstance(m.get("uncertainty"), np.ndarray) else m.get("uncertainty"),
+                                   kind=info.get("score_kind", "logit"))
         else:
             s = Scorer.from_features(name, m["img"], m["txt"])
         if ds is not None and s.shape != (ds.num_images, ds.num_captions):

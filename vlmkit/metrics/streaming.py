@@ -14,6 +14,8 @@ O(k) state, so memory is one block whatever N × M.
   positive / false negative / true negative: :func:`vlmkit.viz.pair_types`' codes 0, 1, 2).
 * :func:`pair_code_matrix` — the pair codes of every pair as int8, computed once (the data's
   truth is the expensive part) and shared by every method's statistics.
+* :func:`pair_type_quantiles` — per pair type n, mean and exact quantiles (``np.quantile``'s
+  rule) by counting cells and partially sorting only the cells that hold the wanted ranks.
 * :func:`top_pairs` — the k pairs with the highest key among those a mask selects, ties by
   pair order, exactly as a stable argsort of every selected pair would give.
 """
@@ -192,3 +194,153 @@ def top_pairs(key: Any, select: Callable[[slice], np.ndarray], k: int, *, block_
         order = np.lexsort((idx, -vals))[:k]  # by value descending, then pair order
         best_idx, best_val = idx[order], vals[order]
     return best_idx, total
+
+
+def _order_statistics(values: Any, types: Callable[[slice], np.ndarray], ranks: list[np.ndarray], n_types: int,
+                      lo: np.ndarray, hi: np.ndarray, block_rows: int | None, grid: int = 1 << 16) -> list[dict[int, float]]:
+    """Exact order statistics per type: ``ranks[t]`` are 0-based ranks into type ``t``'s sorted
+    values.  One pass counts the values per type over ``grid`` equal-width cells of [lo_t, hi_t];
+    a second pass keeps only the values in the cells that hold a wanted rank and partially sorts
+    them.  Memory: one block plus those cells' values."""
+    s = _matrix(values, "values")
+    span = np.where(hi > lo, hi - lo, 1.0)
+
+    def cell(v: np.ndarray, t: np.ndarray) -> np.ndarray:
+        v = np.where(np.isfinite(v), v, lo[t])  # non-finite values are a type of their own, never wanted
+        return np.clip(((v - lo[t]) / span[t] * grid).astype(np.int64), 0, grid - 1)
+
+    counts = np.zeros((n_types, grid), np.int64)
+    for rows in row_blocks(s.shape[0], s.shape[1], block_rows):
+        v, t = np.asarray(s[rows], np.float64).ravel(), types(rows).ravel()
+        counts += np.bincount(t * grid + cell(v, t), minlength=n_types * grid).reshape(n_types, grid)
+    below = np.cumsum(counts, axis=1) - counts  # values of the type in lower cells
+    want = [{int(r): int(np.searchsorted(np.cumsum(counts[k]), r, side="right")) for r in ranks[k]} for k in range(n_types)]
+    keep = [sorted(set(w.values())) for w in want]
+    got: list[list[np.ndarray]] = [[] for _ in range(n_types)]
+    for rows in row_blocks(s.shape[0], s.shape[1], block_rows):
+        v, t = np.asarray(s[rows], np.float64).ravel(), types(rows).ravel()
+        c = cell(v, t)
+        for k in range(n_types):
+            if keep[k]:
+                sel = (t == k) & np.isin(c, keep[k])
+                got[k].append(np.stack([c[sel].astype(np.float64), v[sel]]))
+    out = []
+    for k in range(n_types):
+        res = {}
+        cv = np.concatenate(got[k], axis=1) if got[k] else np.zeros((2, 0))
+        for r, c in want[k].items():
+            vals = np.sort(cv[1][cv[0] == c])
+            res[r] = float(vals[r - below[k, c]])
+        out.append(res)
+    return out
+
+
+def pair_type_quantiles(values: Any, ds: Any | None = None, *, codes: np.ndarray | None = None,
+                        quantiles: tuple[float, ...] = (0.0, 0.05, 0.5, 0.95, 1.0), block_rows: int | None = None,
+                        name: str = "values") -> dict[str, np.ndarray]:
+    """Per pair type (:data:`PAIR_TYPES`): ``n``, ``mean`` and the exact ``quantiles`` of the
+    finite ``values`` (N × M), as ``np.quantile``'s default (linear) rule gives on each type's
+    values — streamed over row blocks (counting cells, then partial sorts of the few cells that
+    hold the wanted ranks), never a copy of all values.  Pair types from ``codes``
+    (:func:`pair_code_matrix`) or, per block, from ``ds``.  Returns ``{"n": (3,), "mean": (3,),
+    "quantiles": (3, len(quantiles))}`` (NaN for a type without values)."""
+    s = _matrix(values, name)
+    if codes is None and ds is None:
+        raise VlmkitError("pair_type_quantiles: give ds or codes (the pair types)")
+    if codes is not None:
+        if tuple(np.shape(codes)) != tuple(s.shape):
+            raise VlmkitError(f"codes: shape {tuple(np.shape(codes))}, expected {tuple(s.shape)} (the shape of {name})")
+    else:
+        _check(ds, s.shape, name)
+    qs = np.asarray(quantiles, np.float64)
+    if qs.size and (qs.min() < 0 or qs.max() > 1):
+        raise VlmkitError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
+
+    def types(rows: slice) -> np.ndarray:
+        t = CODE_TO_TYPE[_codes(ds, codes, rows)]
+        b = np.asarray(s[rows])
+        return np.where(np.isfinite(b), t, 3)  # 3: non-finite, left out
+
+    n = np.zeros(4, np.int64)
+    sums = np.zeros(4, np.float64)
+    lo, hi = np.full(4, np.inf), np.full(4, -np.inf)
+    for rows in row_blocks(s.shape[0], s.shape[1], block_rows):
+        v, t = np.asarray(s[rows], np.float64).ravel(), types(rows).ravel()
+        n += np.bincount(t, minlength=4)
+        sums += np.bincount(t, weights=np.where(t < 3, v, 0.0), minlength=4)
+        for k in range(3):
+            vk = v[t == k]
+            if vk.size:
+                lo[k], hi[k] = min(lo[k], vk.min()), max(hi[k], vk.max())
+    n, sums, lo, hi = n[:3], sums[:3], lo[:3], hi[:3]
+    pos = [(qs * (n[k] - 1)) if n[k] else np.zeros(0) for k in range(3)]
+    ranks = [np.unique(np.concatenate([np.floor(p), np.minimum(np.floor(p) + 1, max(n[k] - 1, 0))])).astype(np.int64)
+             if n[k] else np.zeros(0, np.int64) for k, p in enumerate(pos)]
+    stats = _order_statistics(s, types, ranks + [np.zeros(0, np.int64)], 4, np.append(lo, 0.0), np.append(hi, 1.0), block_rows)
+    out = np.full((3, qs.size), np.nan)
+    for k in range(3):
+        if not n[k]:
+            continue
+        for j, p in enumerate(pos[k]):
+            f = int(np.floor(p))
+            a, b = stats[k][f], stats[k][min(f + 1, int(n[k]) - 1)]
+            out[k, j] = a + (p - f) * (b - a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+    return {"n": n, "mean": mean, "quantiles": out}
+
+
+def one_to_one_matrix(caption_image: Any, n_images: int | None = None):
+    """The one-to-one labels as a SciPy CSR bool matrix (N × M; caption ``j`` is labelled with
+    image ``caption_image[j]``): M entries, not N × M — row- and column-sliceable in blocks."""
+    import scipy.sparse as sp
+
+    ci = np.asarray(caption_image).reshape(-1)
+    if ci.size and (not np.issubdtype(ci.dtype, np.integer) or ci.min() < 0):
+        raise VlmkitError(f"caption_image: expected non-negative integer image indices, got dtype {ci.dtype}")
+    n = int(ci.max()) + 1 if n_images is None and ci.size else int(n_images or 0)
+    if ci.size and ci.max() >= n:
+        raise VlmkitError(f"caption_image: caption {int(np.argmax(ci >= n))} points at image {int(ci.max())}, but there are {n} images")
+    return sp.csr_matrix((np.ones(ci.size, bool), (ci.astype(np.int64), np.arange(ci.size))), shape=(n, ci.size), dtype=bool)
+
+
+def sparse_rows(matrix: Any, *, block_rows: int | None = None):
+    """A bool N × M matrix (dense, memmap, tensor, CSR) as SciPy CSR, converted in row blocks
+    (the truth of a data set is sparse: its positives, not N × M booleans)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(matrix):
+        return sp.csr_matrix(matrix, dtype=bool)
+    m = _matrix(matrix, "truth")
+    parts = [sp.csr_matrix(np.asarray(m[rows]) != 0) for rows in row_blocks(m.shape[0], m.shape[1], block_rows)]
+    return sp.vstack(parts, format="csr", dtype=bool) if parts else sp.csr_matrix(m.shape, dtype=bool)
+
+
+def truth_from_codes(codes: Any, *, block_rows: int | None = None):
+    """The truth (pair codes 0 and 1: true, labelled or not) of a :func:`pair_code_matrix` as CSR."""
+    import scipy.sparse as sp
+
+    c = _matrix(codes, "codes")
+    parts = [sp.csr_matrix(np.asarray(c[rows]) <= 1) for rows in row_blocks(c.shape[0], c.shape[1], block_rows)]
+    return sp.vstack(parts, format="csr", dtype=bool) if parts else sp.csr_matrix(c.shape, dtype=bool)
+
+
+class PairTruth:
+    """The two relations a pair type needs — one-to-one labels (``caption_image``) and the truth
+    (``positives``: CSR or any bool N × M matrix) — behind the ``ds.labels(rows)`` /
+    ``ds.positives(rows)`` interface :func:`block_pair_codes` reads, so the streamed statistics
+    take plain arrays as well as a data set."""
+
+    def __init__(self, caption_image: Any, positives: Any, n_images: int | None = None):
+        self._labels = one_to_one_matrix(caption_image, n_images)
+        self._truth = sparse_rows(positives)
+        self.num_images, self.num_captions = self._labels.shape
+        self.name = "the given pairs"
+        if self._truth.shape != self._labels.shape:
+            raise VlmkitError(f"positives: shape {self._truth.shape}, expected {self._labels.shape} (images × captions of caption_image)")
+
+    def labels(self, idx: Any) -> np.ndarray:
+        return self._labels[np.asarray(idx)].toarray()
+
+    def positives(self, idx: Any) -> np.ndarray:
+        return self._truth[np.asarray(idx)].toarray()

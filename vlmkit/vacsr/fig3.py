@@ -25,8 +25,9 @@ binary labels; ``"exact truth"``: every caption true of the image counts):
 
 Ranking and the top-1 use the pessimistic tie rule of :mod:`vlmkit.metrics` (a negative tied
 with a positive ranks above it). Queries without any positive under a protocol are left out of
-that protocol (``n_queries`` says how many remain). Dense matrices in memory: meant for the
-workbook's test split (1,000 × 5,000) up to COCO 5K.
+that protocol (``n_queries`` says how many remain). Matrices are read in row blocks (``t2i``:
+column blocks) and ranked by exact partial sorts, so a memory-mapped COCO-5K matrix (5,000 ×
+25,000) never exists as a float64 copy.
 """
 
 from __future__ import annotations
@@ -35,21 +36,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from vlmkit.metrics.scores import BLOCK_ELEMENTS
 from vlmkit.metrics.uncertainty import auroc, bin_index
 from vlmkit.utils import VlmkitError
 
 DIRECTIONS = ("i2t", "t2i")
 LABELS, TRUTH = "labels", "exact truth"  # the two values of the ``protocol`` column
-
-
-def _dense(x: Any, name: str, dtype=torch.float64) -> Tensor:
-    t = torch.as_tensor(x)
-    if t.dim() != 2:
-        raise VlmkitError(f"{name}: expected an (images × captions) matrix, got shape {tuple(t.shape)}")
-    return t.to(dtype) if dtype is not None else t
 
 
 def pessimistic_order(scores: Tensor, relevant: Tensor) -> Tensor:
@@ -113,44 +109,114 @@ def bootstrap_pearson(u: np.ndarray, y: np.ndarray, n_bins: int = 10, binning: s
     return float(np.quantile(rs, a)), float(np.quantile(rs, 1 - a))
 
 
-def _query_view(scores: Tensor, unc: Tensor, rel: Tensor) -> dict[str, np.ndarray | Tensor]:
-    """Top-1 score, σ², correctness and the ranking of the queries (rows) that have positives."""
-    keep = rel.any(1)
-    s, u, r = scores[keep], unc[keep], rel[keep]
-    order = pessimistic_order(s, r)
+def _rows_of(m: Any, start: int, stop: int, transposed: bool, dtype=torch.float64) -> Tensor:
+    """Rows ``[start, stop)`` of ``m`` (or of ``m.T`` when ``transposed``) as a tensor: only
+    that block is read (a NumPy memmap stays on disk) and converted."""
+    if isinstance(m, Tensor):
+        blk = m[:, start:stop].t() if transposed else m[start:stop]
+        return blk.to(dtype).contiguous() if dtype is not None else blk.contiguous()
+    blk = m[:, start:stop].T if transposed else m[start:stop]
+    t = torch.from_numpy(blk.toarray() if sp.issparse(blk) else np.array(blk, order="C"))
+    return t.to(dtype) if dtype is not None else t
+
+
+def _block_view(s: Tensor, u: Tensor, r: Tensor, k_rank: int) -> dict[str, np.ndarray]:
+    """Per query row of one block with positives: top-1 score / σ² / correctness, AP@R and the
+    σ² of its first ``k_rank`` ranked items — the pessimistic order (score descending, then
+    non-relevant first, then item index) found by an exact partial sort: every item scoring at
+    least the row's ``k``-th best score (``k`` = max(k_rank, positives)) is a candidate, and only
+    candidates are ordered, so the first ``k`` positions equal a full sort's."""
+    keep = r.any(1)
+    s, u, r = s[keep], u[keep], r[keep]
+    n, g = s.shape
+    R = r.sum(1)
+    k = int(min(g, max(k_rank, int(R.max()) if n else 0, 1)))
+    if n == 0:
+        return {"keep": keep.numpy(), "top_score": np.zeros(0), "top_unc": np.zeros(0), "correct": np.zeros(0, bool),
+                "ap": np.zeros(0), "ranked_unc": np.zeros((0, k))}
+    kth = torch.topk(s, k, dim=1).values[:, -1:]
+    width = int((s >= kth).sum(1).max())  # candidates per row: everything tied with the k-th too
+    cand = torch.sort(torch.topk(s, width, dim=1).indices, dim=1).values  # candidate items in index order
+    rel = r.gather(1, cand)
+    o1 = torch.sort(rel.to(torch.int8), dim=1, stable=True).indices  # negatives first, index order kept
+    cand, rel = cand.gather(1, o1), rel.gather(1, o1)
+    o2 = torch.sort(s.gather(1, cand), dim=1, descending=True, stable=True).indices
+    order, rel = cand.gather(1, o2)[:, :k], rel.gather(1, o2)[:, :k]
     top = order[:, 0:1]
-    return {"keep": keep, "order": order, "unc": u, "rel": r, "top_score": s.gather(1, top)[:, 0].numpy(),
-            "top_unc": u.gather(1, top)[:, 0].numpy(), "correct": r.gather(1, top)[:, 0].numpy().astype(bool)}
+    cum = rel.double().cumsum(1)
+    ranks = torch.arange(1, k + 1, dtype=torch.float64)
+    within = ranks.unsqueeze(0) <= R.unsqueeze(1)
+    ap = (cum / ranks * rel.double() * within).sum(1) / R.clamp_min(1)
+    return {"keep": keep.numpy(), "top_score": s.gather(1, top)[:, 0].numpy(), "top_unc": u.gather(1, top)[:, 0].numpy(),
+            "correct": rel[:, 0].numpy().astype(bool), "ap": ap.numpy(), "ranked_unc": u.gather(1, order).numpy()}
+
+
+def _query_view(scores: Any, unc: Any, rel: Any, transposed: bool, k_rank: int, block_rows: int | None) -> dict[str, np.ndarray]:
+    """:func:`_block_view` over row blocks of ``scores`` (``.T`` when ``transposed``): memory is
+    one block (float64) plus O(queries × k_rank), never the N × M matrix."""
+    n_rows, n_cols = (scores.shape[1], scores.shape[0]) if transposed else (scores.shape[0], scores.shape[1])
+    step = int(block_rows) if block_rows else max(1, BLOCK_ELEMENTS // max(1, n_cols))
+    parts = []
+    for a in range(0, n_rows, step):
+        b = min(n_rows, a + step)
+        s = _rows_of(scores, a, b, transposed)
+        u = _rows_of(unc, a, b, transposed)
+        r = _rows_of(rel, a, b, transposed, None).bool()
+        if not bool(torch.isfinite(s).all()) or not bool(torch.isfinite(u).all()):
+            raise VlmkitError(f"scores / uncertainty: non-finite value in {'columns' if transposed else 'rows'} {a}:{b}; "
+                              "expected finite values for every pair (score them exactly, not top-K)")
+        parts.append(_block_view(s, u, r, k_rank))
+    k = min(k_rank, n_cols)  # every block ranked at least this many items
+    out = {key: np.concatenate([p[key] for p in parts]) for key in ("keep", "top_score", "top_unc", "correct", "ap")}
+    out["ranked_unc"] = np.concatenate([p["ranked_unc"][:, :k] for p in parts]) if parts else np.zeros((0, k))
+    return out
+
+
+def _shape(x: Any, name: str) -> tuple[int, int]:
+    shape = tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
+    if len(shape) != 2:
+        raise VlmkitError(f"{name}: expected an (images × captions) matrix, got shape {shape}")
+    return shape
+
+
+def _matrix(x: Any) -> Any:
+    """A tensor, a NumPy array (memmaps kept as they are: read block by block) or a SciPy
+    sparse matrix (labels and truth: converted to CSR, densified one block at a time)."""
+    if sp.issparse(x):
+        return sp.csr_matrix(x)
+    return x if isinstance(x, (Tensor, np.ndarray)) else torch.as_tensor(x)
 
 
 def fig3_report(scores: Any, uncertainty: Any, labels: Any, truth: Any | None = None, *, n_bins: int = 10,
                 n_boot: int = 1000, seed: int = 0, n_strata: int = 5, ks: Sequence[int] = (1, 5, 10, 50),
-                directions: Sequence[str] = DIRECTIONS) -> dict[str, pd.DataFrame]:
+                directions: Sequence[str] = DIRECTIONS, block_rows: int | None = None) -> dict[str, pd.DataFrame]:
     """The Fig. 3 / Appendix H analysis (module docstring): ``{"bins", "summary", "strata", "ranking"}``.
 
     scores, uncertainty: (N, M) image × caption; labels: (N, M) bool one-to-one labels (the
-    paper's protocol); truth: optional (N, M) bool exact truth (adds the ``"exact truth"``
-    protocol). n_boot = 0 skips the bootstrap.
+    paper's protocol); truth: optional (N, M) bool exact truth (dense or SciPy sparse) (adds the ``"exact truth"``
+    protocol). n_boot = 0 skips the bootstrap.  Each matrix may be a tensor or a NumPy array /
+    memmap: it is read ``block_rows`` rows (``t2i``: columns) at a time (default: blocks of
+    :data:`vlmkit.metrics.scores.BLOCK_ELEMENTS` pairs), so memory is one float64 block plus
+    O(queries × max(ks)) — no N × M copy, no full sort (exact partial sorts per block).
     """
-    s = _dense(scores, "scores")
-    u = _dense(uncertainty, "uncertainty")
-    protos = {LABELS: _dense(labels, "labels", None).bool()}
+    s, u = _matrix(scores), _matrix(uncertainty)
+    shape = _shape(s, "scores")
+    protos = {LABELS: _matrix(labels)}
     if truth is not None:
-        protos[TRUTH] = _dense(truth, "truth", None).bool()
+        protos[TRUTH] = _matrix(truth)
     for name, m in {"uncertainty": u, **protos}.items():
-        if m.shape != s.shape:
-            raise VlmkitError(f"{name}: shape {tuple(m.shape)} differs from scores {tuple(s.shape)}")
-    if not bool(torch.isfinite(s).all()) or not bool(torch.isfinite(u).all()):
-        raise VlmkitError("scores / uncertainty: expected finite values for every pair (score them exactly, not top-K)")
+        if _shape(m, name) != shape:
+            raise VlmkitError(f"{name}: shape {_shape(m, name)} differs from scores {shape}")
     if n_bins < 1 or n_strata < 1:
         raise VlmkitError(f"n_bins={n_bins}, n_strata={n_strata}: expected positive integers")
-    bins, summary, strata, ranking = [], [], [], []
     for d in directions:
         if d not in DIRECTIONS:
             raise VlmkitError(f"direction {d!r}: expected 'i2t' or 't2i'")
-        tr = (lambda x: x) if d == "i2t" else (lambda x: x.t().contiguous())
+    k_rank = max([int(k) for k in ks] + [1])
+    bins, summary, strata, ranking = [], [], [], []
+    for d in directions:
         for proto, rel in protos.items():
-            q = _query_view(tr(s), tr(u), tr(rel))
+            q = _query_view(s, u, rel, d == "t2i", k_rank, block_rows)
             y = q["correct"]
             key = {"direction": d, "protocol": proto}
             if not y.size:
@@ -172,10 +238,10 @@ def fig3_report(scores: Any, uncertainty: Any, labels: Any, truth: Any | None = 
             strata.append({**key, "stratum": "all", "score_lo": float(q["top_score"].min()),
                            "score_hi": float(q["top_score"].max()), "n": int(y.size), "n_correct": int(y.sum()),
                            "auroc": auroc(q["top_unc"][~y], q["top_unc"][y])})
-            ap = ap_at_r(q["order"], q["rel"]).numpy()
-            ranked_unc = q["unc"].gather(1, q["order"])
+            ap = q["ap"]
+            ranked_unc = q["ranked_unc"]
             for k in ks:
-                mk = ranked_unc[:, :k].mean(1).numpy()
+                mk = ranked_unc[:, :k].mean(1)
                 ranking.append({**key, "k": int(k), "pearson_query": _pearson(mk, ap),
                                 "pearson_bins": _binned_mean_corr(mk, ap, n_bins), "map_at_r": float(np.nanmean(ap)),
                                 "mean_unc_topk": float(mk.mean()), "n_queries": int(mk.size)})

@@ -164,14 +164,19 @@ def query_table(ds: Any, scores: Any, uncertainty: Any | None, direction: str, q
     from ..analysis import query_topk
 
     q = _check_query(ds, direction, query)
-    S, U, L, T = as_numpy(scores, "scores"), uncertainty, ds.labels(), ds.positives()
+    S, U = as_numpy(scores, "scores"), uncertainty
     if S.shape != (ds.num_images, ds.num_captions):
         raise VlmkitError(f"scores: shape {S.shape}, expected {(ds.num_images, ds.num_captions)} (images × captions of "
                           f"{ds.name})")
     U = None if U is None else as_numpy(U, "uncertainty")
+    # the query's row (i2t) or column (t2i) only: a memory-mapped N × M matrix is never read whole
     if direction == "t2i":
-        S, U, L, T = S.T, (None if U is None else U.T), L.T, T.T
-    t = query_topk(S, q, k=k, uncertainty=U, labels=L, truth=T)
+        one = lambda x: np.array(x[:, q:q + 1].T)  # noqa: E731
+        L, T = ds.labels(None, [q]).T, ds.positives(None, [q]).T
+    else:
+        one = lambda x: np.array(x[q:q + 1])  # noqa: E731
+        L, T = ds.labels([q]), ds.positives([q])
+    t = query_topk(one(S), 0, k=k, uncertainty=None if U is None else one(U), labels=L, truth=T)
     t["mark"] = pair_marks(t["labelled"], t["true"])
     t["item"] = [f"image {i}" for i in t["index"]] if direction == "t2i" else [ds.captions[i] for i in t["index"]]
     return t
