@@ -129,7 +129,7 @@ if vacsr and train is not None:
                                       batch_size=vacsr_batch, seed=seed, device=device,
                                       checkpoint_dir=run / "methods" / vacsr_cfg.label, resume=True,
                                       show_progress=True)
-    test = wb.load_method(run, "pretrained")
+    test = wb.load_method(run, "pretrained", cosine=False)  # features only: no N × M cosine matrix
     s, u = score_all(adapter, test["img"], test["txt"], device=device, show_progress=False)
     vacsr_name = vacsr_cfg.label  # "vacsr" for the paper's adapter; the skip variant is never shown as plain VACSR
     wb.register_method(run, vacsr_name, scores=s, uncertainty=u,
