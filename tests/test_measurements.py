@@ -209,3 +209,36 @@ def test_query_table_reads_one_row_of_a_memmap(tmp_path):
         ref = query_topk(s if d == "i2t" else s.T.copy(), q, k=6, uncertainty=u if d == "i2t" else u.T.copy(),
                          labels=ds.labels() if d == "i2t" else ds.labels().T, truth=ds.positives() if d == "i2t" else ds.positives().T)
         _assert_frames(t[ref.columns], ref)
+
+
+def test_the_ledger_and_the_notebooks_measure_through_the_same_functions():
+    """Issue #18: the claims ledger's VACSR and calibration numbers are the notebooks' tables
+    (05: fig3_summary, fn_auroc; 07: calibration) on the same inputs — and the FN AUROC is a
+    brute-force Mann–Whitney count over the unlabelled pairs."""
+    from vlmkit.claims.experiments import authors_calibration_metrics, vacsr_measurements
+    from vlmkit.data import make_shapes
+
+    test = make_shapes("test", n_images=24)
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(24, len(test.caption_image), generator=g)
+    unc = torch.rand(24, len(test.caption_image), generator=g)
+    truth = test.positives()
+    got = vacsr_measurements(scores, unc, test, n_boot=0, seed=0)
+    fig3 = measurements.fig3_summary(scores, unc, test.caption_image, truth, n_boot=0).set_index("direction")
+    fn = measurements.fn_auroc(unc, scores, test.caption_image, truth).iloc[0]
+    for d in ("i2t", "t2i"):
+        assert got[f"fig3_r_{d}"] == pytest.approx(fig3.loc[d, "pearson"], nan_ok=True)
+        assert got[f"fig3_r_control_{d}"] == pytest.approx(fig3.loc[d, "pearson_control"], nan_ok=True)
+    assert got["fn_auroc"] == fn.fn_auroc and got["fn_auroc_score"] == fn.fn_auroc_control
+    labels = np.zeros(scores.shape, bool)
+    labels[test.caption_image, np.arange(scores.shape[1])] = True
+    t = np.asarray(truth, bool)
+    u = unc.numpy()
+    fns, tns = u[t & ~labels], u[~t & ~labels]
+    brute = ((fns[:, None] > tns[None, :]).sum() + 0.5 * (fns[:, None] == tns[None, :]).sum()) / (len(fns) * len(tns))
+    assert got["fn_auroc"] == pytest.approx(brute, abs=1e-9)
+    cal = measurements.calibration(scores, test.caption_image, tau=0.05, n_bins=15).set_index("direction")
+    led = authors_calibration_metrics(scores, test, tau=0.05, n_bins=15)
+    for d in ("i2t", "t2i"):
+        assert led[f"authors_ece_{d}"] == pytest.approx(cal.loc[d, "ece_authors"])
+        assert led[f"authors_acc_{d}"] == pytest.approx(100 * cal.loc[d, "accuracy_authors"])

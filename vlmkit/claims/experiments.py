@@ -198,13 +198,32 @@ def learned_tau(loaded) -> float:
 
 def authors_calibration_metrics(sims: torch.Tensor, test, tau: float, n_bins: int) -> dict[str, float]:
     """``authors_{ece,conf,acc}_{i2t,t2i}`` (%) and ``authors_tau`` under the m²-Mix authors'
-    protocol (:func:`vlmkit.metrics.authors_calibration`)."""
-    from ..metrics import authors_calibration
+    protocol — the ``*_authors`` columns of :func:`vlmkit.measurements.calibration`, the table
+    notebook 07 shows."""
+    from ..measurements import calibration
 
     out: dict[str, float] = {"authors_tau": float(tau)}
-    for d, c in authors_calibration(sims, test.caption_image, tau=tau, n_bins=n_bins).items():
-        out.update({f"authors_ece_{d}": 100 * c.ece, f"authors_conf_{d}": 100 * c.mean_confidence, f"authors_acc_{d}": 100 * c.accuracy})
+    for _, r in calibration(sims, test.caption_image, tau=tau, n_bins=n_bins).iterrows():
+        d = r.direction
+        out.update({f"authors_ece_{d}": float(r.ece_authors), f"authors_conf_{d}": 100 * float(r.confidence_authors),
+                    f"authors_acc_{d}": 100 * float(r.accuracy_authors)})
     return out
+
+
+def vacsr_measurements(scores: Any, unc: Any, test, *, n_boot: int, seed: int) -> dict[str, float]:
+    """The VACSR claims' measurements through :mod:`vlmkit.measurements` — the functions notebook
+    05 calls: ``fn_auroc`` / ``fn_auroc_score`` (σ² and the score for false vs true negatives,
+    exact truth) and ``fig3_r_{d}`` / ``fig3_r_control_{d}`` (Fig. 3, 10 equal-width bins,
+    one-to-one labels; the −score control)."""
+    from ..measurements import fig3_summary, fn_auroc
+
+    truth = test.positives()
+    fn = fn_auroc(unc, scores, test.caption_image, truth).iloc[0]
+    res = {"fn_auroc": float(fn.fn_auroc), "fn_auroc_score": float(fn.fn_auroc_control)}
+    for _, r in fig3_summary(scores, unc, test.caption_image, truth, n_bins=10, n_boot=n_boot, seed=seed).iterrows():
+        res[f"fig3_r_{r.direction}"] = float(r.pearson)
+        res[f"fig3_r_control_{r.direction}"] = float(r.pearson_control)
+    return res
 
 
 # ----------------------------------------------------------------------------------- the units
@@ -276,8 +295,7 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     trained σ², so it gets neither."""
     from ..data import inject_noise, make_shapes
     from ..features import encode_dataset
-    from ..metrics import false_negative_auroc_with_control
-    from ..vacsr import fig3_report, score_all, train_on_features
+    from ..vacsr import score_all, train_on_features
 
     loaded = base_model(cfg)
     train = make_shapes("train", n_images=cfg.vacsr_train_images, preset=preset)
@@ -294,15 +312,9 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
                                    show_progress=False)
     train_seconds = time.time() - t0
     scores, unc = score_all(adapter, fte.images, fte.texts, device=cfg.device, show_progress=False)
-    labels, truth = torch.from_numpy(test.labels()), torch.from_numpy(test.positives())
     res: dict[str, Any] = {**retrieval(scores, test, ece=False), "skew": skewness(scores)}
     record = {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
     if variant == PLAIN:
         return record
-    fn = false_negative_auroc_with_control(unc, scores, test.caption_image, truth).set_index("source")["auroc"]
-    res.update(fn_auroc=float(fn["sigma2"]), fn_auroc_score=float(fn["score"]))
-    summ = fig3_report(scores, unc, labels, truth, n_boot=cfg.fig3_boot, seed=seed, ks=(1,))["summary"]
-    for _, r in summ[(summ.binning == "width") & (summ.protocol == "labels")].iterrows():
-        key = "fig3_r" if r.source == "sigma2" else "fig3_r_control"
-        res[f"{key}_{r.direction}"] = float(r.pearson_r)
+    res.update(vacsr_measurements(scores, unc, test, n_boot=cfg.fig3_boot, seed=seed))
     return record
