@@ -40,7 +40,9 @@ class PretrainConfig:
     model: str = "vlmkit-base"
     n_images: int = 30_000
     web_per_image: int = 2  # noisy captions per image
-    preset: str = "web"  # scenes of the embedded preset: "web" (the default) is the web domain (data/README.md), away from the coco test data; "coco" pretrains in-domain
+    # scenes of the embedded preset: "web" (the default) is the web domain (data/README.md), away from the coco test
+    # data; "coco" pretrains in-domain
+    preset: str = "web"
     data_seed: int = 0
     seed: int = 0
     steps: int = 2400
@@ -94,7 +96,8 @@ def pretrain_tiny(
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     gen = np.random.default_rng(cfg.seed)
     order = np.empty(0, dtype=np.int64)
     history: list[float] = []
@@ -132,7 +135,8 @@ def pretrain_tiny(
         stop = stop_after_steps is not None and done >= stop_after_steps and done < cfg.steps
         if (done % cfg.checkpoint_every == 0 and done < cfg.steps) or stop:
             out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save({"key": cfg.key(), "model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.bit_generator.state,
+            atomic_torch_save({"key": cfg.key(), "model": model.state_dict(), "opt": opt.state_dict(),
+                               "gen": gen.bit_generator.state,
                                "order": torch.from_numpy(order), "history": history, "seconds": time.time() - start,
                                "torch_rng": torch.get_rng_state()}, partial)
         if stop:

@@ -47,14 +47,16 @@ class Recipe:
     def notebook_params(self) -> dict[str, Any]:
         """Notebook 02's parameters for this recipe (papermill values: 0 stands for ``None``)."""
         return {"train_images": self.train_images, "val_images": self.val_images, "noise_ratio": self.noise_ratio,
-                "vacsr_noise_ratio": self.noise_ratio_vacsr, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "vacsr_noise_ratio": self.noise_ratio_vacsr, "epochs": self.epochs, "batch_size": self.batch_size,
+                "lr": self.lr,
                 "captions_per_image": self.captions_per_image or 0, "temperature": self.temperature or 0.0,
                 "vacsr_epochs": self.vacsr_epochs, "vacsr_batch": self.vacsr_batch}
 
     def train_fields(self) -> dict[str, Any]:
         """The :class:`TrainConfig` fields this recipe sets."""
-        return {k: getattr(self, k) for k in ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac", "grad_clip", "eval_mode",
-                                              "captions_per_image", "temperature", "train_images", "val_images", "noise_ratio")}
+        return {k: getattr(self, k) for k in ("lr", "epochs", "batch_size", "weight_decay", "warmup_frac", "grad_clip",
+                                              "eval_mode", "captions_per_image", "temperature", "train_images",
+                                              "val_images", "noise_ratio")}
 
 
 #: The named recipes (see :class:`Recipe`).  ``authors``: the m²-Mix authors' runs on CLIP ViT-B/32
@@ -64,8 +66,8 @@ class Recipe:
 #: ledger's runs (the workbook's, validated on 1,000 images).  ``quick``: ``vlmkit run --quick``'s
 #: tiny sizes (CI; its numbers mean nothing).
 RECIPES: dict[str, Recipe] = {
-    "authors": Recipe("authors", lr=1e-5, epochs=9, weight_decay=0.2, grad_clip=0.0, captions_per_image=1, train_images=113_287,
-                      val_images=5000, note="m²-Mix authors on COCO with CLIP ViT-B/32"),
+    "authors": Recipe("authors", lr=1e-5, epochs=9, weight_decay=0.2, grad_clip=0.0, captions_per_image=1,
+                      train_images=113_287, val_images=5000, note="m²-Mix authors on COCO with CLIP ViT-B/32"),
     "workbook": Recipe("workbook", lr=1e-4, epochs=2, note="the default workbook on the shipped stand-in"),
     "ledger": Recipe("ledger", lr=1e-4, epochs=2, val_images=1000, vacsr_epochs=5, vacsr_batch=256,
                      note="the claims ledger (workbook recipe, 1,000 validation images)"),

@@ -7,16 +7,19 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     # (anchor, title, figure-name prefixes, table-name glob patterns)
     ("primer", "Primer: where the modality gap comes from", ("00_",), ("primer_cones",)),
     ("data", "The data and its false negatives", ("01_",), ("census", "noise_census")),
-    ("retrieval", "Zero-shot vs fine-tuned retrieval", ("02_", "08_"), ("summary", "retrieval", "methods", "history_*")),
+    ("retrieval", "Zero-shot vs fine-tuned retrieval", ("02_", "08_"),
+     ("summary", "retrieval", "methods", "history_*")),
     ("gap", "The modality gap", ("03_",), ("gap", "gap_shift")),
     ("mixed", "Mixed retrievals along the geodesic", ("04_",), ("slerp_path", "hardness")),
-    ("uncertainty", "Uncertainty: VACSR Fig. 3 and the −score control", ("05_",), ("uncertainty", "fig3_summary_*", "query_topk")),
+    ("uncertainty", "Uncertainty: VACSR Fig. 3 and the −score control", ("05_",),
+     ("uncertainty", "fig3_summary_*", "query_topk")),
     ("histograms", "Similarity histograms", ("06_",), ("similarity_by_type",)),
     ("reliability", "Reliability", ("07_",), ("calibration",)),
 )
 
 TABLE_TITLES: dict[str, str] = {
-    "summary": "Summary per method", "retrieval": "Retrieval per protocol, direction and metric", "methods": "Methods of this run",
+    "summary": "Summary per method", "retrieval": "Retrieval per protocol, direction and metric",
+    "methods": "Methods of this run",
     "census": "False-negative census", "noise_census": "Noisy training split: moved vs truly mismatched captions",
     "primer_cones": "Cones of a random-init encoder", "gap": "Modality gap per method",
     "gap_shift": "Shifting the clouds along the gap", "slerp_path": "Nearest items along the slerp path",
@@ -43,7 +46,8 @@ NARRATIVE: dict[str, str] = {
         "their new image (a moved gist caption can still fit)."),
     "retrieval": (
         "Retrieval by every method of the run on the test split: <i>pretrained</i> is the zero-shot model, the "
-        "other rows were fine-tuned on the training split (02: clean for the fine-tunings, as the m²-Mix authors; 20 % noisy for VACSR) or re-scored by VACSR. R@K counts a hit when "
+        "other rows were fine-tuned on the training split (02: clean for the fine-tunings, as the m²-Mix authors; "
+        "20 % noisy for VACSR) or re-scored by VACSR. R@K counts a hit when "
         "a labelled match is in the top K (COCO protocol on the full N×M split; 'coco5k' only at 5,000 images); "
         "mAP@R and R-P rank against the dataset's truth (ECCV Caption style) and so credit true-but-unlabelled "
         "items that R@K counts as errors. Look for whether fine-tuning gains over zero-shot in both directions, "
@@ -82,14 +86,16 @@ NARRATIVE: dict[str, str] = {
         "overlap of positives and true negatives, which bounds what any threshold can separate. Fine-tuning on "
         "one-to-one labels tends to push the false negatives down."),
     "reliability": (
-        "Reliability diagrams of top-1 retrieval, first under the m²-Mix authors' protocol (their Table 3): one caption "
+        "Reliability diagrams of top-1 retrieval, first under the m²-Mix authors' protocol (their Table 3): "
+        "one caption "
         "per image, a square N×N similarity, the softmax of S/τ over the N candidates at the model's own learned τ, "
         "confidence = the top-1 probability, correct = the diagonal item (the table's ece_authors). Then the gallery "
         "view: every caption in the gallery, correct = the labelled match and correct = true under the dataset's truth "
         "(ece_labels, ece_truth). ECE (in %) is the bin-weighted gap to the diagonal over 15 equal-width bins; under "
-        "each diagram the histogram of confidences shows which range the model actually uses. Look for bars below the "
-        "diagonal (over-confidence) or above it (under-confidence), and for the difference between the labels and truth "
-        "ECEs: a model that is confident about true-but-unlabelled matches looks miscalibrated under the labels alone."),
+        "each diagram the histogram of confidences shows which range the model actually uses. Look for bars below "
+        "the diagonal (over-confidence) or above it (under-confidence), and for the difference between the labels "
+        "and truth ECEs: a model that is confident about true-but-unlabelled matches looks miscalibrated under the "
+        "labels alone."),
 }
 
 CSS = """
@@ -105,4 +111,4 @@ th{background:#eef2f7;font-weight:600}td.num{text-align:right;font-variant-numer
 tbody tr:nth-child(even){background:#fafbfc}
 figure{margin:12px 0 20px}img.fig{max-width:100%;border:1px solid #e3e6ea}figcaption{font-size:12px;color:#666}
 .panel{margin:10px 0;overflow-x:auto}code{background:#f3f3f3;padding:0 3px}
-"""
+"""  # noqa: E501 (a line of the CSS text: wrapping it would change the string)

@@ -96,7 +96,8 @@ def train_config(spec: dict, method: str, *, train_dataset: str = "", **fields: 
     elif train_dataset:
         data = {"dataset": train_dataset}
     else:
-        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: give train_dataset (a load_dataset spec) to fine-tune on real data")
+        raise VlmkitError(f"the run evaluates on {spec['dataset']!r}: "
+                          "give train_dataset (a load_dataset spec) to fine-tune on real data")
     pretrained = spec.get("pretrained_dir") or None
     try:
         return TrainConfig(method=method, model=spec.get("model") or None, pretrained=pretrained, **data, **fields)

@@ -20,8 +20,9 @@ from .arithmetic import edit_queries, embedding_arithmetic, text_encoder
 from .config import VACSR_VARIANTS, LedgerConfig
 from .ledger import CLAIMS, evaluate_claims
 from .run import find_ledger, read_ledger, run_ledger
-from .verdicts import RULE, VERDICTS, Comparison, Precondition, beats_zero_shot, did_train, over_confident, t_interval, verdict
+from .verdicts import (RULE, VERDICTS, Comparison, Precondition, beats_zero_shot, did_train, over_confident, t_interval,
+                       verdict)
 
-__all__ = ["CLAIMS", "Comparison", "LedgerConfig", "Precondition", "RULE", "VACSR_VARIANTS", "VERDICTS", "beats_zero_shot",
-           "did_train", "edit_queries", "embedding_arithmetic", "evaluate_claims", "find_ledger", "over_confident", "read_ledger",
-           "run_ledger", "t_interval", "text_encoder", "verdict"]
+__all__ = ["CLAIMS", "Comparison", "LedgerConfig", "Precondition", "RULE", "VACSR_VARIANTS", "VERDICTS",
+           "beats_zero_shot", "did_train", "edit_queries", "embedding_arithmetic", "evaluate_claims", "find_ledger",
+           "over_confident", "read_ledger", "run_ledger", "t_interval", "text_encoder", "verdict"]

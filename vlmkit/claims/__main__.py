@@ -10,13 +10,16 @@ from ..utils import VlmkitError
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--quick", action="store_true", help="tiny sizes (the test suite): the same pipeline in about a minute")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes (the test suite): the same pipeline in about a minute")
     ap.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; --quick 0,1)")
-    ap.add_argument("--out", default="runs/claims", help="where each experiment's result is cached (resumable; default runs/claims)")
+    ap.add_argument("--out", default="runs/claims",
+                    help="where each experiment's result is cached (resumable; default runs/claims)")
     ap.add_argument("--doc", help="the document to write (default docs/results.md; with --quick <out>/results.md)")
     ap.add_argument("--device", help="auto (default), cpu, cuda, …")
     ap.add_argument("--workers", type=int, default=1,
-                    help="run that many independent experiments at once, each in its own process (default 1; 2 on 2 CPU cores)")
+                    help="run that many independent experiments at once, each in its own process "
+                         "(default 1; 2 on 2 CPU cores)")
 
 
 def cmd_claims(args: argparse.Namespace, argv: list[str] | None = None) -> int:
@@ -39,7 +42,8 @@ def cmd_claims(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     given = given[1:] if given[:1] == ["claims"] else given
     command = "vlmkit claims " + " ".join(shlex.quote(a) for a in given)
     ledger = run_ledger(cfg, args.out, doc, command=command.strip())
-    print(f"{doc}: {len(ledger['claims'])} claims; " + ", ".join(f"{c['number']} {c['verdict']}" for c in ledger["claims"]))
+    print(f"{doc}: {len(ledger['claims'])} claims; "
+          + ", ".join(f"{c['number']} {c['verdict']}" for c in ledger["claims"]))
     return 0
 
 

@@ -73,7 +73,8 @@ def embedding_arithmetic(img_feats: Any, objs: np.ndarray, encode_text: Callable
         raise VlmkitError(f"objs: {len(objs)} scenes for {len(x)} image features")
     q = edit_queries(objs, max_queries, seed)
     if len(q) == 0:
-        raise VlmkitError("embedding_arithmetic: no edit query (no image holds an object whose recoloured twin exists elsewhere)")
+        raise VlmkitError("embedding_arithmetic: no edit query "
+                          "(no image holds an object whose recoloured twin exists elsewhere)")
     pairs = sorted({(int(s), int(c)) for _, s, c1, c2 in q for c in (c1, c2)})
     index = {p: k for k, p in enumerate(pairs)}
     t = F.normalize(as_tensor(encode_text([phrase(c, s) for s, c in pairs]), "text features").double().cpu(), dim=-1)
@@ -94,7 +95,8 @@ def embedding_arithmetic(img_feats: Any, objs: np.ndarray, encode_text: Callable
         return float(np.mean(best_right > best_wrong))
 
     chance = right.sum(axis=1) / (len(objs) - 1)
-    out: dict[str, Any] = {"accuracy": accuracy(float(lam)), "chance": float(np.mean(chance)), "control_accuracy": accuracy(0.0),
+    out: dict[str, Any] = {"accuracy": accuracy(float(lam)), "chance": float(np.mean(chance)),
+                           "control_accuracy": accuracy(0.0),
                            "n_queries": int(len(q))}
     if len(sweep):
         acc = {f"{float(v):g}": accuracy(float(v)) for v in sweep}

@@ -113,13 +113,16 @@ class LedgerConfig:
             raise VlmkitError("LedgerConfig.seeds: expected at least one seed (3 or more for a verdict)")
         unknown = [v for v in self.vacsr_variants if v not in VACSR_VARIANTS]
         if unknown or "K2" not in self.vacsr_variants:
-            raise VlmkitError(f"LedgerConfig.vacsr_variants={self.vacsr_variants}: expected names from {list(VACSR_VARIANTS)}, K2 included")
+            raise VlmkitError(f"LedgerConfig.vacsr_variants={self.vacsr_variants}: "
+                              f"expected names from {list(VACSR_VARIANTS)}, K2 included")
         from ..train import METHODS
 
         bad = [m for m in (*self.ft_methods, *self.noisy_methods, *self.clean_methods) if m not in METHODS]
         if bad:
-            raise VlmkitError(f"LedgerConfig.ft_methods/noisy_methods/clean_methods: unknown method {bad[0]!r}; expected one of {METHODS}")
-        need = {"ft_methods": ("contrastive", "sigmoid", "vacsr-joint"), "clean_methods": ("contrastive", "m2mix", "m2mix-linear")}
+            raise VlmkitError(f"LedgerConfig.ft_methods/noisy_methods/clean_methods: unknown method {bad[0]!r}; "
+                              f"expected one of {METHODS}")
+        need = {"ft_methods": ("contrastive", "sigmoid", "vacsr-joint"),
+                "clean_methods": ("contrastive", "m2mix", "m2mix-linear")}
         for name, methods in need.items():
             missing = [m for m in methods if m not in getattr(self, name)]
             if missing:
@@ -127,7 +130,8 @@ class LedgerConfig:
         if not self.temperatures or not all(t > 0 and math.isfinite(t) for t in self.temperatures):
             raise VlmkitError(f"LedgerConfig.temperatures={self.temperatures}: expected one or more τ > 0 (claim 10)")
         if not self.arithmetic_lambdas or not all(x > 0 and math.isfinite(x) for x in self.arithmetic_lambdas):
-            raise VlmkitError(f"LedgerConfig.arithmetic_lambdas={self.arithmetic_lambdas}: expected one or more λ > 0 (claim 12)")
+            raise VlmkitError(f"LedgerConfig.arithmetic_lambdas={self.arithmetic_lambdas}: "
+                              "expected one or more λ > 0 (claim 12)")
         if not (isinstance(self.workers, int) and self.workers >= 1):
             raise VlmkitError(f"LedgerConfig.workers={self.workers!r}: expected an integer ≥ 1")
         for name in ("noise", "noise_high", "clean_noise"):
@@ -153,7 +157,8 @@ class LedgerConfig:
         base τ instead of the recipe's, claim 10)."""
         from ..train import TrainConfig
 
-        switches = {k: getattr(_LEDGER, k) for k in ("weight_decay", "warmup_frac", "grad_clip", "eval_mode", "temperature")}
+        switches = {k: getattr(_LEDGER, k)
+                    for k in ("weight_decay", "warmup_frac", "grad_clip", "eval_mode", "temperature")}
         if temperature is not None:
             switches["temperature"] = float(temperature)
         return TrainConfig(method=method, model=self.model, pretrained=self.pretrained, dataset=f"shapes:{self.preset}",

@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from ..utils import atomic_write_text
 from .verdicts import RULE
 
-LABELS = {"contrastive": "contrastive FT", "sigmoid": "sigmoid FT", "m2mix": "m²-Mix", "m2mix-linear": "m²-Mix (linear)",
-          "vacsr-joint": "VACSR (joint)"}
+LABELS = {"contrastive": "contrastive FT", "sigmoid": "sigmoid FT", "m2mix": "m²-Mix",
+          "m2mix-linear": "m²-Mix (linear)", "vacsr-joint": "VACSR (joint)"}
 
 
 def _title(text: str, detail: str) -> dict:
@@ -28,10 +28,12 @@ def _title(text: str, detail: str) -> dict:
 
 
 def ua_figure(ledger: dict) -> go.Figure:
-    """Uniformity vs relative alignment per method, epoch 0 (zero-shot) → last epoch, mean over seeds (m²-Mix Fig. 2)."""
+    """Uniformity vs relative alignment per method, epoch 0 (zero-shot) → last epoch, mean over seeds
+    (m²-Mix Fig. 2)."""
     fig = go.Figure()
     for m, t in ledger["trajectories"].items():
-        fig.add_trace(go.Scatter(x=t["uniformity"], y=t["rel_alignment"], mode="lines+markers+text", name=LABELS.get(m, m),
+        fig.add_trace(go.Scatter(x=t["uniformity"], y=t["rel_alignment"], mode="lines+markers+text",
+                                 name=LABELS.get(m, m),
                                  text=[str(e) for e in range(len(t["uniformity"]))], textposition="top center"))
     fig.update_layout(title=_title("Uniformity vs relative alignment over training (m²-Mix Fig. 2)",
                                    "epoch labels, 0 = zero-shot; lower is better on both; test split, mean over seeds"),
@@ -47,12 +49,13 @@ def hardness_figure(ledger: dict) -> go.Figure:
         if m not in ("m2mix", "contrastive"):
             continue
         x = list(range(len(t["hardness_original"])))
-        fig.add_trace(go.Scatter(x=x, y=t["hardness_original"], mode="lines+markers", name=f"{LABELS.get(m, m)}: original"))
+        fig.add_trace(go.Scatter(x=x, y=t["hardness_original"], mode="lines+markers",
+                                 name=f"{LABELS.get(m, m)}: original"))
         fig.add_trace(go.Scatter(x=x, y=t["hardness_mixed"], mode="lines+markers", name=f"{LABELS.get(m, m)}: mixed",
                                  line={"dash": "dash"}))
     fig.update_layout(title=_title("Hardness of negatives over training (m²-Mix Fig. 4 b–c)",
-                                   "mean cosine of each test image to original t_j vs mixed slerp(v_j, t_j; 0.5); first caption "
-                                   "per image; mean over seeds"),
+                                   "mean cosine of each test image to original t_j vs mixed slerp(v_j, t_j; 0.5); "
+                                   "first caption per image; mean over seeds"),
                       xaxis_title="epoch (0 = zero-shot)", xaxis={"dtick": 1}, yaxis_title="mean cosine")
     return fig
 
@@ -66,15 +69,17 @@ def intervals_figure(ledger: dict) -> go.Figure:
             d = comp["direction"]
             ys.append(f"{c['number']}.{' †' if c.get('caveat') else ''} {comp['label']}")
             xs.append(d * comp["mean"])
-            lo.append(d * comp["mean"] - d * (comp["lo"] if d > 0 else comp["hi"]) if math.isfinite(comp["lo"]) else 0.0)
-            hi.append(d * (comp["hi"] if d > 0 else comp["lo"]) - d * comp["mean"] if math.isfinite(comp["hi"]) else 0.0)
+            lo.append(d * comp["mean"] - d * (comp["lo"] if d > 0 else comp["hi"])
+                      if math.isfinite(comp["lo"]) else 0.0)
+            hi.append(d * (comp["hi"] if d > 0 else comp["lo"]) - d * comp["mean"]
+                      if math.isfinite(comp["hi"]) else 0.0)
             colours.append(palette[comp["outcome"]])
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": colours},
                                error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
     fig.add_vline(x=0, line_dash="dot")
     fig.update_layout(title=_title("Each comparison: mean and 95 % t-interval over seeds",
-                                   "signed so that > 0 is the claimed direction; green holds, red reversed, grey inconclusive; "
-                                   "† a precondition of the claim failed, so it is not read"),
+                                   "signed so that > 0 is the claimed direction; green holds, red reversed, "
+                                   "grey inconclusive; † a precondition of the claim failed, so it is not read"),
                       height=max(400, 120 + 20 * len(ys)), margin={"t": 100},
                       yaxis={"autorange": "reversed", "tickmode": "array", "tickvals": ys, "ticktext": ys},
                       xaxis_title="signed difference (units of the comparison)")
@@ -88,8 +93,10 @@ def preconditions_text(claim: dict) -> str:
 
 
 def verdict_table(ledger: dict) -> pd.DataFrame:
-    """One row per claim: number, claim, paper, vlmkit values, intervals, preconditions, protocol, verdict (the document's table)."""
-    return pd.DataFrame([{"#": c["number"], "claim": c["claim"], "paper": c["paper"], "vlmkit (mean ± sd)": c["values"],
+    """One row per claim: number, claim, paper, vlmkit values, intervals, preconditions, protocol, verdict (the
+    document's table)."""
+    return pd.DataFrame([{"#": c["number"], "claim": c["claim"], "paper": c["paper"],
+                          "vlmkit (mean ± sd)": c["values"],
                           "95 % intervals": "; ".join(x["text"] for x in c["comparisons"]),
                           "preconditions": preconditions_text(c), "protocol": c["protocol"],
                           "verdict": c["verdict"]} for c in ledger["claims"]])
@@ -121,22 +128,26 @@ def render(ledger: dict, figures: dict[str, str], doc: Path) -> str:
     n_units = ledger.get("n_units", "cached")
     lines = ["# The claims ledger: every headline claim re-tested on exact ground truth", "",
              "Generated by `vlmkit claims`; do not edit by hand. "
-             + ("**This is a `--quick` run (tiny sizes): its verdicts mean nothing.**" if ledger["config"]["quick_mode"] else ""), "",
+             + ("**This is a `--quick` run (tiny sizes): its verdicts mean nothing.**"
+                if ledger["config"]["quick_mode"] else ""), "",
              "## The rule", "", RULE, "",
              "## How it was made", "", f"- command: `{ledger['command']}`",
-             f"- time: {ledger['compute_seconds'] / 60:.1f} min of compute over the {n_units} experiments, each timed when it ran "
-             f"({ledger['device']}) — about the wall time of the whole ledger from scratch in one invocation with one worker; "
-             f"this invocation ({ledger.get('workers', 1)} worker(s)) "
-             f"took {wall / 60:.1f} min and computed {len(ledger['trained'])} of them (the others came from the cache); seeds "
+             f"- time: {ledger['compute_seconds'] / 60:.1f} min of compute over the {n_units} experiments, "
+             f"each timed when it ran ({ledger['device']}) — about the wall time of the whole ledger from scratch "
+             f"in one invocation with one worker; this invocation ({ledger.get('workers', 1)} worker(s)) "
+             f"took {wall / 60:.1f} min and computed {len(ledger['trained'])} of them "
+             f"(the others came from the cache); seeds "
              f"{', '.join(map(str, ledger['config']['seeds']))}",
              "- package versions: " + ", ".join(f"{k} {v}" for k, v in ledger["versions"].items()),
              f"- sizes: {ledger['sizes']}", "",
              "## Verdicts", "",
-             "| # | claim | paper | vlmkit (mean ± sd over seeds) | 95 % interval of each comparison | preconditions | protocol | verdict |",
+             "| # | claim | paper | vlmkit (mean ± sd over seeds) | 95 % interval of each comparison "
+             "| preconditions | protocol | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         intervals = "; ".join(x["text"] for x in c["comparisons"])
-        lines.append(f"| {c['number']} | {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(c['values'])} | {_cell(intervals)} | "
+        lines.append(f"| {c['number']} | {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(c['values'])} "
+                     f"| {_cell(intervals)} | "
                      f"{_cell(preconditions_text(c))} | {_cell(c['protocol'])} | **{c['verdict']}** |")
     lines += ["", "## What each result means", ""]
     for c in ledger["claims"]:

@@ -38,7 +38,8 @@ class Results:
         if res is None:
             return math.nan
         t = res["test"]
-        if metric in ("r1", "map", "ece", "rp", "fig3_r", "fig3_r_control", "authors_ece", "authors_conf", "authors_acc"):
+        if metric in ("r1", "map", "ece", "rp", "fig3_r", "fig3_r_control", "authors_ece", "authors_conf",
+                      "authors_acc"):
             return 0.5 * (t[f"{metric}_i2t"] + t[f"{metric}_t2i"])
         if metric.startswith("arith_sweep_"):
             return float(t["arith_sweep"][metric[len("arith_sweep_"):]])
@@ -117,7 +118,8 @@ def trained(method: str, *levels: str) -> Callable[[Results], list[Precondition]
             n = getattr(R.cfg, level)
             p = did_train(method, R.ft(method, "r1", n), R.cfg.test_images)
             out.append(Precondition(f"{p.name} at {n:.0%} noise", p.held,
-                                    p.detail.replace("did not train (", f"did not train at {n:.0%} noise (", 1), p.kind))
+                                    p.detail.replace("did not train (", f"did not train at {n:.0%} noise (", 1),
+                                    p.kind))
         return out
     return check
 
@@ -163,10 +165,12 @@ def _c1(R: Results):
     vals += f"; zero-shot R@1 % {R.zero_shot('r1'):.3g}"
     # for reading the verdict: at a short budget vacsr-joint may not train at all (bench/README.md,
     # VACSR), so the cheap path's figures sit beside it — information, not a compared value
-    vals += "; for reference, frozen features: VACSR (K = 2) " + ", ".join(f"{name} % {ms(R.vacsr('K2', m))}" for m, name in metrics)
+    vals += "; for reference, frozen features: VACSR (K = 2) " + ", ".join(f"{name} % {ms(R.vacsr('K2', m))}"
+                                                                           for m, name in metrics)
     vals += reference("the same MLP, variational parts off", [
         Comparison(f"{name}: VACSR − MLP", diff(R.vacsr("K2", m), R.vacsr(PLAIN, m))) for m, name in metrics])
-    return vals, [Comparison(f"{name}: VACSR − {b}", diff(R.ft(v, m), R.ft(b, m))) for m, name in metrics for b in (s, c)]
+    return vals, [Comparison(f"{name}: VACSR − {b}", diff(R.ft(v, m), R.ft(b, m)))
+                  for m, name in metrics for b in (s, c)]
 
 
 def _c2(R: Results):
@@ -175,8 +179,10 @@ def _c2(R: Results):
     drop = {m: diff(R.ft(m, "r1", hi), R.ft(m, "r1", lo)) for m in VACSR_FT}
     vals = f"R@1 % at {hi:.0%} noise: " + ", ".join(f"{m} {ms(R.ft(m, 'r1', hi))}" for m in drop) + \
         f"; change {lo:.0%} → {hi:.0%}: " + ", ".join(f"{m} {ms(drop[m])}" for m in drop)
-    comps = [Comparison(f"R@1 at {hi:.0%}: VACSR − {b}", diff(R.ft(v, "r1", hi), R.ft(b, "r1", hi))) for b in ("sigmoid", "contrastive")]
-    comps += [Comparison(f"R@1 change {lo:.0%}→{hi:.0%}: VACSR − {b}", diff(drop[v], drop[b])) for b in ("sigmoid", "contrastive")]
+    comps = [Comparison(f"R@1 at {hi:.0%}: VACSR − {b}", diff(R.ft(v, "r1", hi), R.ft(b, "r1", hi)))
+             for b in ("sigmoid", "contrastive")]
+    comps += [Comparison(f"R@1 change {lo:.0%}→{hi:.0%}: VACSR − {b}", diff(drop[v], drop[b]))
+              for b in ("sigmoid", "contrastive")]
     fz_lo, fz_hi = ({m: R.vacsr(m, "r1", noise=n) for m in ("K2", PLAIN)} for n in (lo, hi))
     fz_drop = {m: diff(fz_hi[m], fz_lo[m]) for m in fz_lo}
     vals += f"; for reference, frozen features, R@1 % at {lo:.0%} / {hi:.0%}: " + ", ".join(
@@ -201,7 +207,8 @@ def _c3a(R: Results):
 
 def _c3b(R: Results):
     r, ctrl = _fig3(R)
-    vals = "; ".join(f"{d}: r(σ²) {ms(r[d])}, r(−score control) {ms(ctrl[d])}" for d in DIRS) + " (the paper reports no control)"
+    vals = ("; ".join(f"{d}: r(σ²) {ms(r[d])}, r(−score control) {ms(ctrl[d])}" for d in DIRS)
+            + " (the paper reports no control)")
     return vals, [Comparison(f"r(σ²) − r(−score) {d}", diff(r[d], ctrl[d]), -1) for d in DIRS]
 
 
@@ -211,7 +218,8 @@ def _presets(R: Results) -> list[str]:
 
 def _c4a(R: Results):
     a = {p: R.vacsr("K2", "fn_auroc", p) for p in _presets(R)}
-    return ("; ".join(f"FN-vs-TN AUROC of σ², {p}: {ms(a[p])}" for p in a) + " (the paper gives no number: §1–2 motivation)",
+    return ("; ".join(f"FN-vs-TN AUROC of σ², {p}: {ms(a[p])}" for p in a)
+            + " (the paper gives no number: §1–2 motivation)",
             [Comparison(f"AUROC(σ²) − 0.5 ({p})", [x - 0.5 for x in a[p]]) for p in a])
 
 
@@ -239,7 +247,8 @@ def _c6(R: Results):
     p = PAPER_C6
     vals = ("sample skewness of all test-pair scores: " + ", ".join(f"{m} {ms(v)}" for m, v in sk.items())
             + f"; for reference, VACSR on frozen features (K = 2): {ms(R.vacsr('K2', 'skew'))}"  # see claim 1
-            + f"; paper (App. I): VACSR mean {p['mean']} > median {p['median']}, sd {p['sd']}, so (mean − median) / sd = "
+            + f"; paper (App. I): VACSR mean {p['mean']} > median {p['median']}, sd {p['sd']}, "
+            f"so (mean − median) / sd = "
             f"{(p['mean'] - p['median']) / p['sd']:+.2f}: a right tail (positive skewness)")
     return vals, [Comparison("skew(VACSR)", sk["vacsr-joint"])] + [
         Comparison(f"skew(VACSR) − skew({b})", diff(sk["vacsr-joint"], sk[b])) for b in ("sigmoid", "contrastive")]
@@ -257,7 +266,8 @@ def _c8(R: Results):
     e = {d: (R.clean("m2mix", f"authors_ece_{d}"), R.clean("contrastive", f"authors_ece_{d}")) for d in DIRS}
     vals = "; ".join(f"ECE % {d}: contrastive {ms(b)} → m²-Mix {ms(a)}" for d, (a, b) in e.items())
     vals += "; confidence / accuracy %: " + "; ".join(
-        f"{m} {d} {ms(R.clean(m, f'authors_conf_{d}'))} / {ms(R.clean(m, f'authors_acc_{d}'))}" for m in MIX_FT[::-1] for d in DIRS)
+        f"{m} {d} {ms(R.clean(m, f'authors_conf_{d}'))} / {ms(R.clean(m, f'authors_acc_{d}'))}"
+        for m in MIX_FT[::-1] for d in DIRS)
     vals += f"; τ {ms(R.clean('contrastive', 'authors_tau'))} (the model's own)"
     return vals, [Comparison(f"ECE {d}: m²-Mix − contrastive", diff(a, b), -1) for d, (a, b) in e.items()]
 
@@ -290,9 +300,11 @@ def _c10(R: Results):
 
 
 def _c11(R: Results):
-    vals = "; ".join(f"R@1 % {d}: zero-shot {R.zero_shot(f'r1_{d}'):.3g}, contrastive {ms(R.clean('contrastive', f'r1_{d}'))}, "
+    vals = "; ".join(f"R@1 % {d}: zero-shot {R.zero_shot(f'r1_{d}'):.3g}, "
+                     f"contrastive {ms(R.clean('contrastive', f'r1_{d}'))}, "
                      f"m²-Mix {ms(R.clean('m2mix', f'r1_{d}'))}" for d in DIRS)
-    return vals, [Comparison(f"R@1 {d}: m²-Mix − contrastive", diff(R.clean("m2mix", f"r1_{d}"), R.clean("contrastive", f"r1_{d}")))
+    return vals, [Comparison(f"R@1 {d}: m²-Mix − contrastive",
+                             diff(R.clean("m2mix", f"r1_{d}"), R.clean("contrastive", f"r1_{d}")))
                   for d in DIRS]
 
 
@@ -300,12 +312,15 @@ def _c12(R: Results):
     lam = R.cfg.arithmetic_lambda
     vals = (f"top-1 edit accuracy at the best λ of {', '.join(f'{x:g}' for x in R.cfg.arithmetic_lambdas)}: zero-shot "
             f"{R.zero_shot('arith_best_accuracy'):.3g} (λ = {R.zero_shot('arith_best_lambda'):g}), "
-            + ", ".join(f"{m} {ms(R.clean(m, 'arith_best_accuracy'))} (λ {ms(R.clean(m, 'arith_best_lambda'))})" for m in MIX_FT[::-1])
+            + ", ".join(f"{m} {ms(R.clean(m, 'arith_best_accuracy'))} (λ {ms(R.clean(m, 'arith_best_lambda'))})"
+                        for m in MIX_FT[::-1])
             + f"; at λ = {lam:g}: zero-shot {R.zero_shot('arith_accuracy'):.3g}, "
             + ", ".join(f"{m} {ms(R.clean(m, 'arith_accuracy'))}" for m in MIX_FT[::-1])
-            + f"; chance {R.zero_shot('arith_chance'):.3g}, unedited image (λ = 0, zero-shot) {R.zero_shot('arith_control_accuracy'):.3g}")
+            + f"; chance {R.zero_shot('arith_chance'):.3g}, "
+            f"unedited image (λ = 0, zero-shot) {R.zero_shot('arith_control_accuracy'):.3g}")
     return vals, [Comparison("accuracy at the best λ: m²-Mix − contrastive",
-                             diff(R.clean("m2mix", "arith_best_accuracy"), R.clean("contrastive", "arith_best_accuracy"))),
+                             diff(R.clean("m2mix", "arith_best_accuracy"),
+                                  R.clean("contrastive", "arith_best_accuracy"))),
                   Comparison(f"accuracy at λ = {lam:g}: m²-Mix − contrastive",
                              diff(R.clean("m2mix", "arith_accuracy"), R.clean("contrastive", "arith_accuracy")))]
 
@@ -314,75 +329,94 @@ FT = "fine-tuning runs (coco preset, {noise:.0%} noisy correspondence), best epo
 CLEAN = "fine-tuning runs on clean data (coco preset, as the m²-Mix authors), best epoch by validation RSUM, test split"
 FROZEN = "VACSR (K = 2) on frozen features ({noise:.0%} noisy training data)"
 CLAIMS: list[Claim] = [
-    Claim("1", "VACSR beats sigmoid and contrastive fine-tuning on R@1 (binary labels) and on mAP@R / R-Precision over extended "
-          "positives.", "VACSR Tab. 1–2", FT + "; R@1 one-to-one labels, mAP@R and R-P exact truth; mean of both directions", _c1,
+    Claim("1", "VACSR beats sigmoid and contrastive fine-tuning on R@1 (binary labels) and on mAP@R / R-Precision over "
+          "extended positives.", "VACSR Tab. 1–2",
+          FT + "; R@1 one-to-one labels, mAP@R and R-P exact truth; mean of both directions", _c1,
           "choose VACSR over plain fine-tuning when ranking quality matters.",
           "on this benchmark VACSR does not buy better rankings than the plain losses; check its cost before using it.",
           both(trained("vacsr-joint", "noise"), beat_zero_shot(*VACSR_FT))),
     Claim("2", "VACSR degrades less under noisy correspondence (20 % and 50 %).", "VACSR noisy-correspondence table",
           "fine-tuning runs at 20 % and 50 % noise; R@1 one-to-one labels, mean of both directions", _c2,
-          "VACSR is the safer choice when pairs are noisy.", "VACSR's robustness to mismatched pairs is not visible here.",
+          "VACSR is the safer choice when pairs are noisy.",
+          "VACSR's robustness to mismatched pairs is not visible here.",
           both(trained("vacsr-joint", "noise", "noise_high"), beat_zero_shot(*VACSR_FT))),
     Claim("3a", "VACSR's top-1 uncertainty correlates negatively with R@1 (the paper's test: Fig. 3's r < 0).",
-          "VACSR Fig. 3 (−0.931 / −0.903)", FROZEN + "; 10 equal-width bins of the top-1 σ², R@1 per bin under one-to-one labels, "
+          "VACSR Fig. 3 (−0.931 / −0.903)",
+          FROZEN + "; 10 equal-width bins of the top-1 σ², R@1 per bin under one-to-one labels, "
           "Pearson r over the bins", _c3a,
           "σ² can be read as a warning that a top-1 retrieval is wrong.",
           "σ² does not track whether a top-1 retrieval is right here.", frozen_trained),
-    Claim("3b", "Beyond the paper: σ² tracks top-1 correctness better than the score itself (r(σ²) below the −score control's r).",
-          "vlmkit's control for VACSR Fig. 3 (the paper has none)", FROZEN + "; as 3a, and the same bins with uncertainty := −score; "
+    Claim("3b", "Beyond the paper: σ² tracks top-1 correctness better than the score itself "
+          "(r(σ²) below the −score control's r).",
+          "vlmkit's control for VACSR Fig. 3 (the paper has none)",
+          FROZEN + "; as 3a, and the same bins with uncertainty := −score; "
           "difference of the two Pearson r", _c3b,
           "σ² is a confidence signal worth computing beyond the retrieval score.",
           "the score itself says as much as σ² about a top-1 retrieval being wrong.", frozen_trained),
-    Claim("4a", "VACSR gives false negatives higher uncertainty than true negatives (AUROC of σ² > 0.5).", "VACSR §1–2 (motivation)",
-          FROZEN + "; AUROC of σ² for false vs true negatives over every unlabelled test pair, exact truth; coco and stress presets",
+    Claim("4a", "VACSR gives false negatives higher uncertainty than true negatives (AUROC of σ² > 0.5).",
+          "VACSR §1–2 (motivation)",
+          FROZEN + "; AUROC of σ² for false vs true negatives over every unlabelled test pair, exact truth; "
+          "coco and stress presets",
           _c4a, "σ² flags pairs that binary labels call negative but are true.",
           "σ² does not separate false from true negatives here.", frozen_trained),
     Claim("4b", "Beyond the paper: σ² separates false from true negatives better than the score itself (control).",
-          "vlmkit's control for VACSR §1–2", FROZEN + "; as 4a, and the AUROC of the adapter's score on the same pairs; "
+          "vlmkit's control for VACSR §1–2",
+          FROZEN + "; as 4a, and the AUROC of the adapter's score on the same pairs; "
           "difference of the two AUROCs", _c4b,
           "σ² finds false negatives that the score alone would not: a reason to use it for mining them.",
           "to find false negatives, ranking by the score does as well as σ².", frozen_trained),
-    Claim("5", "VACSR ablations: K = 2 is best among K ∈ {1, 2, 3, 4}; removing the positive or negative variance loss, or the "
-          "sigmoid on σ², lowers mAP@R.", "VACSR Tab. 6",
-          "VACSR on frozen features ({noise:.0%} noisy training data); mAP@R over exact extended positives, mean of both directions",
+    Claim("5", "VACSR ablations: K = 2 is best among K ∈ {1, 2, 3, 4}; removing the positive or negative variance "
+          "loss, or the sigmoid on σ², lowers mAP@R.", "VACSR Tab. 6",
+          "VACSR on frozen features ({noise:.0%} noisy training data); mAP@R over exact extended positives, "
+          "mean of both directions",
           _c5, "keep the paper's defaults (K = 2, both variance losses, sigmoid on σ²).",
-          "the paper's design choices are not all needed on this benchmark; simpler variants do as well.", frozen_trained),
-    Claim("6", "VACSR's score distribution has its mass at low scores with a right tail (positive skewness — the paper's App. I "
-          "numbers: mean −1.22 above median −1.40), where sigmoid / contrastive fine-tuning give near-normal ones.",
+          "the paper's design choices are not all needed on this benchmark; simpler variants do as well.",
+          frozen_trained),
+    Claim("6", "VACSR's score distribution has its mass at low scores with a right tail (positive skewness — the "
+          "paper's App. I numbers: mean −1.22 above median −1.40), where sigmoid / contrastive fine-tuning give "
+          "near-normal ones.",
           "VACSR App. I, Fig. 6 (mean −1.2211, median −1.4001, sd 0.5804)",
           FT + "; sample skewness of the scores of all test pairs (VACSR: adapter logit; others: cosine)", _c6,
           "VACSR scores most pairs confidently low and keeps high scores for few.",
           "the score distributions do not differ in shape as the paper's numbers show.",
           both(trained("vacsr-joint", "noise"), beat_zero_shot(*VACSR_FT))),
-    Claim("7", "Fine-tuned CLIP keeps a modality gap and poor uniformity–alignment; m²-Mix improves both.", "m²-Mix Fig. 2",
-          CLEAN + "; unit test embeddings: centroid gap, uniformity over the union (t = 2), relative alignment (text anchor); "
-          "lower is better", _c7, "m²-Mix reshapes the embedding space as its paper says: smaller gap, more uniform, better aligned.",
-          "m²-Mix does not change the embedding geometry in the claimed way here.", beat_zero_shot(*MIX_FT, level="clean_noise")),
-    Claim("8", "m²-Mix lowers ECE relative to fine-tuning, which is over-confident.", "m²-Mix Tab. 3 (2.26 → 1.54 i→t, 2.00 → 1.58 t→i)",
-          CLEAN + "; the authors' protocol: first caption per image, square N × N, softmax of S / τ at the model's own τ, top-1 "
-          "confidence, one-to-one labels, 15 equal-width bins", _c8,
+    Claim("7", "Fine-tuned CLIP keeps a modality gap and poor uniformity–alignment; m²-Mix improves both.",
+          "m²-Mix Fig. 2",
+          CLEAN + "; unit test embeddings: centroid gap, uniformity over the union (t = 2), "
+          "relative alignment (text anchor); lower is better", _c7,
+          "m²-Mix reshapes the embedding space as its paper says: smaller gap, more uniform, better aligned.",
+          "m²-Mix does not change the embedding geometry in the claimed way here.",
+          beat_zero_shot(*MIX_FT, level="clean_noise")),
+    Claim("8", "m²-Mix lowers ECE relative to fine-tuning, which is over-confident.",
+          "m²-Mix Tab. 3 (2.26 → 1.54 i→t, 2.00 → 1.58 t→i)",
+          CLEAN + "; the authors' protocol: first caption per image, square N × N, softmax of S / τ "
+          "at the model's own τ, top-1 confidence, one-to-one labels, 15 equal-width bins", _c8,
           "m²-Mix's retrieval confidences are better calibrated than plain fine-tuning's.",
-          "no calibration gain from m²-Mix here.", both(beat_zero_shot(*MIX_FT, level="clean_noise"), contrastive_over_confident)),
+          "no calibration gain from m²-Mix here.",
+          both(beat_zero_shot(*MIX_FT, level="clean_noise"), contrastive_over_confident)),
     Claim("9", "m²-Mix negatives are harder than the original ones, and stay so over training.", "m²-Mix Fig. 4 b–c",
-          CLEAN + "; m²-Mix run: mean cosine of each anchor image to its negatives, original t_j vs mixed slerp(v_j, t_j; λ = 0.5), "
-          "first caption per image, after every epoch", _c9,
+          CLEAN + "; m²-Mix run: mean cosine of each anchor image to its negatives, "
+          "original t_j vs mixed slerp(v_j, t_j; λ = 0.5), first caption per image, after every epoch", _c9,
           "the mixed negatives do what they are for: they stay closer to the anchors than real negatives.",
           "the mixed negatives are not harder than the real ones here, so m²-Mix has little to push against.",
           trained("m2mix", "clean_noise")),
     Claim("10", "Geodesic mixup beats linear mixup followed by normalisation, at each base temperature.",
           "m²-Mix Tab. 6 (geodesic − linear: +0.09 at τ = 0.01, +1.32 at 0.05, +1.21 at 0.1)",
-          CLEAN + "; m2mix vs m2mix-linear (the same loss with normalize(λv + (1−λ)t)) at each fixed base τ; R@1 one-to-one labels, "
-          "mean of both directions (the paper: few-shot accuracy on ImageNet variants)", _c10,
+          CLEAN + "; m2mix vs m2mix-linear (the same loss with normalize(λv + (1−λ)t)) at each fixed base τ; "
+          "R@1 one-to-one labels, mean of both directions (the paper: few-shot accuracy on ImageNet variants)", _c10,
           "use the geodesic (slerp) mixture.", "slerp and linear-then-normalise mixtures are interchangeable here.",
           lambda R: beat_zero_shot("m2mix", "m2mix-linear", level="clean_noise", temperatures=R.cfg.temperatures)(R)),
     Claim("11", "m²-Mix improves R@1 over plain fine-tuning in both directions.", "m²-Mix Tab. 1",
           CLEAN + "; R@1 one-to-one labels", _c11, "m²-Mix is a better fine-tuning loss than plain contrastive here.",
-          "m²-Mix's retrieval gain over plain fine-tuning does not show here.", beat_zero_shot(*MIX_FT, level="clean_noise")),
-    Claim("12", "Embedding arithmetic: image − text(\"a red circle\") + text(\"a blue circle\") retrieves images that truly hold a "
-          "blue circle; m²-Mix does this better than plain fine-tuning (at the authors' best λ and at λ = 1).",
+          "m²-Mix's retrieval gain over plain fine-tuning does not show here.",
+          beat_zero_shot(*MIX_FT, level="clean_noise")),
+    Claim("12", "Embedding arithmetic: image − text(\"a red circle\") + text(\"a blue circle\") retrieves images "
+          "that truly hold a blue circle; m²-Mix does this better than plain fine-tuning "
+          "(at the authors' best λ and at λ = 1).",
           "m²-Mix §5.6 / Tab. 8 (SIMAT; best λ over 0.5 … 7)",
-          CLEAN + "; every (image, object, new colour) edit on the test split, q = v + λ(t(new) − t(old)), best λ of the authors' "
-          "sweep per run and λ = 1; top-1 of the other images correct when the generator's truth says it holds the recoloured object",
+          CLEAN + "; every (image, object, new colour) edit on the test split, q = v + λ(t(new) − t(old)), "
+          "best λ of the authors' sweep per run and λ = 1; top-1 of the other images correct when the generator's "
+          "truth says it holds the recoloured object",
           _c12, "m²-Mix's embedding space supports text-driven edits better than plain fine-tuning's.",
           "no arithmetic advantage for m²-Mix here.", beat_zero_shot(*MIX_FT, level="clean_noise")),
 ]
@@ -402,10 +436,13 @@ def evaluate_claims(cfg: LedgerConfig, results: dict[str, dict]) -> list[dict]:
         ok = [x.label for x in comps if x.outcome == "holds"]
         bad = [x.label for x in comps if x.outcome == "does not hold"]
         para = (f"**{v.capitalize()}.** " + (f"Not testable here: {caveat}. " if caveat else "")
-                + (f"Preconditions: {'; '.join(p.describe() if p.held else f'{p.name}: did not hold' for p in pre)}. " if pre else "")
+                + (f"Preconditions: {'; '.join(p.describe() if p.held else f'{p.name}: did not hold' for p in pre)}. "
+                   if pre else "")
                 + (f"Held: {'; '.join(ok)}. " if ok else "") + (f"Reversed: {'; '.join(bad)}. " if bad else "")
-                + ("For a user: " + ((UNTRAINED_ADVICE if untrained else NOT_READ_ADVICE) if caveat else c.if_holds if v == "holds"
-                                      else c.if_not if v in ("does not hold", "inconclusive") else "only in part — " + c.if_holds)))
+                + ("For a user: " + ((UNTRAINED_ADVICE if untrained else NOT_READ_ADVICE) if caveat
+                                     else c.if_holds if v == "holds"
+                                     else c.if_not if v in ("does not hold", "inconclusive")
+                                     else "only in part — " + c.if_holds)))
         rows.append({"number": c.number, "claim": c.text, "paper": c.paper,
                      "protocol": c.protocol.format(noise=cfg.noise), "values": values, "verdict": v, "caveat": caveat,
                      "preconditions": [{"name": p.name, "held": p.held, "detail": p.detail} for p in pre],
@@ -416,8 +453,9 @@ def evaluate_claims(cfg: LedgerConfig, results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def trajectories(cfg: LedgerConfig, results: dict[str, dict], keys=("uniformity", "rel_alignment", "gap", "hardness_original",
-                                                                     "hardness_mixed")) -> dict[str, dict[str, list[float]]]:
+def trajectories(cfg: LedgerConfig, results: dict[str, dict],
+                 keys=("uniformity", "rel_alignment", "gap", "hardness_original", "hardness_mixed")
+                 ) -> dict[str, dict[str, list[float]]]:
     """Per clean-data method: each key's mean over seeds at epochs 0 … E (empty without trajectories)."""
     R = Results(cfg, results)
     out: dict[str, dict[str, list[float]]] = {}

@@ -52,7 +52,8 @@ def _run_units(units: list, cfg: LedgerConfig, out: Path) -> dict[str, dict]:
         with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
             futures = {pool.submit(run_unit, u, cfg, out): u for u in todo}
-            for f in progress(as_completed(futures), total=len(futures), desc=f"claims ledger ({cfg.workers} workers)", unit="experiment"):
+            for f in progress(as_completed(futures), total=len(futures), desc=f"claims ledger ({cfg.workers} workers)",
+                              unit="experiment"):
                 results[futures[f].name] = f.result()
     else:
         bar = progress(todo, desc="claims ledger", unit="experiment")
@@ -77,13 +78,16 @@ def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike
     dev = resolve_device(cfg.device)
     ledger = {"config": cfg.to_dict(), "command": command, "wall_seconds": round(time.time() - t0, 1),
               "compute_seconds": round(sum(r.get("seconds", 0.0) for r in results.values()), 1),
-              "device": f"{dev.type}, {os.cpu_count()} CPU cores visible, torch threads {__import__('torch').get_num_threads()}",
+              "device": (f"{dev.type}, {os.cpu_count()} CPU cores visible, "
+                         f"torch threads {__import__('torch').get_num_threads()}"),
               "versions": versions(), "trained": trained, "n_units": len(units), "workers": cfg.workers,
               "unit_seconds": {name: r.get("seconds", 0.0) for name, r in results.items()},
-              "sizes": (f"{cfg.preset} preset; {cfg.train_images} training images, {cfg.epochs} epoch(s), batch {cfg.batch_size}, "
+              "sizes": (f"{cfg.preset} preset; {cfg.train_images} training images, {cfg.epochs} epoch(s), "
+                        f"batch {cfg.batch_size}, "
                         f"lr {cfg.lr:g}; m²-Mix claims on clean data ({cfg.clean_noise:.0%} noise), VACSR claims at "
                         f"{cfg.noise:.0%} (and {cfg.noise_high:.0%}) noise; claim 10 at base τ "
-                        f"{', '.join(f'{t:g}' for t in cfg.temperatures)}; test {cfg.test_images} images; VACSR on frozen "
+                        f"{', '.join(f'{t:g}' for t in cfg.temperatures)}; test {cfg.test_images} images; "
+                        f"VACSR on frozen "
                         f"features of {cfg.vacsr_train_images} images, {cfg.vacsr_epochs} epochs; model "
                         f"{cfg.model or 'own config'} / {cfg.pretrained}"),
               "claims": evaluate_claims(cfg, results), "trajectories": trajectories(cfg, results)}
@@ -114,6 +118,7 @@ def find_ledger(out: str | os.PathLike, committed: bool = False) -> dict | None:
     for folder in candidates:
         found = read_ledger(folder)
         if found is not None:
-            found["source"] = "docs/results.md (the committed ledger)" if folder == CHECKOUT / COMMITTED else str(folder)
+            found["source"] = ("docs/results.md (the committed ledger)" if folder == CHECKOUT / COMMITTED
+                               else str(folder))
             return found
     return None

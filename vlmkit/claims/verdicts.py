@@ -28,19 +28,19 @@ from typing import Sequence
 from ..stats import t_interval  # noqa: F401 (the one interval rule; re-exported here)
 
 VERDICTS = ("holds", "partly holds", "does not hold", "inconclusive")
-RULE = ("Each claim is tested through one or more comparisons, each one number per seed: a paired difference "
-        "(method A − method B trained with the same seed) or a value minus a reference (Pearson r − 0, AUROC − 0.5). "
-        "Over the seeds we report mean ± sd and the 95 % Student-t interval of the mean (mean ± t(0.975, n−1)·sd/√n). "
-        "A comparison **holds** when its interval excludes 0 on the claimed side, **does not hold** when it excludes 0 "
-        "on the other side, and is **inconclusive** otherwise (or with fewer than 2 seeds). A claim **holds** when all its "
-        "comparisons hold, **partly holds** when some but not all do, **does not hold** when none holds and at least one "
-        "does not hold, and is **inconclusive** otherwise. A claim about a method that did not train (its mean R@1 within "
-        "5× the chance rate) is **inconclusive** whatever its comparisons say — they would measure the budget, not the "
-        "method. So is a fine-tuning comparison whose compared methods do not beat zero-shot on R@1 (each method − "
-        "zero-shot must hold by the rule above: in a regime where fine-tuning hurts, a method wins by doing less damage), "
-        "and a calibration claim where plain fine-tuning is not over-confident as in the paper (its mean top-1 "
-        "confidence − accuracy must hold > 0 by the rule, in both directions, under the authors' protocol). The "
-        "document lists every claim's preconditions and whether each held.")
+RULE = ("Each claim is tested through one or more comparisons, each one number per seed: a paired difference (method "
+        "A − method B trained with the same seed) or a value minus a reference (Pearson r − 0, AUROC − 0.5). Over the "
+        "seeds we report mean ± sd and the 95 % Student-t interval of the mean (mean ± t(0.975, n−1)·sd/√n). A "
+        "comparison **holds** when its interval excludes 0 on the claimed side, **does not hold** when it excludes 0 "
+        "on the other side, and is **inconclusive** otherwise (or with fewer than 2 seeds). A claim **holds** when "
+        "all its comparisons hold, **partly holds** when some but not all do, **does not hold** when none holds and "
+        "at least one does not hold, and is **inconclusive** otherwise. A claim about a method that did not train "
+        "(its mean R@1 within 5× the chance rate) is **inconclusive** whatever its comparisons say — they would "
+        "measure the budget, not the method. So is a fine-tuning comparison whose compared methods do not beat "
+        "zero-shot on R@1 (each method − zero-shot must hold by the rule above: in a regime where fine-tuning hurts, "
+        "a method wins by doing less damage), and a calibration claim where plain fine-tuning is not over-confident "
+        "as in the paper (its mean top-1 confidence − accuracy must hold > 0 by the rule, in both directions, under "
+        "the authors' protocol). The document lists every claim's preconditions and whether each held.")
 CHANCE_FACTOR = 5.0
 """R@1 at or below this multiple of the chance rate counts as "did not train"."""
 
@@ -109,7 +109,8 @@ def did_train(label: str, r1: Sequence[float], n_candidates: int) -> Preconditio
     held = mean > CHANCE_FACTOR * chance
     detail = f"R@1 {mean:.3g} %, chance {chance:.2g} %"
     if not held:
-        detail = f"{label} did not train ({detail}; at most {CHANCE_FACTOR:g}× chance), so its comparisons measure the budget, not the method"
+        detail = (f"{label} did not train ({detail}; at most {CHANCE_FACTOR:g}× chance), "
+                  "so its comparisons measure the budget, not the method")
     return Precondition(f"{label} trained", held, detail, "trained")
 
 
@@ -120,20 +121,23 @@ def beats_zero_shot(methods: dict[str, Sequence[float]], zero_shot: float, what:
     failed = [m for m, c in comps.items() if c.outcome != "holds"]
     detail = f"{what} %: zero-shot {zero_shot:.3g}, " + ", ".join(f"{m} {_mean(v):.3g}" for m, v in methods.items())
     if failed:
-        detail = (f"{', '.join(failed)} did not beat zero-shot by the rule's interval ({detail}), so the comparison would "
-                  "reward the method that does least damage, not the better fine-tuning")
+        detail = (f"{', '.join(failed)} did not beat zero-shot by the rule's interval ({detail}), "
+                  "so the comparison would reward the method that does least damage, not the better fine-tuning")
     return Precondition("compared methods beat zero-shot", not failed, detail, "beats zero-shot")
 
 
-def over_confident(label: str, confidence: dict[str, Sequence[float]], accuracy: dict[str, Sequence[float]]) -> Precondition:
+def over_confident(label: str, confidence: dict[str, Sequence[float]],
+                   accuracy: dict[str, Sequence[float]]) -> Precondition:
     """``label`` (plain fine-tuning) is over-confident as in the paper: in every direction (the
     keys), its mean top-1 confidence − accuracy (one per seed) holds > 0 by the rule."""
-    comps = {d: Comparison(f"confidence − accuracy {d}", [c - a for c, a in zip(confidence[d], accuracy[d])]) for d in confidence}
+    comps = {d: Comparison(f"confidence − accuracy {d}", [c - a for c, a in zip(confidence[d], accuracy[d])])
+             for d in confidence}
     failed = [d for d, c in comps.items() if c.outcome != "holds"]
-    detail = "; ".join(f"{d}: confidence {_mean(confidence[d]):.3g} vs accuracy {_mean(accuracy[d]):.3g}" for d in confidence)
+    detail = "; ".join(f"{d}: confidence {_mean(confidence[d]):.3g} vs accuracy {_mean(accuracy[d]):.3g}"
+                       for d in confidence)
     if failed:
-        detail = (f"{label} is not over-confident (by the rule's interval) in {', '.join(failed)} ({detail}), so there is "
-                  "no over-confidence for a method to correct as in the paper")
+        detail = (f"{label} is not over-confident (by the rule's interval) in {', '.join(failed)} ({detail}), "
+                  "so there is no over-confidence for a method to correct as in the paper")
     return Precondition(f"{label} over-confident", not failed, detail, "over-confident")
 
 

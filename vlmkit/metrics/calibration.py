@@ -107,7 +107,8 @@ class SquareCalibration:
         self.mean_confidence = float(np.mean(confidence))
 
     def __repr__(self) -> str:
-        return f"SquareCalibration(ece={self.ece:.4f}, confidence={self.mean_confidence:.3f}, accuracy={self.accuracy:.3f}, n={len(self.correct)})"
+        return (f"SquareCalibration(ece={self.ece:.4f}, confidence={self.mean_confidence:.3f}, "
+                f"accuracy={self.accuracy:.3f}, n={len(self.correct)})")
 
 
 #: The name of the authors' protocol in tables and figures.
@@ -134,7 +135,8 @@ def authors_calibration(scores: Scores | Any, caption_image: Any, *, tau: float 
     n, m = sc.shape
     cap = np.asarray(caption_image)
     if cap.shape != (m,) or not np.issubdtype(cap.dtype, np.integer) or (m and (cap.min() < 0 or cap.max() >= n)):
-        raise VlmkitError(f"caption_image: expected {m} integer image indices in [0, {n}) (one per score column), got shape {cap.shape}")
+        raise VlmkitError(f"caption_image: expected {m} integer image indices in [0, {n}) (one per score column), "
+                          f"got shape {cap.shape}")
     images, first = np.unique(cap.astype(np.int64), return_index=True)  # ascending image ids, the first caption of each
     if len(images) < 2:
         raise VlmkitError("authors_calibration: needs at least two images with a caption")

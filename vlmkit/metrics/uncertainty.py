@@ -62,7 +62,8 @@ def uncertainty_bins(uncertainty: Any, correct: Any, n_bins: int = 10, strategy:
                          "uncertainty": mu, "r1": r1})
 
 
-def bin_means(idx: np.ndarray, n_bins: int, value: np.ndarray, hit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bin_means(idx: np.ndarray, n_bins: int, value: np.ndarray,
+              hit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(count, mean value, mean hit)`` per bin of ``idx`` (NaN means for empty bins): the
     per-bin sums that reliability diagrams and uncertainty bins both report."""
     count = np.bincount(idx, minlength=n_bins)
@@ -103,7 +104,8 @@ def _corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
         return float(sstats.pearsonr(a, b)[0]), float(sstats.spearmanr(a, b)[0])
 
 
-def uncertainty_correlation(uncertainty: Any, correct: Any, n_bins: int = 10, strategy: str = "width") -> dict[str, float]:
+def uncertainty_correlation(uncertainty: Any, correct: Any, n_bins: int = 10,
+                            strategy: str = "width") -> dict[str, float]:
     """Pearson / Spearman of bin mean uncertainty vs bin R@1 (and per query); NaN when undefined
     (fewer than 3 non-empty bins, or a constant side)."""
     u, y = _uc(uncertainty, correct)

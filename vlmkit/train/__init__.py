@@ -14,5 +14,5 @@ from .config import METHODS, RECIPES, Recipe, TrainConfig, recipe
 from .loop import FinetuneResult, finetune, load_history, load_splits, validate
 from .methods import METHOD_REGISTRY, Method, get_method
 
-__all__ = ["METHODS", "METHOD_REGISTRY", "Method", "RECIPES", "Recipe", "recipe", "FinetuneResult", "TrainConfig", "finetune",
-           "get_method", "load_history", "load_splits", "validate"]
+__all__ = ["METHODS", "METHOD_REGISTRY", "Method", "RECIPES", "Recipe", "recipe", "FinetuneResult", "TrainConfig",
+           "finetune", "get_method", "load_history", "load_splits", "validate"]

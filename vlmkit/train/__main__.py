@@ -37,10 +37,12 @@ def _none_or_int(s: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vlmkit.train", description="Fine-tune a CLIP-style model (vlmkit.train.finetune).")
+    p = argparse.ArgumentParser(prog="python -m vlmkit.train",
+                                description="Fine-tune a CLIP-style model (vlmkit.train.finetune).")
     p.add_argument("--out", required=True, help="run directory (checkpoint.pt, best/, history.json/.csv, config.json)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
-    p.add_argument("--stop-after-epochs", type=int, default=None, help="return after this many epochs of this run (resume later)")
+    p.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="return after this many epochs of this run (resume later)")
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
         flag = "--" + f.name.replace("_", "-")
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     last = res.history[-1] if res.history else {}
     print(json.dumps({"out_dir": str(res.out_dir), "best_epoch": res.best_epoch, "best_rsum": res.best_rsum,
-                      "last": {k: v for k, v in last.items() if isinstance(v, (int, float, str))}, "seconds": res.seconds}))
+                      "last": {k: v for k, v in last.items() if isinstance(v, (int, float, str))},
+                      "seconds": res.seconds}))
     return 0
 
 

@@ -160,7 +160,8 @@ class TrainConfig:
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 bad(name, "a finite number ≥ 0")
         t = self.temperature
-        if t is not None and not (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 and math.isfinite(t)):
+        if t is not None and not (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0
+                                  and math.isfinite(t)):
             bad("temperature", "None (the model's own learned τ) or a finite number > 0")
         if not 0 <= self.warmup_frac < 1:
             bad("warmup_frac", "a fraction in [0, 1)")
@@ -178,7 +179,8 @@ class TrainConfig:
         spec = parse_spec(self.dataset)  # the one spec grammar (vlmkit.data.spec); raises naming the spec
         if spec.embedded:
             spec.embedded_preset("TrainConfig.dataset")  # the loop draws the train and val splits itself
-        frozen = {"image": self.freeze == "image" or self.lr_mult_image == 0, "text": self.freeze == "text" or self.lr_mult_text == 0}
+        frozen = {"image": self.freeze == "image" or self.lr_mult_image == 0,
+                  "text": self.freeze == "text" or self.lr_mult_text == 0}
         method = get_method(self.method)
         if all(frozen.values()) and method.needs_towers:
             raise VlmkitError("TrainConfig: both towers are frozen (freeze / lr_mult_* = 0); nothing would be trained")
@@ -192,7 +194,8 @@ class TrainConfig:
         kw = {k: v for k, v in self.vacsr.items() if k not in VACSR_LOOP_KEYS}
         unknown = sorted(set(kw) - allowed)
         if unknown:
-            raise VlmkitError(f"TrainConfig.vacsr: unknown key {unknown[0]!r}; expected VACSRConfig fields or {sorted(VACSR_LOOP_KEYS)}")
+            raise VlmkitError(f"TrainConfig.vacsr: unknown key {unknown[0]!r}; "
+                              f"expected VACSRConfig fields or {sorted(VACSR_LOOP_KEYS)}")
         if self.vacsr.get("preset", VACSR_LOOP_KEYS["preset"]) == "paper":
             return VACSRConfig.paper_sized(dim, **kw)
         return VACSRConfig(**{"dim": dim, **kw})

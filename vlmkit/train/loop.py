@@ -42,8 +42,8 @@ from ..features import encode_dataset
 from ..losses import gather_features
 from ..metrics import coco_recall, protocol_name, rsum
 from ..models.factory import LoadedModel, load_model, save_model
-from ..utils import (VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, first_captions, progress,
-                     seed_everything)
+from ..utils import (VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, first_captions,
+                     progress, seed_everything)
 from . import distributed as D
 from .amp import autocast_setup
 from .config import TrainConfig
@@ -106,7 +106,8 @@ def load_splits(cfg: TrainConfig):
         else:
             n = full.num_images
             if n <= cfg.val_images:
-                raise VlmkitError(f"TrainConfig.dataset={cfg.dataset!r} has {n} images, not more than val_images={cfg.val_images}; pass val_dataset")
+                raise VlmkitError(f"TrainConfig.dataset={cfg.dataset!r} has {n} images, "
+                                  f"not more than val_images={cfg.val_images}; pass val_dataset")
             train = full.subset(np.arange(n - cfg.val_images), name=f"{full.name}-train")
             val = full.subset(np.arange(n - cfg.val_images, n), name=f"{full.name}-val")
     for name, ds in (("train", train), ("val", val)):
@@ -148,18 +149,21 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable, method: Method | No
     method's own groups (SigLIP head, VACSR adapter: :meth:`Method.param_groups`)."""
     method = method or get_method(cfg.method)
     learn_scale = method.learns_scale(cfg)
-    mult = {"image": 0.0 if cfg.freeze == "image" else cfg.lr_mult_image, "text": 0.0 if cfg.freeze == "text" else cfg.lr_mult_text}
+    mult = {"image": 0.0 if cfg.freeze == "image" else cfg.lr_mult_image,
+            "text": 0.0 if cfg.freeze == "text" else cfg.lr_mult_text}
     groups: dict[tuple, list] = {}
     for name, p in trainable.clip.named_parameters():
         tower = _tower(name)
-        frozen = (tower == "logit" and not learn_scale) or (tower != "logit" and mult[tower] == 0) or name.startswith(cfg.freeze_prefixes or ("\0",))
+        frozen = ((tower == "logit" and not learn_scale) or (tower != "logit" and mult[tower] == 0)
+                  or name.startswith(cfg.freeze_prefixes or ("\0",)))
         p.requires_grad_(not frozen)
         if frozen:
             continue
         decay = tower != "logit" and p.ndim >= 2 and "embedding" not in name
         lr = method.tower_lr(cfg, tower) * (mult.get(tower, 1.0))
         groups.setdefault((tower, decay, lr), []).append(p)
-    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr, "name": f"{tower}{'' if decay else '-nodecay'}"}
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr,
+                     "name": f"{tower}{'' if decay else '-nodecay'}"}
                     for (tower, decay, lr), ps in groups.items()]
     if trainable.extra is not None:
         param_groups += method.param_groups(cfg, trainable.extra)
@@ -177,7 +181,8 @@ def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int, steps_pe
 
 
 @torch.no_grad()
-def validate(loaded: LoadedModel, val, adapter: nn.Module | None = None, *, batch_size: int = 256, amp: bool | str = "auto") -> dict:
+def validate(loaded: LoadedModel, val, adapter: nn.Module | None = None, *, batch_size: int = 256,
+             amp: bool | str = "auto") -> dict:
     """R@1/5/10 both directions (percent) and RSUM on ``val`` (protocol in the module docstring);
     with a VACSR adapter the pairs are ranked by its scores (:func:`vlmkit.vacsr.score_all`)."""
     feats = encode_dataset(loaded, val, batch_size=batch_size, amp=amp)
@@ -244,16 +249,19 @@ def _read_checkpoint(cfg: TrainConfig, ckpt_path: Path) -> dict | None:
     ckpt["config"] = {**TrainConfig().to_dict(), **ckpt["config"]}  # fields added since take their defaults
     if _comparable(ckpt["config"]) != _comparable(cfg.to_dict()):
         diff = sorted(k for k in _comparable(cfg.to_dict()) if ckpt["config"].get(k) != cfg.to_dict()[k])
-        raise VlmkitError(f"{ckpt_path}: written for a different configuration (fields {diff}); use another out_dir or resume=False")
+        raise VlmkitError(f"{ckpt_path}: written for a different configuration (fields {diff}); "
+                          "use another out_dir or resume=False")
     if ckpt["config"]["epochs"] != cfg.epochs:
-        warnings.warn(f"resuming with epochs={cfg.epochs} (checkpoint planned {ckpt['config']['epochs']}): the cosine schedule is re-planned")
+        warnings.warn(f"resuming with epochs={cfg.epochs} (checkpoint planned {ckpt['config']['epochs']}): "
+                      "the cosine schedule is re-planned")
     return ckpt
 
 
 # --------------------------------------------------------------------------- the loop
 
 
-def finetune(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, *, stop_after_epochs: int | None = None) -> FinetuneResult:
+def finetune(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, *,
+             stop_after_epochs: int | None = None) -> FinetuneResult:
     """Fine-tune ``cfg.model`` as configured; write ``out_dir`` (checkpoint.pt, best/,
     history.json/.csv, config.json) and return a :class:`FinetuneResult`.
 
@@ -274,10 +282,12 @@ def finetune(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
         D.cleanup(info)
 
 
-def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, info: D.DistInfo, t0: float) -> FinetuneResult:
+def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, info: D.DistInfo,
+         t0: float) -> FinetuneResult:
     dev = info.device
     if cfg.batch_size % info.world_size:
-        raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} must be divisible by the {info.world_size} processes")
+        raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} "
+                          f"must be divisible by the {info.world_size} processes")
     if cfg.batch_size // info.world_size < 1:
         raise VlmkitError("TrainConfig.batch_size: fewer captions than processes")
     train, val = load_splits(cfg)
@@ -286,7 +296,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     steps_per_epoch = len(captions) // cfg.batch_size
     if steps_per_epoch < 1:
         per = "" if cfg.captions_per_image is None else f" (captions_per_image={cfg.captions_per_image})"
-        raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} exceeds the {len(captions)} training captions{per} of {train.name}")
+        raise VlmkitError(f"TrainConfig.batch_size={cfg.batch_size} exceeds the {len(captions)} "
+                          f"training captions{per} of {train.name}")
     ckpt = _read_checkpoint(cfg, out_dir / CHECKPOINT) if resume else None
 
     seed_everything(cfg.seed)
@@ -350,10 +361,12 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
                 img, txt, scale = model(x, tokens)
                 img, txt = img.float(), txt.float()
                 all_img, all_txt, off, size = gather_features(img, txt)
-                loss, logs = criterion(Batch(img, txt, all_img, all_txt, off, size, scale, img_idx, gen, cfg.seed, step, epoch))
+                loss, logs = criterion(Batch(img, txt, all_img, all_txt, off, size, scale, img_idx, gen, cfg.seed,
+                                             step, epoch))
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
-                raise VlmkitError(f"non-finite loss at epoch {epoch + 1}, step {step} ({cfg.method}); lower lr or use amp='off'/'bf16'")
+                raise VlmkitError(f"non-finite loss at epoch {epoch + 1}, step {step} ({cfg.method}); "
+                                  "lower lr or use amp='off'/'bf16'")
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
@@ -392,8 +405,10 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
         if info.is_main:
             if improved:
                 _save_best(out_dir / "best", loaded, trainable, cfg, row, method)
-            state = {"trainable": trainable.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                     "step": step, "epoch": epoch + 1, "history": history, "best_rsum": best_rsum, "best_epoch": best_epoch,
+            state = {"trainable": trainable.state_dict(), "optimizer": opt.state_dict(),
+                     "scaler": scaler.state_dict() if scaler else None,
+                     "step": step, "epoch": epoch + 1, "history": history, "best_rsum": best_rsum,
+                     "best_epoch": best_epoch,
                      "rng": _rng_state(), "config": cfg.to_dict(), "world_size": info.world_size}
             atomic_torch_save(state, out_dir / CHECKPOINT)
             _write_history(out_dir, history)
@@ -403,8 +418,10 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, stop_after: int | None, 
     return FinetuneResult(out_dir, out_dir / "best", history, best_epoch, best_rsum, round(time.time() - t0, 2))
 
 
-def _save_best(path: Path, loaded: LoadedModel, trainable: _Trainable, cfg: TrainConfig, row: dict, method: Method) -> None:
-    extra = {"finetune": {"config": cfg.to_dict(), "epoch": row["epoch"], "rsum": row["rsum"], "val_protocol": row["val_protocol"]}}
+def _save_best(path: Path, loaded: LoadedModel, trainable: _Trainable, cfg: TrainConfig, row: dict,
+               method: Method) -> None:
+    extra = {"finetune": {"config": cfg.to_dict(), "epoch": row["epoch"], "rsum": row["rsum"],
+                          "val_protocol": row["val_protocol"]}}
     if trainable.extra is not None:
         extra.update(method.best_metadata(trainable.extra))
     with atomic_dir(path) as tmp:

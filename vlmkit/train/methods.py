@@ -107,7 +107,8 @@ class Method:
 
     def _no_loss_overrides(self, cfg: Any) -> None:
         if cfg.loss_overrides:
-            raise _bad(cfg, "loss_overrides", f"an empty dict for method {self.name!r} (overrides apply to the contrastive/mixup presets)")
+            raise _bad(cfg, "loss_overrides", f"an empty dict for method {self.name!r} "
+                                              "(overrides apply to the contrastive/mixup presets)")
 
     @staticmethod
     def _no_vacsr(cfg: Any) -> None:
@@ -120,7 +121,8 @@ class Method:
         return noisy if self.noisy else clean
 
     # -- model and optimiser
-    def build(self, cfg: Any, loaded: Any, train: Any, n_local: int, device: torch.device, *, fresh: bool) -> nn.Module | None:
+    def build(self, cfg: Any, loaded: Any, train: Any, n_local: int, device: torch.device, *,
+              fresh: bool) -> nn.Module | None:
         """The method's own trainable module (None: none); ``fresh`` is False when a checkpoint
         will be loaded into it (no warm start then)."""
         return None
@@ -156,12 +158,14 @@ class Method:
     def save_best(self, module: nn.Module | None, directory: Path, row: dict) -> None:
         """Files of the method's own written into the best checkpoint's directory."""
 
-    def score(self, best_dir: str | Path, img: Tensor, txt: Tensor, *, device: str | torch.device = "auto") -> tuple[Tensor, Tensor | None]:
+    def score(self, best_dir: str | Path, img: Tensor, txt: Tensor, *,
+              device: str | torch.device = "auto") -> tuple[Tensor, Tensor | None]:
         """(scores N×M, uncertainty N×M or None) of test features ``img`` (N×d) and ``txt`` (M×d)
         encoded by the checkpoint ``best_dir``: here the cosine ``img @ txt.T`` (unit features)."""
         return torch.as_tensor(img).float() @ torch.as_tensor(txt).float().T, None
 
-    def test_outputs(self, best_dir: str | Path, img: Tensor, txt: Tensor, *, device: str | torch.device = "auto") -> dict:
+    def test_outputs(self, best_dir: str | Path, img: Tensor, txt: Tensor, *,
+                     device: str | torch.device = "auto") -> dict:
         """What :func:`vlmkit.workbook.register_method` stores for this method: the features, and
         the method's own scores and uncertainty when it has a scorer of its own."""
         if self.score_kind == "cosine":  # the registry derives the cosine from the features
@@ -192,7 +196,8 @@ class _MixupCriterion(Criterion):
 
     def __call__(self, b: Batch) -> tuple[Tensor, dict[str, Any]]:
         out = self.loss_fn(b.all_img, b.all_txt, generator=b.generator, epoch=b.epoch,
-                           logit_scale=b.scale.float() if self.learn_scale else None, local_offset=b.offset, local_size=b.size)
+                           logit_scale=b.scale.float() if self.learn_scale else None, local_offset=b.offset,
+                           local_size=b.size)
         return out.total, {k: v for k, v in out.logs.items() if not k.startswith("lambda_") and k != "mix_scale"}
 
     def epoch_fields(self) -> dict[str, Any]:
@@ -317,18 +322,21 @@ class VacsrJointMethod(Method):
         for key in ("lr", "weight_decay", "contrastive_weight"):
             v = cfg.vacsr.get(key, VACSR_LOOP_KEYS[key])
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)) or (key == "lr" and v == 0):
-                raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number {'> 0' if key == 'lr' else '≥ 0'}")
+                raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: "
+                                  f"expected a finite number {'> 0' if key == 'lr' else '≥ 0'}")
         for key in ("warm_lr", "text_lr_frac", "image_lr_frac"):
             v = cfg.vacsr.get(key, VACSR_LOOP_KEYS[key])
             if v is None and key != "warm_lr":
                 continue
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)) or (key == "warm_lr" and v == 0):
+            if (not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v))
+                    or (key == "warm_lr" and v == 0)):
                 raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={v!r}: expected a finite number "
                                   f"{'> 0' if key == 'warm_lr' else '≥ 0 (or None: the towers at lr)'}")
         we = cfg.vacsr.get("warm_epochs", VACSR_LOOP_KEYS["warm_epochs"])
         if not isinstance(we, int) or isinstance(we, bool) or we < 1:
             raise VlmkitError(f"TrainConfig.vacsr['warm_epochs']={we!r}: expected an integer ≥ 1")
-        for key, choices in (("preset", VACSR_PRESETS), ("schedule", VACSR_SCHEDULES), ("warm_start", VACSR_WARM_STARTS)):
+        for key, choices in (("preset", VACSR_PRESETS), ("schedule", VACSR_SCHEDULES),
+                             ("warm_start", VACSR_WARM_STARTS)):
             if cfg.vacsr.get(key, VACSR_LOOP_KEYS[key]) not in choices:
                 raise VlmkitError(f"TrainConfig.vacsr[{key!r}]={cfg.vacsr[key]!r}: expected one of {choices}")
         f = cfg.vacsr.get("step_frac", VACSR_LOOP_KEYS["step_frac"])
@@ -338,7 +346,8 @@ class VacsrJointMethod(Method):
     def build(self, cfg: Any, loaded: Any, train: Any, n_local: int, device: torch.device, *, fresh: bool) -> nn.Module:
         from ..vacsr import VACSRLoss
 
-        vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim), batch_size=n_local).to(device)  # −log B prior on the local batch
+        # −log B prior on the local batch
+        vacsr = VACSRLoss(cfg.vacsr_config(loaded.embed_dim), batch_size=n_local).to(device)
         if fresh and cfg.vacsr_option("warm_start") == "features":
             warm_start_adapter(cfg, loaded, train, vacsr, n_local)
         return vacsr
@@ -374,7 +383,8 @@ class VacsrJointMethod(Method):
 
         save_adapter(module.adapter, Path(directory) / "vacsr_adapter", extra={"epoch": row["epoch"]})
 
-    def score(self, best_dir: str | Path, img: Tensor, txt: Tensor, *, device: str | torch.device = "auto") -> tuple[Tensor, Tensor | None]:
+    def score(self, best_dir: str | Path, img: Tensor, txt: Tensor, *,
+              device: str | torch.device = "auto") -> tuple[Tensor, Tensor | None]:
         """The adapter of ``best_dir/vacsr_adapter`` on the test features: (logit, σ²)."""
         from ..vacsr import load_adapter, score_all
 

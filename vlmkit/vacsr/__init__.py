@@ -52,7 +52,7 @@ from vlmkit.vacsr.train import train_on_features, validate
 
 __all__ = [
     "VACSRAdapter", "VACSRConfig", "VACSRLoss", "VACSROutput", "auroc", "false_negative_auroc", "fig3_report",
-    "kl_upper_bound", "labels_from_ids", "latent_uncertainty", "load_adapter", "map_at_r", "recall_at_1", "save_adapter",
-    "score_all", "score_pairs_naive", "train_on_features", "uncertainty_accuracy", "validate",
+    "kl_upper_bound", "labels_from_ids", "latent_uncertainty", "load_adapter", "map_at_r", "recall_at_1",
+    "save_adapter", "score_all", "score_pairs_naive", "train_on_features", "uncertainty_accuracy", "validate",
     "vacsr_loss", "variance_loss",
 ]

@@ -119,7 +119,8 @@ def vacsr_loss(out: VACSROutput, labels: Tensor, config: VACSRConfig) -> tuple[T
     y = labels.to(out.logit.dtype)
     y_hat = ste_sigmoid(out.logit, c.use_ste)
     recon_pp = reconstruction(y_hat, y, out.log_var, c)
-    terms: dict[str, Tensor] = {"recon": reduce_pairs(recon_pp, c.recon_reduction), "kl": reduce_pairs(out.kl, c.recon_reduction)}
+    terms: dict[str, Tensor] = {"recon": reduce_pairs(recon_pp, c.recon_reduction),
+                                "kl": reduce_pairs(out.kl, c.recon_reduction)}
 
     zero = out.logit.new_zeros(())
     y_plain = torch.sigmoid(out.logit)

@@ -89,7 +89,8 @@ def train_on_features(img_feats: Tensor, txt_feats: Tensor, caption_image: Tenso
         adapter.check_features(vimg, "val img_feats")
         adapter.check_features(vtxt, "val txt_feats")
         if tuple(vrel.shape) != (vimg.shape[0], vtxt.shape[0]):
-            raise VlmkitError(f"val relevance: expected shape ({vimg.shape[0]}, {vtxt.shape[0]}), got {tuple(vrel.shape)}")
+            raise VlmkitError(f"val relevance: expected shape ({vimg.shape[0]}, {vtxt.shape[0]}), "
+                              f"got {tuple(vrel.shape)}")
     adapter.to(dev)
     opt = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=weight_decay)
     history: list[dict[str, float]] = []
