@@ -67,8 +67,11 @@ def scorers_from_run(run_dir: str | os.PathLike, ds: Any | None = None,
         # the stored blob itself (cosine=False: no N×M cosine matrix for feature methods); matrices are memmaps
         m = wb.load_method(run_dir, name, cosine=False)
         if m.get("scores") is not None:  # a stored score matrix (VACSR: with σ²) is what the method scores by
-            s = Scorer.from_matrix(name, torch.from_numpy(np.array(m["scores"])) if isinstance(m["scores"], np.ndarray) else m["scores"],
-                                   torch.from_numpy(np.array(m["uncertainty"])) if isinstance(m.get("uncertainty"), np.ndarray) else m.get("uncertainty"),
+            s = Scorer.from_matrix(name,
+                                   torch.from_numpy(np.array(m["scores"])) if isinstance(m["scores"], np.ndarray)
+                                   else m["scores"],
+                                   torch.from_numpy(np.array(m["uncertainty"]))
+                                   if isinstance(m.get("uncertainty"), np.ndarray) else m.get("uncertainty"),
                                    kind=info.get("score_kind", "logit"))
         else:
             s = Scorer.from_features(name, m["img"], m["txt"])

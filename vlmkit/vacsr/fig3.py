@@ -147,11 +147,13 @@ def _block_view(s: Tensor, u: Tensor, r: Tensor, k_rank: int) -> dict[str, np.nd
     ranks = torch.arange(1, k + 1, dtype=torch.float64)
     within = ranks.unsqueeze(0) <= R.unsqueeze(1)
     ap = (cum / ranks * rel.double() * within).sum(1) / R.clamp_min(1)
-    return {"keep": keep.numpy(), "top_score": s.gather(1, top)[:, 0].numpy(), "top_unc": u.gather(1, top)[:, 0].numpy(),
+    return {"keep": keep.numpy(), "top_score": s.gather(1, top)[:, 0].numpy(),
+            "top_unc": u.gather(1, top)[:, 0].numpy(),
             "correct": rel[:, 0].numpy().astype(bool), "ap": ap.numpy(), "ranked_unc": u.gather(1, order).numpy()}
 
 
-def _query_view(scores: Any, unc: Any, rel: Any, transposed: bool, k_rank: int, block_rows: int | None) -> dict[str, np.ndarray]:
+def _query_view(scores: Any, unc: Any, rel: Any, transposed: bool, k_rank: int,
+                block_rows: int | None) -> dict[str, np.ndarray]:
     """:func:`_block_view` over row blocks of ``scores`` (``.T`` when ``transposed``): memory is
     one block (float64) plus O(queries × k_rank), never the N × M matrix."""
     n_rows, n_cols = (scores.shape[1], scores.shape[0]) if transposed else (scores.shape[0], scores.shape[1])
@@ -163,7 +165,8 @@ def _query_view(scores: Any, unc: Any, rel: Any, transposed: bool, k_rank: int, 
         u = _rows_of(unc, a, b, transposed)
         r = _rows_of(rel, a, b, transposed, None).bool()
         if not bool(torch.isfinite(s).all()) or not bool(torch.isfinite(u).all()):
-            raise VlmkitError(f"scores / uncertainty: non-finite value in {'columns' if transposed else 'rows'} {a}:{b}; "
+            raise VlmkitError(f"scores / uncertainty: non-finite value in {'columns' if transposed else 'rows'} "
+                              f"{a}:{b}; "
                               "expected finite values for every pair (score them exactly, not top-K)")
         parts.append(_block_view(s, u, r, k_rank))
     k = min(k_rank, n_cols)  # every block ranked at least this many items
@@ -249,7 +252,8 @@ def fig3_report(scores: Any, uncertainty: Any, labels: Any, truth: Any | None = 
     b = pd.concat(bins, ignore_index=True) if bins else pd.DataFrame()
     if len(b):
         b = b[cols + ["source", "binning"] + [c for c in b.columns if c not in cols + ["source", "binning"]]]
-    return {"bins": b, "summary": pd.DataFrame(summary), "strata": pd.DataFrame(strata), "ranking": pd.DataFrame(ranking)}
+    return {"bins": b, "summary": pd.DataFrame(summary), "strata": pd.DataFrame(strata),
+            "ranking": pd.DataFrame(ranking)}
 
 
 def _binned_mean_corr(x: np.ndarray, v: np.ndarray, n_bins: int) -> float:

@@ -5,7 +5,8 @@ logit μ by default — sigmoid(μ) ranks identically and ``prob=True`` returns 
 saturates to exactly 1.0 in float32 for μ ≳ 17 and would create ties) and the uncertainty σ²
 (paper mechanism: the latent variance u = Σ_k α_k · mean_l σ²_{k,l} of
 :func:`vlmkit.vacsr.adapter.latent_uncertainty`, computed from the same factorised first layer,
-per chunk, in float32; ablations: the decoder's variance output). No sampling: z = Σ_k α_k μ_k (``config.inference="mean"``) or the most likely component's
+per chunk, in float32; ablations: the decoder's variance output). No sampling: z = Σ_k α_k μ_k
+(``config.inference="mean"``) or the most likely component's
 mean (``"mode"``); the same inputs give the same outputs.
 
 Precision: the hidden layers run in the compute dtype (bf16 by default on CUDA; the GEMMs
