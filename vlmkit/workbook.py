@@ -71,7 +71,8 @@ def _save_matrix(x: Any, path: Path, block_rows: int = 1024) -> None:
         out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(t.shape))
         for a in range(0, t.shape[0], block_rows):
             blk = t[a:a + block_rows]
-            out[a:a + block_rows] = blk.float().numpy() if isinstance(blk, torch.Tensor) else np.asarray(blk, np.float32)
+            out[a:a + block_rows] = (blk.float().numpy() if isinstance(blk, torch.Tensor)
+                                     else np.asarray(blk, np.float32))
         out.flush()
         del out
 
@@ -91,7 +92,8 @@ def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, t
     if scores is None and uncertainty is not None:
         raise VlmkitError(f"register_method({name!r}): uncertainty without scores")
     run = prepare_run_dir(run_dir)
-    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None) for k, v in {"img": img, "txt": txt}.items()}
+    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None)
+            for k, v in {"img": img, "txt": txt}.items()}
     blob.update(scores=None, uncertainty=None)  # the matrices are in their own .npy files
     path = run / "scores" / f"{name}.pt"
     matrices = {}
@@ -101,7 +103,8 @@ def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, t
             mpath.unlink(missing_ok=True)
             continue
         if tuple(x.shape) != tuple(scores.shape):
-            raise VlmkitError(f"register_method({name!r}): {key} has shape {tuple(x.shape)}, scores {tuple(scores.shape)}")
+            raise VlmkitError(f"register_method({name!r}): {key} has shape {tuple(x.shape)}, "
+                              f"scores {tuple(scores.shape)}")
         _save_matrix(x, mpath)
         matrices[key] = str(mpath.relative_to(run))
     atomic_torch_save(blob, path)
@@ -149,7 +152,8 @@ def load_method(run_dir: str | os.PathLike, name: str, *, cosine: bool = True) -
     for key, rel in (info.get("matrices") or {}).items():
         p = Path(run_dir) / rel
         if not p.is_file():
-            raise VlmkitError(f"{p}: missing (method {name!r} of {run_dir}/methods.json): run the notebook that registered it again")
+            raise VlmkitError(f"{p}: missing (method {name!r} of {run_dir}/methods.json): "
+                              "run the notebook that registered it again")
         blob[key] = np.load(p, mmap_mode="r")
     for key in MATRICES:
         blob.setdefault(key, None)
@@ -242,8 +246,9 @@ def _record_export(run: Path, name: str, *, png: bool, interactive: bool) -> Non
     figs[name] = {"png": png, "interactive_inline": interactive}
     static = all(f["png"] for f in figs.values())
     atomic_write_json(path, {"static_figures": static,
-                             "note": "" if static else "some figures have no static PNG (no Chromium for kaleido, or VLMKIT_NO_PNG): "
-                                                       "their executed notebooks embed the interactive plotly output only",
+                             "note": "" if static else "some figures have no static PNG (no Chromium for kaleido, "
+                                                       "or VLMKIT_NO_PNG): their executed notebooks embed the "
+                                                       "interactive plotly output only",
                              "figures": figs})
 
 
@@ -288,7 +293,8 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> pd.DataFrame:
     for rd in run_dirs:
         rd = Path(rd)
         meta = read_run_meta(rd)
-        params = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in meta.get("grid_point", {}).items()}
+        params = {k: (",".join(map(str, v)) if isinstance(v, list) else v)
+                  for k, v in meta.get("grid_point", {}).items()}
         base = {"run": rd.name, "status": meta.get("status", "unknown"), **params}
         summ = read_table(rd, "summary")
         if summ is None or summ.empty:
@@ -301,7 +307,8 @@ def summarise_runs(run_dirs: list[str | os.PathLike]) -> pd.DataFrame:
 
 def save_data_spec(run_dir: str | os.PathLike, dataset: str, test_images: int, seed: int, **extra: Any) -> None:
     """Record which evaluation data the run uses (``data.json``), so later notebooks rebuild it."""
-    atomic_write_json(Path(run_dir) / "data.json", {"dataset": dataset, "test_images": int(test_images), "seed": int(seed), **extra})
+    atomic_write_json(Path(run_dir) / "data.json", {"dataset": dataset, "test_images": int(test_images),
+                                                    "seed": int(seed), **extra})
 
 
 def run_data_spec(run_dir: str | os.PathLike) -> dict:
@@ -353,5 +360,6 @@ def pair_codes(run_dir: str | os.PathLike, ds: Any) -> np.ndarray:
         del codes
     codes = np.load(path, mmap_mode="r")
     if codes.shape != (ds.num_images, ds.num_captions):
-        raise VlmkitError(f"{path}: shape {codes.shape}, expected {(ds.num_images, ds.num_captions)}: delete it and run again")
+        raise VlmkitError(f"{path}: shape {codes.shape}, expected {(ds.num_images, ds.num_captions)}: "
+                          "delete it and run again")
     return codes

@@ -178,7 +178,8 @@ def top_pairs(key: Any, select: Callable[[slice], np.ndarray], k: int, *, block_
     for rows in row_blocks(s.shape[0], m, block_rows):
         mask = np.asarray(select(rows), bool)
         if mask.shape != (rows.stop - rows.start, m):
-            raise VlmkitError(f"select({rows.start}:{rows.stop}) returned shape {mask.shape}, expected {(rows.stop - rows.start, m)}")
+            raise VlmkitError(f"select({rows.start}:{rows.stop}) returned shape {mask.shape}, "
+                              f"expected {(rows.stop - rows.start, m)}")
         local = np.flatnonzero(mask.ravel())
         total += len(local)
         if k == 0 or not len(local):
@@ -197,7 +198,8 @@ def top_pairs(key: Any, select: Callable[[slice], np.ndarray], k: int, *, block_
 
 
 def _order_statistics(values: Any, types: Callable[[slice], np.ndarray], ranks: list[np.ndarray], n_types: int,
-                      lo: np.ndarray, hi: np.ndarray, block_rows: int | None, grid: int = 1 << 16) -> list[dict[int, float]]:
+                      lo: np.ndarray, hi: np.ndarray, block_rows: int | None,
+                      grid: int = 1 << 16) -> list[dict[int, float]]:
     """Exact order statistics per type: ``ranks[t]`` are 0-based ranks into type ``t``'s sorted
     values.  One pass counts the values per type over ``grid`` equal-width cells of [lo_t, hi_t];
     a second pass keeps only the values in the cells that hold a wanted rank and partially sorts
@@ -214,7 +216,8 @@ def _order_statistics(values: Any, types: Callable[[slice], np.ndarray], ranks: 
         v, t = np.asarray(s[rows], np.float64).ravel(), types(rows).ravel()
         counts += np.bincount(t * grid + cell(v, t), minlength=n_types * grid).reshape(n_types, grid)
     below = np.cumsum(counts, axis=1) - counts  # values of the type in lower cells
-    want = [{int(r): int(np.searchsorted(np.cumsum(counts[k]), r, side="right")) for r in ranks[k]} for k in range(n_types)]
+    want = [{int(r): int(np.searchsorted(np.cumsum(counts[k]), r, side="right")) for r in ranks[k]}
+            for k in range(n_types)]
     keep = [sorted(set(w.values())) for w in want]
     got: list[list[np.ndarray]] = [[] for _ in range(n_types)]
     for rows in row_blocks(s.shape[0], s.shape[1], block_rows):
@@ -276,7 +279,8 @@ def pair_type_quantiles(values: Any, ds: Any | None = None, *, codes: np.ndarray
     pos = [(qs * (n[k] - 1)) if n[k] else np.zeros(0) for k in range(3)]
     ranks = [np.unique(np.concatenate([np.floor(p), np.minimum(np.floor(p) + 1, max(n[k] - 1, 0))])).astype(np.int64)
              if n[k] else np.zeros(0, np.int64) for k, p in enumerate(pos)]
-    stats = _order_statistics(s, types, ranks + [np.zeros(0, np.int64)], 4, np.append(lo, 0.0), np.append(hi, 1.0), block_rows)
+    stats = _order_statistics(s, types, ranks + [np.zeros(0, np.int64)], 4, np.append(lo, 0.0), np.append(hi, 1.0),
+                              block_rows)
     out = np.full((3, qs.size), np.nan)
     for k in range(3):
         if not n[k]:
@@ -300,8 +304,10 @@ def one_to_one_matrix(caption_image: Any, n_images: int | None = None):
         raise VlmkitError(f"caption_image: expected non-negative integer image indices, got dtype {ci.dtype}")
     n = int(ci.max()) + 1 if n_images is None and ci.size else int(n_images or 0)
     if ci.size and ci.max() >= n:
-        raise VlmkitError(f"caption_image: caption {int(np.argmax(ci >= n))} points at image {int(ci.max())}, but there are {n} images")
-    return sp.csr_matrix((np.ones(ci.size, bool), (ci.astype(np.int64), np.arange(ci.size))), shape=(n, ci.size), dtype=bool)
+        raise VlmkitError(f"caption_image: caption {int(np.argmax(ci >= n))} points at image {int(ci.max())}, "
+                          f"but there are {n} images")
+    return sp.csr_matrix((np.ones(ci.size, bool), (ci.astype(np.int64), np.arange(ci.size))), shape=(n, ci.size),
+                         dtype=bool)
 
 
 def sparse_rows(matrix: Any, *, block_rows: int | None = None):
@@ -337,7 +343,8 @@ class PairTruth:
         self.num_images, self.num_captions = self._labels.shape
         self.name = "the given pairs"
         if self._truth.shape != self._labels.shape:
-            raise VlmkitError(f"positives: shape {self._truth.shape}, expected {self._labels.shape} (images × captions of caption_image)")
+            raise VlmkitError(f"positives: shape {self._truth.shape}, expected {self._labels.shape} "
+                              "(images × captions of caption_image)")
 
     def labels(self, idx: Any) -> np.ndarray:
         return self._labels[np.asarray(idx)].toarray()
