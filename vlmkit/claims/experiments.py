@@ -77,7 +77,8 @@ def plan(cfg: LedgerConfig) -> list[Unit]:
     for seed in cfg.seeds:
         for preset in presets:
             for variant in (cfg.vacsr_variants if preset == cfg.preset else ("K2",)):
-                units.append(Unit(vacsr_name(preset, variant, seed), "vacsr", {"preset": preset, "variant": variant, "seed": seed}))
+                units.append(Unit(vacsr_name(preset, variant, seed), "vacsr",
+                                  {"preset": preset, "variant": variant, "seed": seed}))
         if cfg.noise_reference:
             for variant, noise in ((PLAIN, None), ("K2", cfg.noise_high), (PLAIN, cfg.noise_high)):
                 units.append(Unit(vacsr_name(cfg.preset, variant, seed, noise), "vacsr",
@@ -139,7 +140,8 @@ def retrieval(scores: torch.Tensor, test, ece: bool = True) -> dict[str, float]:
     out: dict[str, float] = {}
     for _, r in t.iterrows():
         extended = r.protocol.startswith("extended")
-        key = {("R@1", False): "r1", ("ECE", False): "ece", ("mAP@R", True): "map", ("R-P", True): "rp"}.get((r.metric, extended))
+        key = {("R@1", False): "r1", ("ECE", False): "ece", ("mAP@R", True): "map",
+               ("R-P", True): "rp"}.get((r.metric, extended))
         if key and r.direction in ("i2t", "t2i"):
             out[f"{key}_{r.direction}"] = float(r.value)
     if not ece:
@@ -161,13 +163,16 @@ def geometry(img: torch.Tensor, txt: torch.Tensor, test, cfg: LedgerConfig) -> d
     from ..metrics import alignment, modality_gap, relative_alignment, uniformity
 
     first = first_captions(test.caption_image, test.num_images, by_image=True)
-    h = hardness_summary(mixed_negative_hardness(img, txt[first], lam=cfg.hardness_lambda, max_pairs=cfg.hardness_pairs))
+    h = hardness_summary(mixed_negative_hardness(img, txt[first], lam=cfg.hardness_lambda,
+                                                 max_pairs=cfg.hardness_pairs))
     h = h.set_index(h["kind"].str.split(" ").str[0])
     return {"gap": modality_gap(img, txt).distance, "uniformity": uniformity(img, txt),
             "alignment": alignment(img, txt, test.caption_image),
             "rel_alignment": relative_alignment(img, txt, test.caption_image),
-            "hardness_original": float(h.loc["original", "mean_similarity"]), "hardness_mixed": float(h.loc["mixed", "mean_similarity"]),
-            "hardest_original": float(h.loc["original", "mean_hardest"]), "hardest_mixed": float(h.loc["mixed", "mean_hardest"])}
+            "hardness_original": float(h.loc["original", "mean_similarity"]),
+            "hardness_mixed": float(h.loc["mixed", "mean_similarity"]),
+            "hardest_original": float(h.loc["original", "mean_hardest"]),
+            "hardest_mixed": float(h.loc["mixed", "mean_hardest"])}
 
 
 def encoder_eval(loaded, test, cfg: LedgerConfig, seed: int, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -257,7 +262,8 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
     from ..train import finetune, get_method, load_history
 
     tc = cfg.train_config(method, noise, seed, temperature)
-    run_dir = out / "runs" / (f"{method}-n{noise:g}" + ("" if temperature is None else f"-t{temperature:g}") + f"-s{seed}")
+    run_dir = out / "runs" / (f"{method}-n{noise:g}" + ("" if temperature is None else f"-t{temperature:g}")
+                              + f"-s{seed}")
     test = test_split(cfg.preset, cfg.test_images)
     traj: list[dict] = []
     while True:
@@ -282,11 +288,13 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
         scores, _ = scorer.score(best, f.images, f.texts, device=cfg.device)
         res.update({**retrieval(scores, test, ece=False), "skew": skewness(scores), "score": "adapter logit"})
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # 100+ MB each; the result JSON marks the run done
-    return {"method": method, "noise": noise, "seed": seed, "temperature": temperature, "best_epoch": best_epoch, "train_seconds": sum(r["seconds"] for r in history),
+    return {"method": method, "noise": noise, "seed": seed, "temperature": temperature, "best_epoch": best_epoch,
+            "train_seconds": sum(r["seconds"] for r in history),
             "test": res, "trajectory": traj}
 
 
-def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: int, noise: float | None = None) -> dict:
+def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: int,
+                 noise: float | None = None) -> dict:
     """VACSR (:func:`~vlmkit.claims.config.vacsr_config` of ``variant``) trained on frozen
     pretrained features of a training split with ``noise`` (default: the ledger's) noisy
     correspondence, scored exactly on every test pair: retrieval, Fig. 3 (binned Pearson r of the
@@ -307,13 +315,15 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     fte = encode_dataset(loaded, test, cache_dir=out / "features")
     vc = vacsr_config(variant, int(ftr.images.shape[1]))
     t0 = time.time()
-    adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc, epochs=cfg.vacsr_epochs,
-                                   batch_size=cfg.vacsr_batch_size, lr=cfg.vacsr_lr, seed=seed, device=cfg.device,
+    adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc,
+                                   epochs=cfg.vacsr_epochs, batch_size=cfg.vacsr_batch_size, lr=cfg.vacsr_lr,
+                                   seed=seed, device=cfg.device,
                                    show_progress=False)
     train_seconds = time.time() - t0
     scores, unc = score_all(adapter, fte.images, fte.texts, device=cfg.device, show_progress=False)
     res: dict[str, Any] = {**retrieval(scores, test, ece=False), "skew": skewness(scores)}
-    record = {"preset": preset, "variant": variant, "seed": seed, "noise": noise, "train_seconds": round(train_seconds, 1), "test": res}
+    record = {"preset": preset, "variant": variant, "seed": seed, "noise": noise,
+              "train_seconds": round(train_seconds, 1), "test": res}
     if variant == PLAIN:
         return record
     res.update(vacsr_measurements(scores, unc, test, n_boot=cfg.fig3_boot, seed=seed))
