@@ -49,12 +49,14 @@ def _shape(x: Any, name: str) -> tuple[int, int]:
 def _caption_image(caption_image: Any, n_captions: int) -> np.ndarray:
     ci = np.asarray(caption_image).reshape(-1)
     if ci.shape != (n_captions,) or (ci.size and not np.issubdtype(ci.dtype, np.integer)):
-        raise VlmkitError(f"caption_image: expected {n_captions} integer image indices (one per score column), got shape {ci.shape}, dtype {ci.dtype}")
+        raise VlmkitError(f"caption_image: expected {n_captions} integer image indices (one per score column), "
+                          f"got shape {ci.shape}, dtype {ci.dtype}")
     return ci.astype(np.int64)
 
 
 def fig3_summary(scores: Any, uncertainty: Any, caption_image: Any, positives: Any | None = None, *, n_bins: int = 10,
-                 n_boot: int = 200, seed: int = 0, truth_name: str = "exact truth", details: dict | None = None) -> pd.DataFrame:
+                 n_boot: int = 200, seed: int = 0, truth_name: str = "exact truth",
+                 details: dict | None = None) -> pd.DataFrame:
     """VACSR Fig. 3 per direction (rows ``i2t``, ``t2i``): ``pearson`` — Pearson r of the R@1 of
     ``n_bins`` equal-width bins of the queries' top-1 σ² against the bins' mean σ², correct =
     the one-to-one labels (the paper's protocol); ``ci_low`` / ``ci_high`` its bootstrap 95 %
@@ -84,8 +86,10 @@ def fig3_summary(scores: Any, uncertainty: Any, caption_image: Any, positives: A
             row["pearson_truth"] = t.pearson_r
         rows.append(row)
     out = pd.DataFrame(rows)
-    out.insert(0, "protocol", f"VACSR Fig. 3: Pearson r of bin R@1 vs bin-mean top-1 uncertainty, {n_bins} equal-width bins; "
-                              f"pearson = σ², correct = one-to-one labels (the paper's); pearson_control = −score, same labels"
+    out.insert(0, "protocol", f"VACSR Fig. 3: Pearson r of bin R@1 vs bin-mean top-1 uncertainty, "
+                              f"{n_bins} equal-width bins; "
+                              f"pearson = σ², correct = one-to-one labels (the paper's); "
+                              f"pearson_control = −score, same labels"
                               + (f"; pearson_truth = σ², correct = {truth_name}" if truth is not None else "")
                               + (f"; ci = bootstrap 95 % over {n_boot} query resamples" if n_boot else ""))
     if details is not None:
@@ -94,7 +98,8 @@ def fig3_summary(scores: Any, uncertainty: Any, caption_image: Any, positives: A
 
 
 def calibration(scores: Any, caption_image: Any, positives: Any | None = None, *, tau: float = 0.01, n_bins: int = 15,
-                confidence: str = "softmax", truth_name: str = "exact truth", details: dict | None = None) -> pd.DataFrame:
+                confidence: str = "softmax", truth_name: str = "exact truth",
+                details: dict | None = None) -> pd.DataFrame:
     """ECE (%) of top-1 retrieval per direction, the authors' protocol first: ``ece_authors``,
     ``confidence_authors``, ``accuracy_authors`` (first caption per image, N × N softmax(S/τ),
     correct = the diagonal); then the gallery view ``ece_labels`` (every caption, ``confidence``
@@ -113,7 +118,8 @@ def calibration(scores: Any, caption_image: Any, positives: Any | None = None, *
         c = square[d]
         bins[("authors", d)] = c.bins
         row = {"direction": d, "tau": float(tau), "ece_authors": 100 * c.ece, "confidence_authors": c.mean_confidence,
-               "accuracy_authors": c.accuracy, "confidence": confidence if confidence != "softmax" else f"softmax τ={tau:.3g}"}
+               "accuracy_authors": c.accuracy,
+               "confidence": confidence if confidence != "softmax" else f"softmax τ={tau:.3g}"}
         for key, P in views.items():
             ece, b = retrieval_calibration(S if d == "i2t" else S.T, P if d == "i2t" else P.T, confidence=confidence,
                                            temperature=tau, n_bins=n_bins)
@@ -121,25 +127,31 @@ def calibration(scores: Any, caption_image: Any, positives: Any | None = None, *
             bins[(key, d)] = b
         rows.append(row)
     out = pd.DataFrame(rows)
-    out.insert(0, "protocol", f"ECE (%) of top-1 retrieval, {n_bins} equal-width bins; ece_authors: {AUTHORS_PROTOCOL}; "
-                              f"ece_labels{' / ece_truth' if positives is not None else ''}: {GALLERY_PROTOCOL}, correct = one-to-one labels"
+    out.insert(0, "protocol", f"ECE (%) of top-1 retrieval, {n_bins} equal-width bins; "
+                              f"ece_authors: {AUTHORS_PROTOCOL}; "
+                              f"ece_labels{' / ece_truth' if positives is not None else ''}: {GALLERY_PROTOCOL}, "
+                              f"correct = one-to-one labels"
                               + (f" / {truth_name}" if positives is not None else ""))
     if details is not None:
         details["bins"] = bins
     return out
 
 
-def fn_auroc(uncertainty: Any, scores: Any, caption_image: Any, positives: Any, *, truth_name: str = "exact truth") -> pd.DataFrame:
+def fn_auroc(uncertainty: Any, scores: Any, caption_image: Any, positives: Any, *,
+             truth_name: str = "exact truth") -> pd.DataFrame:
     """One row: ``fn_auroc`` = P(σ²_FN > σ²_TN) + ½ P(tie) over every pair the one-to-one labels
     call negative (false negative = true under ``positives``), ``fn_auroc_control`` = the same
     AUROC of the score itself (σ² adds information about false negatives only above it),
     ``n_false_negatives``, ``n_true_negatives``."""
     n, m = _shape(scores, "scores")
     ci = _caption_image(caption_image, m)
-    a = false_negative_auroc_with_control(uncertainty, scores, ci, Positives.from_matrix(sparse_rows(positives))).set_index("source")
-    return pd.DataFrame([{"protocol": f"AUROC of σ² (fn_auroc) and of the score (fn_auroc_control) for false vs true negatives "
+    a = false_negative_auroc_with_control(uncertainty, scores, ci,
+                                          Positives.from_matrix(sparse_rows(positives))).set_index("source")
+    return pd.DataFrame([{"protocol": f"AUROC of σ² (fn_auroc) and of the score (fn_auroc_control) "
+                                      f"for false vs true negatives "
                                       f"over all pairs the one-to-one labels call negative, true = {truth_name}",
-                          "direction": "pairs", "fn_auroc": a.loc["sigma2", "auroc"], "fn_auroc_control": a.loc["score", "auroc"],
+                          "direction": "pairs", "fn_auroc": a.loc["sigma2", "auroc"],
+                          "fn_auroc_control": a.loc["score", "auroc"],
                           "n_false_negatives": int(a.loc["sigma2", "n_false_negatives"]),
                           "n_true_negatives": int(a.loc["sigma2", "n_true_negatives"])}])
 
@@ -157,22 +169,25 @@ def sigma2_by_pair_type(uncertainty: Any, caption_image: Any, positives: Any, *,
              **dict(zip(("min", "q05", "median", "q95", "max"), map(float, r["quantiles"][k])))}
             for k, name in enumerate(PAIR_TYPES)]
     out = pd.DataFrame(rows)
-    out.insert(0, "protocol", f"σ² over all pairs by pair type: positive = one-to-one label, false negative = unlabelled "
+    out.insert(0, "protocol", f"σ² over all pairs by pair type: positive = one-to-one label, "
+                              f"false negative = unlabelled "
                               f"but true ({truth_name}), true negative = neither")
     return out
 
 
 SUMMARY_SOURCES: dict[str, dict[str, str]] = {
     "gap": {"gap": "gap ‖Δ‖"},
-    "uncertainty": {"pearson": "unc–R@1 r [one-to-one labels]", "pearson_control": "−score control r [one-to-one labels]",
+    "uncertainty": {"pearson": "unc–R@1 r [one-to-one labels]",
+                    "pearson_control": "−score control r [one-to-one labels]",
                     "pearson_truth": "unc–R@1 r [truth]", "fn_auroc": "FN-vs-TN AUROC of σ²",
                     "fn_auroc_control": "FN-vs-TN AUROC of the score"},
 }
 """Per input table of :func:`summary`: its column → the summary column it fills."""
 
 
-def summary(retrieval: pd.DataFrame | None = None, calibration: pd.DataFrame | None = None, gap: pd.DataFrame | None = None,
-            uncertainty: pd.DataFrame | None = None, *, metrics: Sequence[str] = ("R@1", "RSUM", "mAP@R")) -> pd.DataFrame:
+def summary(retrieval: pd.DataFrame | None = None, calibration: pd.DataFrame | None = None,
+            gap: pd.DataFrame | None = None, uncertainty: pd.DataFrame | None = None, *,
+            metrics: Sequence[str] = ("R@1", "RSUM", "mAP@R")) -> pd.DataFrame:
     """One row per method from the run's tables (``tables/retrieval.csv`` long form; the
     ``calibration``, ``gap`` and ``uncertainty`` tables as notebooks 03, 05 and 07 write them):
     ``R@1 i2t [full NxM]`` … (``metrics`` per direction and retrieval protocol), the ECE per
@@ -184,9 +199,11 @@ def summary(retrieval: pd.DataFrame | None = None, calibration: pd.DataFrame | N
     if retrieval is not None and not retrieval.empty:
         for rec in retrieval.to_dict("records"):
             if rec["metric"] in metrics:
-                out.setdefault(rec["method"], {})[f"{rec['metric']} {rec['direction']} [{rec['protocol']}]"] = rec["value"]
+                out.setdefault(rec["method"], {})[f"{rec['metric']} {rec['direction']} "
+                                                  f"[{rec['protocol']}]"] = rec["value"]
     for rec in ([] if calibration is None else calibration.to_dict("records")):
-        for src, proto in (("ece_authors", "authors: N×N"), ("ece_labels", "one-to-one labels"), ("ece_truth", rec.get("truth", "exact truth"))):
+        for src, proto in (("ece_authors", "authors: N×N"), ("ece_labels", "one-to-one labels"),
+                           ("ece_truth", rec.get("truth", "exact truth"))):
             if src in rec and not pd.isna(rec[src]):
                 out.setdefault(rec["method"], {})[f"ECE % {rec['direction']} [{proto}]"] = rec[src]
     for table, cols in (("gap", SUMMARY_SOURCES["gap"]), ("uncertainty", SUMMARY_SOURCES["uncertainty"])):
@@ -196,6 +213,7 @@ def summary(retrieval: pd.DataFrame | None = None, calibration: pd.DataFrame | N
         for rec in t.to_dict("records"):
             for src, label in cols.items():
                 if src in rec and not pd.isna(rec[src]):
-                    key = label if rec.get("direction") in (None, "pairs") or pd.isna(rec.get("direction")) else f"{label} {rec['direction']}"
+                    key = (label if rec.get("direction") in (None, "pairs") or pd.isna(rec.get("direction"))
+                           else f"{label} {rec['direction']}")
                     out.setdefault(rec["method"], {})[key] = rec[src]
     return pd.DataFrame([{"method": m, **v} for m, v in out.items()])

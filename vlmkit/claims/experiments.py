@@ -317,8 +317,7 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
     t0 = time.time()
     adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc,
                                    epochs=cfg.vacsr_epochs, batch_size=cfg.vacsr_batch_size, lr=cfg.vacsr_lr,
-                                   seed=seed, device=cfg.device,
-                                   show_progress=False)
+                                   seed=seed, device=cfg.device, show_progress=False)
     train_seconds = time.time() - t0
     scores, unc = score_all(adapter, fte.images, fte.texts, device=cfg.device, show_progress=False)
     res: dict[str, Any] = {**retrieval(scores, test, ece=False), "skew": skewness(scores)}
