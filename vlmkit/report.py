@@ -32,8 +32,9 @@ from .rundir import CHECKOUT, in_checkout, read_run_meta, skipped_table, warning
 from .utils import VlmkitError, atomic_write_text
 
 PRECISION_RULE = ("Numbers: percentages (R@K, RSUM, mAP@R, R-P, ECE and every quantity in %) with 2 decimals; "
-                  "correlations (Pearson / Spearman r), AUROC and every other real number (gaps, cosines, scores, σ², losses) "
-                  "with 3 decimals, or 3 significant digits in scientific notation below 0.001; counts as integers; — = not available.")
+                  "correlations (Pearson / Spearman r), AUROC and every other real number (gaps, cosines, scores, σ², "
+                  "losses) with 3 decimals, or 3 significant digits in scientific notation below 0.001; "
+                  "counts as integers; — = not available.")
 _CORR = re.compile(r"pearson|spearman|auroc|(^|[\s_])r($|[\s_])|corr", re.I)
 _PCT = re.compile(r"R@\d|RSUM|mAP@R|R-P|ECE|%|(^|_)r\d+($|_)|(^|_)rsum($|_)", re.I)
 MAX_ROWS = 40
@@ -81,7 +82,8 @@ def table_html(df: pd.DataFrame, *, protocol: str | None = None, label_col: str 
     more = len(d) - max_rows
     d = d.head(max_rows)
     ints = set() if label_col else {c for c in d.columns if pd.api.types.is_float_dtype(d[c]) and d[c].notna().any()
-                                    and bool(np.all(np.mod(d[c].dropna(), 1) == 0)) and not _PCT.search(str(c)) and not _CORR.search(str(c))}
+                                    and bool(np.all(np.mod(d[c].dropna(), 1) == 0)) and not _PCT.search(str(c))
+                                    and not _CORR.search(str(c))}
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in d.columns)
     rows = []
     for rec in d.to_dict("records"):
@@ -125,7 +127,8 @@ def _figure_names(run: Path) -> dict[str, bool]:
 def _figure_html(run: Path, name: str, has_png: bool) -> str:
     if has_png:
         return (f"<figure><img class=fig src='{_png_uri(run / 'figures' / f'{name}.png')}' alt='{html.escape(name)}'>"
-                f"<figcaption>{html.escape(name)} · interactive: figures/{html.escape(name)}.html</figcaption></figure>\n")
+                f"<figcaption>{html.escape(name)} · interactive: figures/{html.escape(name)}.html</figcaption>"
+                f"</figure>\n")
     return (f"<p class=missing>Figure {html.escape(name)}: no static image in this run (PNG export unavailable); "
             f"the interactive version is figures/{html.escape(name)}.html in the run directory.</p>\n")
 
@@ -148,11 +151,15 @@ def _params_html(meta: dict) -> str:
     params = {**meta.get("parameters", {}), **meta.get("grid_point", {})}
     if not params and not meta:
         return "<p>No run.json: the parameters of this run were not recorded (notebooks run by hand).</p>"
-    rows = [{"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)} for k, v in sorted(params.items())]
-    info = {k: meta.get(k) for k in ("status", "started", "finished", "vlmkit_version", "git_commit", "python") if meta.get(k)}
+    rows = [{"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else str(v)}
+            for k, v in sorted(params.items())]
+    info = {k: meta.get(k) for k in ("status", "started", "finished", "vlmkit_version", "git_commit", "python")
+            if meta.get(k)}
     out = "<p>" + " · ".join(f"<b>{html.escape(k)}</b>: {html.escape(str(v))}" for k, v in info.items()) + "</p>"
-    out += table_html(pd.DataFrame(rows, columns=["parameter", "value"]), protocol="as given to vlmkit run (run.json)", max_rows=500)
-    nbs = [{"notebook": n, "status": e.get("status", "?"), "seconds": e.get("seconds"), "warnings": len(e.get("warnings", []))}
+    out += table_html(pd.DataFrame(rows, columns=["parameter", "value"]), protocol="as given to vlmkit run (run.json)",
+                      max_rows=500)
+    nbs = [{"notebook": n, "status": e.get("status", "?"), "seconds": e.get("seconds"),
+            "warnings": len(e.get("warnings", []))}
            for n, e in meta.get("notebooks", {}).items()]
     if nbs:
         out += table_html(pd.DataFrame(nbs), protocol="wall time of each executed notebook (run.json)")
@@ -180,14 +187,18 @@ def claims_html(claims_md: Path | None) -> str:
             cur = []
     if not tables:
         return f"<p>Claims ledger: {html.escape(str(claims_md))} holds no table yet.</p>\n"
-    out = f"<p class=protocol><b>Source:</b> {html.escape(Path(claims_md).name)} — the project's verdicts on the papers' claims, not computed from this run.</p>"
-    # the ledger's own caveats (markdown block quotes, e.g. that its verdicts predate the current defaults) travel with it
+    out = (f"<p class=protocol><b>Source:</b> {html.escape(Path(claims_md).name)} — the project's verdicts on "
+           f"the papers' claims, not computed from this run.</p>")
+    # the ledger's own caveats (markdown block quotes, e.g. that its verdicts predate the current defaults) travel
+    # with it
     out += "".join(f"<p class=protocol>{_markdown_inline(line.lstrip('> ').strip())}</p>"
                    for line in lines if line.startswith(">") and line.lstrip("> ").strip())
     for rows in tables:
         body = [r for r in rows[1:] if not all(re.fullmatch(r"\s*:?-{2,}:?\s*", c) for c in r)]
-        out += ("<table><thead><tr>" + "".join(f"<th>{_markdown_inline(c)}</th>" for c in rows[0]) + "</tr></thead><tbody>"
-                + "".join("<tr>" + "".join(f"<td>{_markdown_inline(c)}</td>" for c in r) + "</tr>" for r in body) + "</tbody></table>\n")
+        out += ("<table><thead><tr>" + "".join(f"<th>{_markdown_inline(c)}</th>" for c in rows[0])
+                + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_markdown_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table>\n")
     return out
 
 
@@ -210,7 +221,9 @@ def _section_table(run: Path, name: str) -> str:
     t = read_table(run, name)
     if t is None or t.empty:
         return ""
-    src, head = f"tables/{name}.csv", f"<h3>{html.escape(TABLE_TITLES.get(name, name))} <small>(tables/{html.escape(name)}.csv)</small></h3>"
+    src, head = (f"tables/{name}.csv",
+                 f"<h3>{html.escape(TABLE_TITLES.get(name, name))} "
+                 f"<small>(tables/{html.escape(name)}.csv)</small></h3>")
     if name == "summary":  # wide, few rows: one row per metric, one column per method
         key = str(t.columns[0])
         t = t.set_index(key).T.reset_index().rename(columns={"index": "metric"})
@@ -230,7 +243,8 @@ def _status_phrase(meta: dict) -> str:
     if status != "running":
         return f"status {html.escape(status)}"
     done = [n for n, e in (meta.get("notebooks") or {}).items() if e.get("status") == "ok"]
-    return f"written by the run itself, after {len(done)} notebook(s) had finished" if done else "written during the run"
+    return (f"written by the run itself, after {len(done)} notebook(s) had finished" if done
+            else "written during the run")
 
 
 def build_report(run_dir: str | os.PathLike, *, run_dirs: Sequence[str | os.PathLike] = (),
@@ -262,24 +276,32 @@ def build_report(run_dir: str | os.PathLike, *, run_dirs: Sequence[str | os.Path
         body += "".join(_figure_html(run, n, figs[n]) for n in mine)
         used |= set(mine) | {p for p in panels if p.startswith(prefixes)}
         if not body:
-            body = "<p class=missing>Nothing for this section in this run (its notebook did not run, or had nothing to show).</p>"
-        parts.append(f"<section id={key}><h2>{html.escape(title)}</h2><p class=narrative>{NARRATIVE[key]}</p>{body}</section>")
+            body = ("<p class=missing>Nothing for this section in this run (its notebook did not run, "
+                    "or had nothing to show).</p>")
+        parts.append(f"<section id={key}><h2>{html.escape(title)}</h2>"
+                     f"<p class=narrative>{NARRATIVE[key]}</p>{body}</section>")
     rest = [n for n in figs if n not in used and not (n.startswith("08_") and n.endswith("_table"))]
     if rest:
-        parts.append("<section id=other><h2>Other figures</h2>" + "".join(_figure_html(run, n, figs[n]) for n in rest) + "</section>")
+        parts.append("<section id=other><h2>Other figures</h2>"
+                     + "".join(_figure_html(run, n, figs[n]) for n in rest) + "</section>")
     if run_dirs:
         across = summarise_runs([run] + [Path(r) for r in run_dirs])
-        parts.append("<section id=across><h2>Across runs</h2><p class=narrative>One row per run and method; the parameters of "
-                     "each grid point first.</p>" + table_html(across, protocol="as named in each column (tables/summary.csv of each run)") + "</section>")
+        parts.append("<section id=across><h2>Across runs</h2><p class=narrative>One row per run and method; "
+                     "the parameters of each grid point first.</p>"
+                     + table_html(across, protocol="as named in each column (tables/summary.csv of each run)")
+                     + "</section>")
     parts.append(f"<section id=parameters><h2>Parameters</h2>{_params_html(meta)}</section>")
-    for table, title, note in ((warnings_table(run), "Warnings", "Warnings the notebooks emitted under vlmkit run (category, message, count, where)."),
-                               (skipped_table(run), "Skipped items", "Dataset items the loaders left out (count, first reason); see dataset.skipped.")):
+    for table, title, note in ((warnings_table(run), "Warnings",
+                                "Warnings the notebooks emitted under vlmkit run (category, message, count, where)."),
+                               (skipped_table(run), "Skipped items",
+                                "Dataset items the loaders left out (count, first reason); see dataset.skipped.")):
         inner = table_html(table, protocol=note, max_rows=200) if len(table) else "<p>None recorded.</p>"
         parts.append(f"<section id={title.split()[0].lower()}><h2>{title}</h2>{inner}</section>")
     parts.append(f"<section id=claims><h2>Claims ledger</h2>{claims_html(claims_md)}</section>")
     export = export_status(run) or {}
     static = "" if export.get("static_figures", True) else f"<p class=missing>{html.escape(export.get('note', ''))}</p>"
-    head = (f"<header><h1>vlmkit report · {html.escape(run.resolve().name)}</h1><p>Run directory {html.escape(str(run.resolve()))}; "
+    head = (f"<header><h1>vlmkit report · {html.escape(run.resolve().name)}</h1>"
+            f"<p>Run directory {html.escape(str(run.resolve()))}; "
             f"{_status_phrase(meta)}; written {dt.datetime.now().isoformat(timespec='seconds')}.</p>"
             f"<p class=rule>{html.escape(PRECISION_RULE)} Every table states its protocol.</p>{static}</header>")
     return _write(run / "report" / "report.html", "vlmkit report", head + _toc(parts) + "".join(parts))
@@ -291,7 +313,8 @@ def _toc(parts: list[str]) -> str:
 
 
 def _write(path: Path, title: str, body: str) -> Path:
-    atomic_write_text(path, f"<!DOCTYPE html><html lang=en><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    atomic_write_text(path, f"<!DOCTYPE html><html lang=en><head><meta charset='utf-8'>"
+                            f"<title>{html.escape(title)}</title>"
                             f"<style>{CSS}</style></head><body>{body}</body></html>\n")
     return path
 
@@ -315,22 +338,29 @@ def build_grid_report(run_dirs: Sequence[str | os.PathLike], out: str | os.PathL
     show = lambda v: ", ".join(map(str, v)) if isinstance(v, list) else ("—" if v is None else str(v))  # noqa: E731
     differ = [k for k in keys if len({show(p.get(k)) for p in params.values()}) > 1]
     same = [k for k in keys if k not in differ]
-    rows = [{"run": r.name, "status": metas[r].get("status", "unknown"), **{k: show(params[r].get(k)) for k in differ}} for r in runs]
-    body = (f"<header><h1>vlmkit grid comparison · {len(runs)} grid points</h1><p class=rule>{html.escape(PRECISION_RULE)} "
-            "Every table states its protocol.</p></header><section id=points><h2>Grid points and the parameters that differ</h2>"
-            "<p class=narrative>One row per grid point (run directory); its own report is report/report.html inside it.</p>"
+    rows = [{"run": r.name, "status": metas[r].get("status", "unknown"), **{k: show(params[r].get(k)) for k in differ}}
+            for r in runs]
+    body = (f"<header><h1>vlmkit grid comparison · {len(runs)} grid points</h1><p class=rule>"
+            f"{html.escape(PRECISION_RULE)} "
+            "Every table states its protocol.</p></header>"
+            "<section id=points><h2>Grid points and the parameters that differ</h2>"
+            "<p class=narrative>One row per grid point (run directory); "
+            "its own report is report/report.html inside it.</p>"
             + table_html(pd.DataFrame(rows), protocol="parameters as recorded in each run.json") +
-            ("<p>Shared by every point: " + "; ".join(f"{html.escape(k)} = {html.escape(show(params[runs[0]].get(k)))}" for k in same) + "</p>" if same else "")
+            ("<p>Shared by every point: "
+             + "; ".join(f"{html.escape(k)} = {html.escape(show(params[runs[0]].get(k)))}" for k in same) + "</p>"
+             if same else "")
             + "</section>" + sections + "<section id=per-point><h2>Summary per grid point</h2>")
     for r in runs:
         label = ", ".join(f"{k} = {show(params[r].get(k))}" for k in differ) or r.name
         t = re.sub(r"^<h3>.*?</h3>", "", _section_table(r, "summary"))
-        body += f"<h3>{html.escape(r.name)} ({html.escape(label)})</h3>" + (t or
-                                                                          "<p class=missing>No summary: this run did not reach 08 (status "
-                                                                          f"{html.escape(str(metas[r].get('status', 'unknown')))}).</p>")
+        body += f"<h3>{html.escape(r.name)} ({html.escape(label)})</h3>" + (
+            t or "<p class=missing>No summary: this run did not reach 08 (status "
+                 f"{html.escape(str(metas[r].get('status', 'unknown')))}).</p>")
     across = summarise_runs(runs)
     body += ("</section><section id=across><h2>All grid points</h2>"
-             + table_html(across, protocol="as named in each column (tables/summary.csv of each run)", max_rows=500) + "</section>")
+             + table_html(across, protocol="as named in each column (tables/summary.csv of each run)", max_rows=500)
+             + "</section>")
     return _write(path, "vlmkit grid comparison", body)
 
 
