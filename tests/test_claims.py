@@ -144,11 +144,13 @@ def test_embedding_arithmetic_on_a_hand_case():
         embedding_arithmetic(img[:3], HAND_OBJS, encode)
 
 
-def test_embedding_arithmetic_sweep_is_each_lambda_on_the_same_queries_and_its_best():
+def _random_model(seed: int):
+    """40 embedded test scenes, random unit image features and a text tower giving each new caption a
+    random unit vector (d = 16, float64)."""
     from vlmkit.data import make_shapes
 
     objs = make_shapes("test", n_images=40).truth.objs
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     img = torch.nn.functional.normalize(torch.randn(40, 16, generator=g, dtype=torch.float64), dim=1)
     table = {}
 
@@ -156,6 +158,12 @@ def test_embedding_arithmetic_sweep_is_each_lambda_on_the_same_queries_and_its_b
         for t in texts:
             table.setdefault(t, torch.nn.functional.normalize(torch.randn(16, generator=g, dtype=torch.float64), dim=0))
         return torch.stack([table[t] for t in texts])
+
+    return objs, img, encode
+
+
+def test_embedding_arithmetic_sweep_is_each_lambda_on_the_same_queries_and_its_best():
+    objs, img, encode = _random_model(seed=1)
 
     lams = (0.5, 1, 2, 7)
     got = embedding_arithmetic(img, objs, encode, lam=1.0, max_queries=None, sweep=lams)
@@ -185,24 +193,14 @@ def test_embedding_arithmetic_counts_a_tie_with_a_wrong_image_as_a_miss():
 
 
 def test_embedding_arithmetic_matches_a_brute_force_loop():
-    from vlmkit.data import make_shapes
-
-    objs = make_shapes("test", n_images=40).truth.objs
-    g = torch.Generator().manual_seed(0)
-    img = torch.nn.functional.normalize(torch.randn(40, 16, generator=g, dtype=torch.float64), dim=1)
-    table = {}
-
-    def encode(texts):
-        for t in texts:
-            table.setdefault(t, torch.nn.functional.normalize(torch.randn(16, generator=g, dtype=torch.float64), dim=0))
-        return torch.stack([table[t] for t in texts])
+    objs, img, encode = _random_model(seed=0)
 
     got = embedding_arithmetic(img, objs, encode, lam=0.7, max_queries=None)
     from vlmkit.claims.arithmetic import phrase
 
     hits = []
     for i, s, c1, c2 in edit_queries(objs):
-        q = img[i] + 0.7 * (table[phrase(c2, s)] - table[phrase(c1, s)])
+        q = img[i] + 0.7 * (encode([phrase(c2, s)])[0] - encode([phrase(c1, s)])[0])
         q = q / q.norm()
         best, best_j = -math.inf, -1
         for j in range(40):
