@@ -102,7 +102,7 @@ def test_joint_training_config_follows_the_paper_recipe():
 
     cfg = TrainConfig(method="vacsr-joint", epochs=25, lr=1e-5, vacsr={"preset": "paper"})
     assert cfg.vacsr_option("contrastive_weight") == 0.0  # Eq. 13: no InfoNCE unless asked for
-    assert cfg.vacsr_option("lr") == 5e-4 and cfg.lr < cfg.vacsr_option("lr")  # backbone lower
+    assert cfg.vacsr_option("lr") == 1e-3 and cfg.lr < cfg.vacsr_option("lr")  # backbone lower
     vc = cfg.vacsr_config(512)
     assert vc == VACSRConfig.paper_sized(512) and vc.mechanism == "paper"
     assert TrainConfig(method="vacsr-joint", vacsr={"latent_dim": 8}).vacsr_config(16).latent_dim == 8
@@ -142,7 +142,7 @@ def test_joint_towers_train_at_the_documented_fraction_of_the_adapter_lr():
         return out
 
     paper = lrs(TrainConfig(method="vacsr-joint", lr=5e-4, **{k: v for k, v in _TINY.items() if k != "device"}))
-    assert paper == {"image": {5e-6}, "text": {5e-5}, "vacsr-adapter": {5e-4}}, paper  # ×0.01 / ×0.1 of the adapter's
+    assert paper == {"image": {1e-5}, "text": {1e-4}, "vacsr-adapter": {1e-3}}, paper  # ×0.01 / ×0.1 of the adapter's
     own = lrs(TrainConfig(method="vacsr-joint", lr=2e-4, lr_mult_image=0.5, vacsr={"text_lr_frac": None, "lr": 1e-3}))
     assert own == {"image": {5e-6}, "text": {2e-4}, "vacsr-adapter": {1e-3}}, own  # image 1e-3·0.01·0.5; text at lr
 

@@ -40,7 +40,7 @@ from .amp import autocast_setup
 from ..schedule import step_decay, warmup_cosine
 
 #: keys of ``TrainConfig.vacsr`` that belong to the loop, not to :class:`~vlmkit.vacsr.VACSRConfig`
-VACSR_LOOP_KEYS = {"lr": 5e-4, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
+VACSR_LOOP_KEYS = {"lr": 1e-3, "weight_decay": 0.0, "contrastive_weight": 0.0, "preset": None, "schedule": "step",
                    "step_frac": 0.6, "warm_start": "features", "warm_epochs": 3, "warm_lr": 1e-3,
                    "text_lr_frac": 0.1, "image_lr_frac": 0.01}
 VACSR_PRESETS = (None, "paper")
