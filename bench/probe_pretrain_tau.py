@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--eval", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--images", type=int, default=None, help="pretraining images (default: the shipped stand-in's 30,000)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -55,7 +56,7 @@ def main() -> None:
     test = make_shapes("test")
     print(json.dumps(evaluate(loaded, test, 0)), flush=True)
     pc = PretrainConfig()  # the shipped stand-in's own pretraining data
-    ds = make_shapes("pretrain", n_images=pc.n_images, seed=pc.data_seed, captions="web",
+    ds = make_shapes("pretrain", n_images=args.images or pc.n_images, seed=pc.data_seed, captions="web",
                      web_per_image=pc.web_per_image, preset=pc.preset)
     pairs = CaptionPairs(ds, ImageTensors(ds, loaded.preprocess, loaded.preprocess_cfg), tokenize_all(loaded.tokenizer, ds.captions))
     with torch.no_grad():
