@@ -319,6 +319,8 @@ def test_ledger_config_rejects_bad_knobs():
         LedgerConfig(gen_grid=(1, 2))
     with pytest.raises(VlmkitError, match="gen_shots=0"):
         LedgerConfig(gen_shots=0)
+    with pytest.raises(VlmkitError, match="gen_vacsr_batch_size=1.5"):
+        LedgerConfig(gen_vacsr_batch_size=1.5)
     assert LedgerConfig().seeds == (0, 1, 2) and LedgerConfig().train_images == 2000 and LedgerConfig.quick().quick_mode
 
 

@@ -68,7 +68,8 @@ class LedgerConfig:
     training sets (drawn with each seed), ``gen_test_per_class`` test images per class in the source
     and the shifted domain; claim 13 fine-tunes ``contrastive`` and ``m2mix`` for ``gen_epochs`` at
     the ledger's lr (:meth:`gen_train_config`), claim 14 trains the VACSR adapter for
-    ``gen_vacsr_epochs`` on the base classes of the ``gen_split_seed`` split.
+    ``gen_vacsr_epochs`` (batch ``gen_vacsr_batch_size``) on the base classes of the ``gen_split_seed``
+    split.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -112,6 +113,7 @@ class LedgerConfig:
     gen_test_per_class: int = 10  # test images per class, in each domain
     gen_epochs: int = 10  # few-shot fine-tuning epochs, last epoch kept (the m²-Mix authors: 20 on ImageNet)
     gen_vacsr_epochs: int = 50  # VACSR on frozen features of the k-shot base-class images (claim 14)
+    gen_vacsr_batch_size: int = 64  # few-shot: 8 steps per epoch on 512 images (a step costs batch² pairs)
     gen_split_seed: int = 0  # the base / novel class split
     workers: int = 1
     device: str = "auto"
@@ -154,7 +156,8 @@ class LedgerConfig:
         if len(g) != 2 or not all(1 <= x <= 8 for x in g) or g[0] * g[1] < 4:
             raise VlmkitError(f"LedgerConfig.gen_grid={self.gen_grid}: expected (shapes, colours), each in 1..8, "
                               "with at least 4 classes (claims 13, 14)")
-        for name in ("gen_shots", "gen_val_per_class", "gen_test_per_class", "gen_epochs", "gen_vacsr_epochs"):
+        for name in ("gen_shots", "gen_val_per_class", "gen_test_per_class", "gen_epochs", "gen_vacsr_epochs",
+                     "gen_vacsr_batch_size"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 raise VlmkitError(f"LedgerConfig.{name}={v!r}: expected an integer ≥ 1")

@@ -449,7 +449,8 @@ def gen_vacsr(cfg: LedgerConfig, out: Path, variant: str, seed: int) -> dict:
     vc = vacsr_config(variant, int(ftr.images.shape[1]))
     t0 = time.time()
     adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc,
-                                   epochs=cfg.gen_vacsr_epochs, batch_size=min(cfg.vacsr_batch_size, train.num_images),
+                                   epochs=cfg.gen_vacsr_epochs,
+                                   batch_size=max(2, min(cfg.gen_vacsr_batch_size, train.num_images)),
                                    lr=cfg.vacsr_lr, seed=seed, device=cfg.device, show_progress=False)
     train_seconds = time.time() - t0
     scores, _ = score_all(adapter, fte.images, class_features(loaded, test), device=cfg.device, show_progress=False)
