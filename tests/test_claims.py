@@ -211,7 +211,7 @@ def test_embedding_arithmetic_matches_a_brute_force_loop():
 
 
 # ------------------------------------------------------------------------------ the ledger
-NUMBERS = ["1", "2", "3a", "3b", "4a", "4b", "5", "6", "7", "8", "9", "10", "11", "12"]
+NUMBERS = ["1", "2", "3a", "3b", "4a", "4b", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14"]
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -315,6 +315,12 @@ def test_ledger_config_rejects_bad_knobs():
         LedgerConfig(workers=0)
     with pytest.raises(VlmkitError, match="clean_noise"):
         LedgerConfig(clean_noise=1.5)
+    with pytest.raises(VlmkitError, match="gen_grid"):
+        LedgerConfig(gen_grid=(1, 2))
+    with pytest.raises(VlmkitError, match="gen_shots=0"):
+        LedgerConfig(gen_shots=0)
+    with pytest.raises(VlmkitError, match="gen_vacsr_batch_size=1.5"):
+        LedgerConfig(gen_vacsr_batch_size=1.5)
     assert LedgerConfig().seeds == (0, 1, 2) and LedgerConfig().train_images == 2000 and LedgerConfig.quick().quick_mode
 
 
@@ -375,6 +381,10 @@ def _healthy(res, cfg):
     _set(res, cfg, "ft/contrastive/n0", authors_conf_i2t=80.0, authors_conf_t2i=80.0, authors_acc_i2t=50.0, authors_acc_t2i=50.0)
     for s in cfg.seeds:  # the frozen-feature VACSR trained
         res[f"vacsr/{cfg.preset}/K2/s{s}"]["test"].update(r1_i2t=50.0, r1_t2i=50.0)
+    res["gen/zero-shot"]["test"].update(acc_source=10.0, acc_shifted=10.0, base=10.0, novel=10.0, H=10.0)
+    for m in ("contrastive", "m2mix"):  # the few-shot fine-tunings beat zero-shot on the source test set
+        _set(res, cfg, f"gen/ft/{m}", acc_source=50.0, acc_shifted=30.0)
+    _set(res, cfg, "gen/vacsr/K2", base=90.0, novel=20.0, H=2 * 90 * 20 / 110)  # VACSR trained on the base classes
 
 
 def test_a_claim_about_a_method_that_did_not_train_is_inconclusive_and_says_why(quick_ledger):
@@ -494,6 +504,11 @@ def test_the_plan_runs_each_regime_once(tmp_path):
     assert units["ft/m2mix/n0/s1"].params["trajectory"] and not units["ft/sigmoid/n0.2/s1"].params["trajectory"]
     tc = LedgerConfig().train_config("m2mix", 0.0, 1, 0.05)
     assert tc.temperature == 0.05 and tc.noise_ratio == 0.0 and LedgerConfig().train_config("m2mix", 0.0, 1).temperature is None
+    gen = [n for n in names if n.startswith("gen/") and not n.endswith(("/s1", "/s2"))]
+    assert gen == ["gen/zero-shot", "gen/vacsr/K2/s0", "gen/vacsr/plain/s0", "gen/ft/contrastive/s0", "gen/ft/m2mix/s0"]
+    assert units["gen/ft/m2mix/s2"].params == {"method": "m2mix", "seed": 2} and units["gen/vacsr/plain/s1"].kind == "gen-vacsr"
+    tc = LedgerConfig().gen_train_config("contrastive", 2)  # 16-shot, 64 classes, the batch of the ledger recipe
+    assert (tc.dataset, tc.batch_size, tc.epochs) == ("shape-classes:source:train:16:all:8x8:2", 128, 10)
     # the same noise for both regimes: contrastive runs once
     same = [u.name for u in plan(LedgerConfig(clean_noise=0.2))]
     assert len(same) == len(set(same)) and "ft/contrastive/n0.2/s0" in same
@@ -516,3 +531,87 @@ def test_independent_units_run_in_parallel_workers_and_match_the_serial_run(quic
         assert new.keys() == old.keys() and all(new[k] == pytest.approx(old[k], rel=1e-6, abs=1e-9, nan_ok=True) for k in old), name
     assert [c["verdict"] for c in again["claims"]] == [c["verdict"] for c in first["claims"]]
     assert len(again["unit_seconds"]) == again["n_units"] and all(v >= 0 for v in again["unit_seconds"].values())
+
+
+def test_claims_13_and_14_read_the_generalisation_units(quick_ledger):
+    from vlmkit.claims.ledger import PAPER_C13, PAPER_C14, evaluate_claims
+
+    res = _quick_results(quick_ledger)
+    cfg = LedgerConfig.quick()
+    _healthy(res, cfg)
+    claims = {c["number"]: c for c in evaluate_claims(cfg, res)}
+    c13, c14 = claims["13"], claims["14"]
+    assert [c["label"] for c in c13["comparisons"]] == ["shifted-test accuracy: m²-Mix − contrastive",
+                                                        "source-test accuracy: m²-Mix − contrastive"]
+    assert c13["comparisons"][0]["values"] == [0.0, 0.0] and c13["verdict"] == "inconclusive" and c13["caveat"] is None
+    assert c13["preconditions"][0]["name"] == "compared methods beat zero-shot on the source test set"
+    assert "source-test accuracy %: zero-shot 10" in c13["preconditions"][0]["detail"]
+    # m²-Mix 5 points higher under the shift only: partly holds; on both: holds
+    _set(res, cfg, "gen/ft/m2mix", acc_shifted=35.0)
+    c13 = {c["number"]: c for c in evaluate_claims(cfg, res)}["13"]
+    assert c13["verdict"] == "partly holds" and c13["comparisons"][0]["outcome"] == "holds"
+    assert "change source → shifted: contrastive -20 ± 0, m²-Mix -15 ± 0" in c13["values"]
+    _set(res, cfg, "gen/ft/m2mix", acc_source=52.0)
+    assert {c["number"]: c for c in evaluate_claims(cfg, res)}["13"]["verdict"] == "holds"
+    # the paper's Tab. 5 means beside: FT 65.44 → 42.02, m²-Mix 67.08 → 43.79
+    assert "FT 65.44 → 42.02, m²-Mix 67.08 → 43.79" in c13["values"] and PAPER_C13["ZS"][0] == 62.06
+    # zero-shot above the fine-tunings on the source test set: not read
+    res["gen/zero-shot"]["test"]["acc_source"] = 60.0
+    c13 = {c["number"]: c for c in evaluate_claims(cfg, res)}["13"]
+    assert c13["verdict"] == "inconclusive" and "did not beat zero-shot" in c13["caveat"]
+    # claim 14: H of VACSR (32.7) above zero-shot's 10 holds; the MLP and base / novel apart are references
+    assert c14["verdict"] == "holds" and [c["label"] for c in c14["comparisons"]] == ["H: VACSR − zero-shot"]
+    assert c14["comparisons"][0]["mean"] == pytest.approx(2 * 90 * 20 / 110 + 0.5 - 10)
+    assert "not in the verdict" in c14["values"] and "H: VACSR − MLP" in c14["values"]
+    assert "VACSR 85.74 / 76.08 / 80.37" in c14["values"] and PAPER_C14["zero-shot CLIP"][2] == 71.70
+    assert c14["preconditions"][0]["name"] == "VACSR (K = 2) on the base classes trained"
+    n_base = (cfg.gen_n_classes() + 1) // 2
+    _set(res, cfg, "gen/vacsr/K2", base=100.0 / n_base)  # at chance among the base classes
+    c14 = {c["number"]: c for c in evaluate_claims(cfg, res)}["14"]
+    assert c14["verdict"] == "inconclusive" and c14["caveat"].startswith("VACSR (K = 2) on the base classes did not train")
+    assert "base accuracy" in c14["caveat"] and "R@1" not in c14["caveat"]
+
+
+def test_generalisation_units_measure_what_they_say(quick_ledger):
+    """The zero-shot unit's accuracies against a brute-force loop over the same model's features;
+    the fine-tuning units ran the planned k-shot data and epochs."""
+    import torch
+
+    from vlmkit.claims.experiments import base_model, class_features, gen_base_classes, gen_test
+    from vlmkit.features import encode_dataset
+
+    out, _ = quick_ledger
+    res = _quick_results(quick_ledger)
+    cfg = LedgerConfig.quick()
+    loaded = base_model(cfg)
+    base = set(gen_base_classes(cfg).tolist())
+    for domain in ("source", "shifted"):
+        ds = gen_test(domain, cfg.gen_grid, cfg.gen_test_per_class)
+        img = encode_dataset(loaded, ds.as_pairs()).images
+        txt = class_features(loaded, ds)
+        hits = {"all": [], "base": [], "novel": []}
+        for i, y in enumerate(ds.labels.tolist()):
+            s = (img[i] @ txt.T).tolist()
+            hits["all"].append(all(s[y] > s[c] for c in range(len(s)) if c != y))
+            half = "base" if y in base else "novel"
+            hits[half].append(all(s[y] > s[c] for c in range(len(s)) if c != y and (c in base) == (half == "base")))
+        t = res["gen/zero-shot"]["test"]
+        assert t[f"acc_{domain}"] == pytest.approx(100 * np.mean(hits["all"]))
+        if domain == "source":
+            b, n = 100 * np.mean(hits["base"]), 100 * np.mean(hits["novel"])
+            assert (t["base"], t["novel"]) == (pytest.approx(b), pytest.approx(n))
+            assert t["H"] == pytest.approx(0 if b + n == 0 else 2 * b * n / (b + n))
+    for s in cfg.seeds:
+        for m in ("contrastive", "m2mix"):
+            r = res[f"gen/ft/{m}/s{s}"]
+            assert r["train_images"] == cfg.gen_shots * 16 and r["epochs"] == cfg.gen_epochs
+            hist = json.loads((out / "runs" / "runs" / f"gen-{m}-s{s}" / "history.json").read_text())
+            assert len(hist) == cfg.gen_epochs
+            assert not (out / "runs" / "runs" / f"gen-{m}-s{s}" / "checkpoint.pt").exists()
+        for v in ("K2", "plain"):
+            r = res[f"gen/vacsr/{v}/s{s}"]
+            assert r["train_images"] == cfg.gen_shots * 8 and all(math.isfinite(x) for x in r["test"].values())
+    tc = cfg.gen_train_config("m2mix", 1)
+    assert tc.dataset == "shape-classes:source:train:2:all:4x4:1" and tc.val_dataset == "shape-classes:source:val:1:all:4x4:0"
+    assert tc.captions_per_image == 1 and tc.noise_ratio == 0 and tc.epochs == 1 and tc.batch_size == 16
+    assert torch.equal(torch.as_tensor(gen_base_classes(cfg)), torch.as_tensor(sorted(base)))

@@ -9,7 +9,7 @@ embedded data's exact truth, with seeds, spread and a verdict.
 * :mod:`~vlmkit.claims.config` — :class:`LedgerConfig`, every size knob (``quick()`` preset);
 * :mod:`~vlmkit.claims.experiments` — the cached units of work (fine-tuning runs, VACSR on frozen
   features, zero-shot), shared by the claims;
-* :mod:`~vlmkit.claims.ledger` — the claims (1–12, with 3 and 4 split into the paper's test and a
+* :mod:`~vlmkit.claims.ledger` — the claims (1–14, with 3 and 4 split into the paper's test and a
   control), the comparisons each rests on and the preconditions it is read under;
 * :mod:`~vlmkit.claims.verdicts` — the rule and its preconditions, written once;
 * :mod:`~vlmkit.claims.document` — ``docs/results.md`` and its figures;

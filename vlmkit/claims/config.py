@@ -62,6 +62,14 @@ class LedgerConfig:
     sweep (``SIMAT_eval`` in changdaeoh/multimodal-mixup ``main.py``: best of λ ∈ 0.5 … 7), claim 12
     also at ``arithmetic_lambda`` = 1. ``workers``: independent units run in that many processes
     (1: in order, in this process).
+
+    The generalisation claims 13 and 14 (``gen_*``) use the embedded classification data
+    (:mod:`vlmkit.data.classification`) of ``gen_grid`` shapes × colours: ``gen_shots``-shot
+    training sets (drawn with each seed), ``gen_test_per_class`` test images per class in the source
+    and the shifted domain; claim 13 fine-tunes ``contrastive`` and ``m2mix`` for ``gen_epochs`` at
+    the ledger's lr (:meth:`gen_train_config`), claim 14 trains the VACSR adapter for
+    ``gen_vacsr_epochs`` (batch ``gen_vacsr_batch_size``) on the base classes of the ``gen_split_seed``
+    split.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -98,6 +106,15 @@ class LedgerConfig:
     arithmetic_lambdas: tuple[float, ...] = (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 7)  # the authors' sweep
     arithmetic_queries: int = 2000  # at most this many edit queries (seeded sample)
     calibration_bins: int = 15  # equal-width bins of the authors' calibration protocol (claim 8)
+    # the generalisation claims 13 and 14 on the embedded classification data (vlmkit.data.classification)
+    gen_grid: tuple[int, int] = (8, 8)  # shapes × colours: 64 classes
+    gen_shots: int = 16  # k-shot training images per class (both papers: 16)
+    gen_val_per_class: int = 2  # the fine-tuning loop's validation split (logged, not used to select)
+    gen_test_per_class: int = 10  # test images per class, in each domain
+    gen_epochs: int = 10  # few-shot fine-tuning epochs, last epoch kept (the m²-Mix authors: 20 on ImageNet)
+    gen_vacsr_epochs: int = 50  # VACSR on frozen features of the k-shot base-class images (claim 14)
+    gen_vacsr_batch_size: int = 64  # few-shot: 8 steps per epoch on 512 images (a step costs batch² pairs)
+    gen_split_seed: int = 0  # the base / novel class split
     workers: int = 1
     device: str = "auto"
     quick_mode: bool = False
@@ -134,6 +151,16 @@ class LedgerConfig:
                               "expected one or more λ > 0 (claim 12)")
         if not (isinstance(self.workers, int) and self.workers >= 1):
             raise VlmkitError(f"LedgerConfig.workers={self.workers!r}: expected an integer ≥ 1")
+        self.gen_grid = tuple(int(x) for x in self.gen_grid)
+        g = self.gen_grid
+        if len(g) != 2 or not all(1 <= x <= 8 for x in g) or g[0] * g[1] < 4:
+            raise VlmkitError(f"LedgerConfig.gen_grid={self.gen_grid}: expected (shapes, colours), each in 1..8, "
+                              "with at least 4 classes (claims 13, 14)")
+        for name in ("gen_shots", "gen_val_per_class", "gen_test_per_class", "gen_epochs", "gen_vacsr_epochs",
+                     "gen_vacsr_batch_size"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                raise VlmkitError(f"LedgerConfig.{name}={v!r}: expected an integer ≥ 1")
         for name in ("noise", "noise_high", "clean_noise"):
             if not 0 <= getattr(self, name) <= 1:
                 raise VlmkitError(f"LedgerConfig.{name}={getattr(self, name)}: expected a fraction in [0, 1]")
@@ -141,11 +168,14 @@ class LedgerConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> "LedgerConfig":
         """Tiny sizes that run the same pipeline in seconds (the test suite): a random-weight
-        ``vlmkit-tiny``, 32 training images with one caption each, 1 epoch, 2 seeds, claim 10 at one τ."""
+        ``vlmkit-tiny``, 32 training images with one caption each, 1 epoch, 2 seeds, claim 10 at one τ;
+        claims 13 and 14 on 4 × 4 classes, 2 shots, 2 test images per class and domain, 1 epoch."""
         kw: dict[str, Any] = dict(seeds=(0, 1), model="vlmkit-tiny", pretrained=None, train_images=32, val_images=16,
                                   test_images=24, captions_per_image=1, epochs=1, batch_size=16, vacsr_train_images=32,
                                   vacsr_epochs=1, vacsr_batch_size=32, fig3_boot=0, hardness_pairs=24,
-                                  arithmetic_queries=200, temperatures=(0.05,), device="cpu", quick_mode=True)
+                                  arithmetic_queries=200, temperatures=(0.05,), device="cpu", quick_mode=True,
+                                  gen_grid=(4, 4), gen_shots=2, gen_val_per_class=1, gen_test_per_class=2, gen_epochs=1,
+                                  gen_vacsr_epochs=2)
         kw.update(overrides)
         return cls(**kw)
 
@@ -165,3 +195,29 @@ class LedgerConfig:
                            train_images=self.train_images, val_images=self.val_images, noise_ratio=noise,
                            captions_per_image=self.captions_per_image, epochs=self.epochs, batch_size=self.batch_size,
                            lr=self.lr, seed=seed, device=self.device, **switches)
+
+    def gen_n_classes(self) -> int:
+        return self.gen_grid[0] * self.gen_grid[1]
+
+    def gen_spec(self, split: str, classes: str = "all", seed: int = 0, domain: str = "source") -> str:
+        """The dataset spec of a split of the claims-13/14 data (``train``: ``gen_shots`` per class
+        drawn with the run's ``seed``; ``val`` / ``test``: seed 0)."""
+        from ..data.classification import shape_classes_spec
+
+        per = {"train": self.gen_shots, "val": self.gen_val_per_class, "test": self.gen_test_per_class}[split]
+        return shape_classes_spec(domain, split, per, classes, self.gen_grid, seed)
+
+    def gen_train_config(self, method: str, seed: int):
+        """The :class:`~vlmkit.train.TrainConfig` of a claim-13 run: ``gen_shots``-shot fine-tuning on
+        every class of the source domain (the few-shot sample drawn with ``seed``), one prompt per
+        image, clean, ``gen_epochs`` epochs at the ledger's lr / switches, batch ≤ the training set."""
+        from ..train import TrainConfig
+
+        switches = {k: getattr(_LEDGER, k)
+                    for k in ("weight_decay", "warmup_frac", "grad_clip", "eval_mode", "temperature")}
+        n_train = self.gen_shots * self.gen_n_classes()
+        return TrainConfig(method=method, model=self.model, pretrained=self.pretrained,
+                           dataset=self.gen_spec("train", seed=seed), val_dataset=self.gen_spec("val"),
+                           noise_ratio=0.0, captions_per_image=1, epochs=self.gen_epochs,
+                           batch_size=min(self.batch_size, n_train), lr=self.lr, seed=seed, device=self.device,
+                           **switches)

@@ -26,7 +26,11 @@ at λ = ``arithmetic_lambda`` and ``arith_sweep`` {λ: accuracy} over ``arithmet
 mAP@R / R-Precision over the exact extended positives (ECCV-style); geometry on unit features
 (uniformity over the union, relative alignment with the text anchor, the m²-Mix authors' code);
 ``skew`` — sample skewness of the model's scores over all test pairs (cosine; VACSR: the adapter's
-logit μ). Fractions are in [0, 1] except R@1 / mAP@R / R-P / ECE, which are percentages.
+logit μ); ``acc_source`` / ``acc_shifted`` — top-1 accuracy (%) over every class on the source and
+the domain-shifted test set, cosine to each class prompt (VACSR: the adapter's μ); ``base``,
+``novel``, ``H`` (%) — the base-to-novel protocol on the source test set
+(:func:`vlmkit.metrics.classification_metrics_from_logits`). Fractions are in [0, 1] except R@1 /
+mAP@R / R-P / ECE and the accuracies, which are percentages.
 
 A unit's JSON is written atomically when the unit is done, so an interrupted ledger resumes at
 the first missing unit (a fine-tuning run also resumes inside itself from ``checkpoint.pt``).
@@ -70,6 +74,21 @@ def vacsr_name(preset: str, variant: str, seed: int, noise: float | None = None)
     return f"vacsr/{preset}/{variant}" + ("" if noise is None else f"-n{noise:g}") + f"/s{seed}"
 
 
+GEN_ZERO_SHOT = "gen/zero-shot"
+GEN_METHODS = ("contrastive", "m2mix")  # claim 13
+GEN_VARIANTS = ("K2", PLAIN)  # claim 14 (PLAIN: the reference beside it)
+
+
+def gen_ft_name(method: str, seed: int) -> str:
+    """Cache name of a claim-13 few-shot fine-tuning unit."""
+    return f"gen/ft/{method}/s{seed}"
+
+
+def gen_vacsr_name(variant: str, seed: int) -> str:
+    """Cache name of a claim-14 base-to-novel VACSR unit."""
+    return f"gen/vacsr/{variant}/s{seed}"
+
+
 def plan(cfg: LedgerConfig) -> list[Unit]:
     """Every unit the ledger needs, cheapest first."""
     units = [Unit(f"zero-shot/{cfg.preset}", "zero-shot", {"preset": cfg.preset})]
@@ -93,6 +112,11 @@ def plan(cfg: LedgerConfig) -> list[Unit]:
             if name not in {u.name for u in units}:  # e.g. contrastive when noise == clean_noise
                 units.append(Unit(name, "ft", {"method": method, "noise": noise, "seed": seed, "trajectory": traj,
                                                **({} if tau is None else {"temperature": tau})}))
+    units.append(Unit(GEN_ZERO_SHOT, "gen-zero-shot", {}))
+    units += [Unit(gen_vacsr_name(v, seed), "gen-vacsr", {"variant": v, "seed": seed})
+              for seed in cfg.seeds for v in GEN_VARIANTS]
+    units += [Unit(gen_ft_name(m, seed), "gen-ft", {"method": m, "seed": seed})
+              for seed in cfg.seeds for m in GEN_METHODS]
     return units
 
 
@@ -107,7 +131,9 @@ def run_unit(unit: Unit, cfg: LedgerConfig, out: Path) -> dict:
     if cached is not None:
         return cached
     t0 = time.time()
-    fn: Callable[..., dict] = {"zero-shot": zero_shot, "ft": finetune_run, "vacsr": vacsr_frozen}[unit.kind]
+    fn: Callable[..., dict] = {"zero-shot": zero_shot, "ft": finetune_run, "vacsr": vacsr_frozen,
+                               "gen-zero-shot": gen_zero_shot, "gen-ft": gen_finetune_run,
+                               "gen-vacsr": gen_vacsr}[unit.kind]
     result = fn(cfg, Path(out), **unit.params)
     result.update(unit=unit.name, seconds=round(time.time() - t0, 1))
     atomic_write_json(unit.path(out), result)
@@ -327,3 +353,106 @@ def vacsr_frozen(cfg: LedgerConfig, out: Path, preset: str, variant: str, seed: 
         return record
     res.update(vacsr_measurements(scores, unc, test, n_boot=cfg.fig3_boot, seed=seed))
     return record
+
+
+# ----------------------------------------------------------------- the generalisation claims (13, 14)
+@functools.lru_cache(maxsize=4)
+def gen_test(domain: str, grid: tuple[int, int], per_class: int):
+    """The claims-13/14 test set of ``domain`` (every class, ``per_class`` images each, seed 0)."""
+    from ..data.classification import make_shape_classes
+
+    return make_shape_classes("test", domain, per_class, "all", grid[0], grid[1], seed=0)
+
+
+def gen_base_classes(cfg: LedgerConfig):
+    from ..data.classification import base_novel_split
+
+    return base_novel_split(cfg.gen_n_classes(), cfg.gen_split_seed)[0]
+
+
+def class_features(loaded, ds) -> torch.Tensor:
+    """(C, d) unit text embeddings of ``ds``'s class prompts (its first template)."""
+    from .arithmetic import text_encoder
+
+    return text_encoder(loaded)(ds.class_prompts())
+
+
+def gen_scores(logits: torch.Tensor, labels, cfg: LedgerConfig, domain: str) -> dict[str, float]:
+    """``acc_<domain>`` (top-1 over every class, %) and, on the source domain, ``base`` / ``novel``
+    / ``H`` (%, the base-to-novel protocol) of (n, C) scores."""
+    from ..metrics import classification_metrics_from_logits
+
+    m = classification_metrics_from_logits(logits, labels, base_classes=gen_base_classes(cfg) if domain == "source"
+                                           else None, ks=(1,))
+    out = {f"acc_{domain}": 100.0 * m["top1"]}
+    if domain == "source":
+        out.update({k: 100.0 * m[k] for k in ("base", "novel", "H")})
+    return out
+
+
+def classification_eval(loaded, cfg: LedgerConfig, cache_dir: Path | None = None) -> dict[str, float]:
+    """A model's own cosine classification of both test sets (the zero-shot recipe: image · class prompt)."""
+    from ..features import encode_dataset
+
+    out: dict[str, float] = {}
+    for domain in ("source", "shifted"):
+        ds = gen_test(domain, cfg.gen_grid, cfg.gen_test_per_class)
+        img = encode_dataset(loaded, ds.as_pairs(), cache_dir=cache_dir).images
+        out.update(gen_scores(img @ class_features(loaded, ds).T, ds.labels, cfg, domain))
+    return out
+
+
+def gen_zero_shot(cfg: LedgerConfig, out: Path) -> dict:
+    """The pretrained model on the claims-13/14 test sets (claim 13's zero-shot row, claim 14's baseline)."""
+    return {"method": "zero-shot", "test": classification_eval(base_model(cfg), cfg, out / "features")}
+
+
+def gen_finetune_run(cfg: LedgerConfig, out: Path, method: str, seed: int) -> dict:
+    """Claim 13: ``gen_shots``-shot fine-tuning (:meth:`LedgerConfig.gen_train_config`) through
+    :func:`vlmkit.train.finetune` (resumes inside itself), its **last** epoch evaluated on the source
+    and the shifted test set (few-shot protocols train a fixed number of epochs; the loop's
+    validation RSUM is logged, not used: with one prompt per class it counts same-class ties)."""
+    import shutil
+
+    from ..train import finetune, load_history
+
+    tc = cfg.gen_train_config(method, seed)
+    run_dir = out / "runs" / f"gen-{method}-s{seed}"
+    if _epochs_done(run_dir) < cfg.gen_epochs or not (run_dir / "checkpoint.pt").is_file():
+        finetune(tc, run_dir)  # no checkpoint: (re)starts the run
+    loaded = _checkpoint_model(cfg, tc, run_dir)
+    res = classification_eval(loaded, cfg)
+    history = load_history(run_dir)
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # the result JSON marks the run done
+    shutil.rmtree(run_dir / "best", ignore_errors=True)  # not used: the last epoch is evaluated
+    return {"method": method, "seed": seed, "epochs": cfg.gen_epochs,
+            "train_images": cfg.gen_shots * cfg.gen_n_classes(), "train_seconds": sum(r["seconds"] for r in history),
+            "test": res}
+
+
+def gen_vacsr(cfg: LedgerConfig, out: Path, variant: str, seed: int) -> dict:
+    """Claim 14: VACSR (``variant``) trained on frozen pretrained features of the ``gen_shots``-shot
+    base-class source images (the few-shot sample drawn with ``seed``), each with its class prompt
+    (one caption per image: other images of the class are negatives under the binary labels);
+    every source-test image scored against every class prompt by the adapter's μ; base / novel / H."""
+    from ..data.classification import make_shape_classes
+    from ..features import encode_dataset
+    from ..vacsr import score_all, train_on_features
+
+    loaded = base_model(cfg)
+    g = cfg.gen_grid
+    train = make_shape_classes("train", "source", cfg.gen_shots, "base", g[0], g[1], seed=seed,
+                               split_seed=cfg.gen_split_seed).as_pairs()
+    ftr = encode_dataset(loaded, train, cache_dir=out / "features")
+    test = gen_test("source", g, cfg.gen_test_per_class)
+    fte = encode_dataset(loaded, test.as_pairs(), cache_dir=out / "features")
+    vc = vacsr_config(variant, int(ftr.images.shape[1]))
+    t0 = time.time()
+    adapter, _ = train_on_features(ftr.images, ftr.texts, torch.from_numpy(train.caption_image), vc,
+                                   epochs=cfg.gen_vacsr_epochs,
+                                   batch_size=max(2, min(cfg.gen_vacsr_batch_size, train.num_images)),
+                                   lr=cfg.vacsr_lr, seed=seed, device=cfg.device, show_progress=False)
+    train_seconds = time.time() - t0
+    scores, _ = score_all(adapter, fte.images, class_features(loaded, test), device=cfg.device, show_progress=False)
+    return {"variant": variant, "seed": seed, "train_images": train.num_images,
+            "train_seconds": round(train_seconds, 1), "test": gen_scores(scores, test.labels, cfg, "source")}

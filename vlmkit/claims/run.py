@@ -88,7 +88,12 @@ def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike
                         f"{cfg.noise:.0%} (and {cfg.noise_high:.0%}) noise; claim 10 at base τ "
                         f"{', '.join(f'{t:g}' for t in cfg.temperatures)}; test {cfg.test_images} images; "
                         f"VACSR on frozen "
-                        f"features of {cfg.vacsr_train_images} images, {cfg.vacsr_epochs} epochs; model "
+                        f"features of {cfg.vacsr_train_images} images, {cfg.vacsr_epochs} epochs; claims 13–14 on "
+                        f"{cfg.gen_grid[0]} shapes × {cfg.gen_grid[1]} colours = {cfg.gen_n_classes()} classes, "
+                        f"{cfg.gen_shots}-shot, {cfg.gen_test_per_class} test images per class and domain, "
+                        f"fine-tuning {cfg.gen_epochs} epoch(s), VACSR {cfg.gen_vacsr_epochs} epochs (batch "
+                        f"{cfg.gen_vacsr_batch_size}) on the "
+                        f"{(cfg.gen_n_classes() + 1) // 2} base classes (split seed {cfg.gen_split_seed}); model "
                         f"{cfg.model or 'own config'} / {cfg.pretrained}"),
               "claims": evaluate_claims(cfg, results), "trajectories": trajectories(cfg, results)}
     if doc is not None:

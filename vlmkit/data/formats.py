@@ -191,6 +191,8 @@ def load_dataset(spec: str | dict, *, pairs: bool = False, **kwargs: Any):
     * ``"folder:ROOT"`` → :func:`load_image_folder`
     * ``"fashion-mnist[:SPLIT[:ROOT]]"`` → :func:`load_fashion_mnist`
     * ``"shapes[:PRESET][:SPLIT]"`` → :func:`vlmkit.data.shapes.make_shapes`
+    * ``"shape-classes[:DOMAIN[:SPLIT[:PER_CLASS[:CLASSES[:GRID[:SEED]]]]]]"`` →
+      :func:`vlmkit.data.classification.load_shape_classes`
 
     (the grammar: :mod:`vlmkit.data.spec`, whose :func:`~vlmkit.data.spec.parse_spec` reads
     the string).

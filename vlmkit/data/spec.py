@@ -12,6 +12,8 @@ A spec string is ``kind`` followed by up to a kind's number of ``:``-separated p
   ``"csv:FILE.csv[:IMAGE_ROOT]"`` (or ``tsv:``), ``"folder:ROOT"``,
   ``"fashion-mnist[:SPLIT[:ROOT]]"`` — the real-data loaders; the parts fill the loader's
   parameters named in :data:`KINDS`.
+* ``"shape-classes[:DOMAIN[:SPLIT[:PER_CLASS[:CLASSES[:GRID[:SEED]]]]]]"`` — the embedded
+  classification data of the generalisation claims (:func:`vlmkit.data.classification.load_shape_classes`).
 
 :func:`parse_spec` returns a :class:`DataSpec`; :func:`vlmkit.data.load_dataset`,
 :mod:`vlmkit.selection` and :func:`vlmkit.train.load_splits` all read specs through it.
@@ -37,6 +39,8 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "folder": ("folder", "load_image_folder", ("root",)),
     "fashion-mnist": ("fashion_mnist", "load_fashion_mnist", ("split", "root")),
     EMBEDDED: ("shapes", "make_shapes", ("preset", "split")),  # parts recognised by name, see parse_spec
+    "shape-classes": ("classification", "load_shape_classes", ("domain", "split", "per_class", "classes", "grid",
+                                                               "seed")),
 }
 
 
