@@ -1,0 +1,163 @@
+"""Issue 22 at COCO-5K size: block-written VACSR matrices and the streamed statistics of the
+notebooks equal the dense computation they replace (brute force on small cases)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vlmkit import analysis
+from vlmkit import workbook as wb
+from vlmkit.metrics import bidirectional_recall
+from vlmkit.utils import VlmkitError
+from vlmkit.vacsr import VACSRConfig, scoring
+from vlmkit.vacsr.adapter import VACSRAdapter
+from vlmkit.vacsr.scoring import score_all
+
+
+def _adapter(seed: int = 0, dim: int = 8) -> VACSRAdapter:
+    torch.manual_seed(seed)
+    a = VACSRAdapter(VACSRConfig(dim=dim, enc_hidden=(16,), latent_dim=4, dec_hidden=(16,)))
+    with torch.no_grad():  # a non-trivial network: spread the weights so scores differ per pair
+        for p in a.parameters():
+            p.normal_(0, 0.5)
+    return a.eval()
+
+
+def _feats(n: int, d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=-1)
+
+
+# ----------------------------------------------------------------------------- NpyRowWriter
+def test_row_writer_writes_an_npy_that_numpy_reads_back(tmp_path):
+    x = np.arange(7 * 5, dtype=np.float32).reshape(7, 5) / 3
+    with wb.NpyRowWriter(tmp_path / "m.npy", (7, 5)) as w:
+        w[0:3] = x[:3]
+        w[3:4] = x[3:4]
+        w[4:7] = x[4:].astype(np.float64)  # converted to the file's dtype
+    got = np.load(tmp_path / "m.npy")
+    assert got.dtype == np.float32 and np.array_equal(got, x)
+    assert np.array_equal(np.load(tmp_path / "m.npy", mmap_mode="r"), x)
+    assert list(tmp_path.iterdir()) == [tmp_path / "m.npy"]  # no temporary file left
+
+
+def test_row_writer_refuses_out_of_order_or_misshapen_rows_and_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "m.npy"
+    w = wb.NpyRowWriter(path, (4, 3))
+    w[0:2] = np.zeros((2, 3))
+    with pytest.raises(VlmkitError, match="the next is row 2, got rows from 3"):
+        w[3:4] = np.zeros((1, 3))
+    with pytest.raises(VlmkitError, match=r"need shape \(2, 3\)"):
+        w[2:4] = np.zeros((2, 2))
+    with pytest.raises(VlmkitError, match="closed after 2 of 4 rows"):
+        w.close()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ZeroDivisionError):
+        with wb.NpyRowWriter(path, (2, 3)) as w:
+            w[0:1] = np.ones((1, 3))
+            1 / 0
+    assert list(tmp_path.iterdir()) == []  # an exception discards the file
+
+
+# ------------------------------------------------------------------- score_all(out=...)
+@pytest.mark.parametrize("chunk,out_block", [(None, 1 << 22), (7, 1 << 22), (5, 40), (64, 30), (1000, 1)])
+def test_score_all_into_row_writers_equals_the_returned_matrices(tmp_path, monkeypatch, chunk, out_block):
+    a = _adapter()
+    v, t = _feats(9, 8, 1), _feats(13, 8, 2)
+    ref_s, ref_u = score_all(a, v, t, chunk_size=chunk, device="cpu", show_progress=False)
+    monkeypatch.setattr(scoring, "OUT_BLOCK_ELEMENTS", out_block)  # several row blocks handed to out
+    with wb.NpyRowWriter(tmp_path / "s.npy", (9, 13)) as s, wb.NpyRowWriter(tmp_path / "u.npy", (9, 13)) as u:
+        assert score_all(a, v, t, chunk_size=chunk, device="cpu", show_progress=False, out=(s, u)) == (s, u)
+    assert np.array_equal(np.load(tmp_path / "s.npy"), ref_s.numpy())
+    assert np.array_equal(np.load(tmp_path / "u.npy"), ref_u.numpy())
+    assert float(ref_s.std()) > 1e-3 and float(ref_u.std()) > 1e-6  # a network whose pairs differ
+
+
+def test_score_all_default_block_and_any_block_give_the_same_numbers():
+    """The CPU default (4,096 pairs) against the former 2^18: on the workbook's adapter (d = 128,
+    widths 256) every pair gets the same float32 value; a tiny adapter may differ in the last bit
+    (another GEMM kernel for other shapes), never more."""
+    torch.manual_seed(0)
+    a = VACSRAdapter(VACSRConfig(dim=128)).eval()
+    v, t = _feats(21, 128, 3), _feats(700, 128, 4)
+    ref = score_all(a, v, t, chunk_size=1 << 18, device="cpu", show_progress=False)
+    for chunk in (None, 512, 700, 4096):
+        got = score_all(a, v, t, chunk_size=chunk, device="cpu", show_progress=False)
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    tiny = _adapter(3, dim=16)
+    v, t = _feats(21, 16, 3), _feats(700, 16, 4)
+    ref = score_all(tiny, v, t, chunk_size=1 << 18, device="cpu", show_progress=False)
+    got = score_all(tiny, v, t, device="cpu", show_progress=False)
+    torch.testing.assert_close(got[0], ref[0], rtol=2.5e-7, atol=0)
+    torch.testing.assert_close(got[1], ref[1], rtol=2.5e-7, atol=0)
+    assert scoring.default_chunk_size(torch.device("cpu")) == 4096
+    assert scoring.default_chunk_size(torch.device("cuda")) == 1 << 18
+
+
+def test_score_all_out_with_prob_topk_and_arrays(tmp_path):
+    a = _adapter(1)
+    v, t = _feats(6, 8, 5), _feats(10, 8, 6)
+    ps, pu = score_all(a, v, t, chunk_size=4, device="cpu", show_progress=False, prob=True)
+    s, u = np.empty((6, 10), np.float32), np.empty((6, 10), np.float32)
+    score_all(a, v, t, chunk_size=4, device="cpu", show_progress=False, prob=True, out=(s, u))
+    assert np.array_equal(s, ps.numpy()) and np.array_equal(u, pu.numpy())
+    ks, ku = score_all(a, v, t, chunk_size=4, device="cpu", show_progress=False, topk=2)
+    score_all(a, v, t, chunk_size=4, device="cpu", show_progress=False, topk=2, out=(s, u))
+    assert np.array_equal(s, ks.numpy()) and np.array_equal(u, ku.numpy(), equal_nan=True)
+    with pytest.raises(VlmkitError, match="out: expected a"):
+        score_all(a, v, t, device="cpu", show_progress=False, out=s)
+
+
+def test_register_scored_method_writes_both_matrices_blockwise_and_registers_them(tmp_path, monkeypatch):
+    a = _adapter(2)
+    v, t = _feats(5, 8, 7), _feats(11, 8, 8)
+    ref_s, ref_u = score_all(a, v, t, device="cpu", show_progress=False)
+    monkeypatch.setattr(scoring, "OUT_BLOCK_ELEMENTS", 22)  # two rows per block
+    wb.register_scored_method(tmp_path, "vacsr", lambda out: score_all(a, v, t, device="cpu", show_progress=False,
+                                                                       out=out),
+                              (5, 11), info={"score_kind": "logit"})
+    m = wb.load_method(tmp_path, "vacsr")
+    assert isinstance(m["scores"], np.memmap) and isinstance(m["uncertainty"], np.memmap)
+    assert np.array_equal(m["scores"], ref_s.numpy()) and np.array_equal(m["uncertainty"], ref_u.numpy())
+    info = wb.list_methods(tmp_path)["vacsr"]
+    assert info["has_scores"] and info["has_uncertainty"] and not info["has_features"]
+    assert info["score_kind"] == "logit"
+    assert info["matrices"] == {"scores": "scores/vacsr.scores.npy", "uncertainty": "scores/vacsr.uncertainty.npy"}
+    # a scorer that fails half-way registers nothing and leaves no matrix file behind
+    def broken(out):
+        out[0][0:1] = np.zeros((1, 11))
+        raise RuntimeError("out of memory")
+    with pytest.raises(RuntimeError):
+        wb.register_scored_method(tmp_path, "broken", broken, (5, 11))
+    assert "broken" not in wb.list_methods(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["vacsr.pt", "vacsr.scores.npy",
+                                                                       "vacsr.uncertainty.npy"]
+
+
+# ----------------------------------------------------------------- retrieval_r1 in blocks
+@pytest.mark.parametrize("block_rows", [None, 1, 2, 5, 100])
+def test_retrieval_r1_in_row_blocks_equals_the_metrics_on_the_dense_matrix(block_rows):
+    rng = np.random.default_rng(4)
+    n, per, d = 11, 3, 3
+    ci = np.repeat(np.arange(n), per)
+    rng.shuffle(ci)
+    # small integer features: many exact ties between positives and negatives (the tie rule)
+    img = torch.from_numpy(rng.integers(-2, 3, (n, d)).astype(np.float64))
+    txt = torch.from_numpy(rng.integers(-2, 3, (n * per, d)).astype(np.float64))
+    dense = bidirectional_recall(img @ txt.T, ci, ks=(1,))
+    got = analysis.retrieval_r1(img, txt, ci, block_rows=block_rows)
+    assert got == (100 * dense[("i2t", 1)], 100 * dense[("t2i", 1)])  # exactly, not approximately
+    s = (img @ txt.T).numpy()
+    ties = sum(np.isclose(s[i], s[i, ci == i].max()).sum() > 1 for i in range(n))
+    assert ties > 0  # the case exercises ties
+    # float32 features as well
+    got32 = analysis.retrieval_r1(img.float(), txt.float(), ci, block_rows=block_rows)
+    dense32 = bidirectional_recall(img.float() @ txt.float().T, ci, ks=(1,))
+    assert got32 == (100 * dense32[("i2t", 1)], 100 * dense32[("t2i", 1)])
+
+
+def test_retrieval_r1_refuses_an_image_without_caption():
+    with pytest.raises(VlmkitError, match="without any caption"):
+        analysis.retrieval_r1(torch.eye(3), torch.eye(3)[:2], np.array([0, 1]))
