@@ -161,3 +161,47 @@ def test_retrieval_r1_in_row_blocks_equals_the_metrics_on_the_dense_matrix(block
 def test_retrieval_r1_refuses_an_image_without_caption():
     with pytest.raises(VlmkitError, match="without any caption"):
         analysis.retrieval_r1(torch.eye(3), torch.eye(3)[:2], np.array([0, 1]))
+
+
+# ------------------------------------------------- the truth once per run: census and 01's gallery
+def test_census_and_false_negative_gallery_from_pair_codes_equal_the_truth_computed_again(tmp_path):
+    from vlmkit.data import make_shapes
+    from vlmkit.metrics import false_negative_census
+    from vlmkit.metrics.census import false_negative_counts
+    from vlmkit.metrics.streaming import pair_code_matrix
+    from vlmkit import viz
+
+    ds = make_shapes("test", n_images=40, seed=3, preset="stress")  # generic captions: many false negatives
+    codes = pair_code_matrix(ds, block_rows=7)
+    brute = (ds.positives() & ~ds.labels()).sum(axis=0)
+    assert brute.sum() > 0
+    assert np.array_equal(false_negative_counts(ds, codes=codes), brute)
+    assert np.array_equal(false_negative_counts(ds), brute)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(false_negative_census(ds, codes=codes), false_negative_census(ds))
+    html = viz.false_negative_captions_html(ds, None, codes=codes)
+    assert html == viz.false_negative_captions_html(ds, None)
+    i = int(np.argmax((ds.positives() & ~ds.labels()).sum(axis=1)))
+    assert f"<b>Image {i}</b>" in html
+    with pytest.raises(VlmkitError, match="codes: shape"):
+        false_negative_counts(ds, codes=codes[:5])
+
+
+def test_make_shapes_image_cache_gives_the_same_images_and_renders_once(tmp_path, monkeypatch):
+    from vlmkit.data import make_shapes, shapes
+
+    ref = make_shapes("test", n_images=12, seed=5)
+    first = make_shapes("test", n_images=12, seed=5, image_cache=tmp_path)
+    assert len(list(tmp_path.glob("shapes-test-12-*.npy"))) == 1
+    calls = []
+    real = shapes.render_scene
+    monkeypatch.setattr(shapes, "render_scene", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = make_shapes("test", n_images=12, seed=5, image_cache=tmp_path)
+    assert calls == []  # read back, not rendered
+    for d in (first, again):
+        assert np.array_equal(d.images.array, ref.images.array)
+        assert d.images.fingerprint() == ref.images.fingerprint()  # feature caches keyed on it stay valid
+        assert d.captions == ref.captions and np.array_equal(d.caption_image, ref.caption_image)
+    other = make_shapes("test", n_images=12, seed=6, image_cache=tmp_path)  # another key, another file
+    assert len(list(tmp_path.glob("shapes-test-12-*.npy"))) == 2
+    assert not np.array_equal(other.images.array, ref.images.array)

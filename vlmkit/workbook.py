@@ -402,9 +402,10 @@ def run_data_spec(run_dir: str | os.PathLike) -> dict:
 
 
 def run_dataset(run_dir: str | os.PathLike):
-    """The evaluation dataset recorded in ``data.json`` (rebuilt deterministically)."""
+    """The evaluation dataset recorded in ``data.json`` (rebuilt deterministically; the embedded
+    split's rendered images are kept in the run's ``cache/`` after the first notebook renders them)."""
     spec = run_data_spec(run_dir)
-    return load_test_dataset(spec["dataset"], spec["test_images"], spec["seed"])
+    return load_test_dataset(spec["dataset"], spec["test_images"], spec["seed"], image_cache=Path(run_dir) / "cache")
 
 
 def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
