@@ -205,3 +205,17 @@ def test_make_shapes_image_cache_gives_the_same_images_and_renders_once(tmp_path
     other = make_shapes("test", n_images=12, seed=6, image_cache=tmp_path)  # another key, another file
     assert len(list(tmp_path.glob("shapes-test-12-*.npy"))) == 2
     assert not np.array_equal(other.images.array, ref.images.array)
+
+
+def test_audit_false_negative_total_from_pair_codes_equals_the_truth():
+    from vlmkit.audit.measure import total_errors
+    from vlmkit.data import make_shapes
+    from vlmkit.metrics.streaming import pair_code_matrix
+
+    ds = make_shapes("test", n_images=30, seed=1, preset="stress")
+    codes = pair_code_matrix(ds)
+    brute = int((ds.positives() & ~ds.labels()).sum())
+    assert brute > 0
+    assert total_errors(ds, "false_negative", codes=codes) == total_errors(ds, "false_negative") == brute
+    with pytest.raises(VlmkitError, match="codes: shape"):
+        total_errors(ds, "false_negative", codes=codes[:, :3])
