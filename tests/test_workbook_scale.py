@@ -219,3 +219,77 @@ def test_audit_false_negative_total_from_pair_codes_equals_the_truth():
     assert total_errors(ds, "false_negative", codes=codes) == total_errors(ds, "false_negative") == brute
     with pytest.raises(VlmkitError, match="codes: shape"):
         total_errors(ds, "false_negative", codes=codes[:, :3])
+
+
+# ------------------------------------------------- reading memory-mapped matrices in bounded RSS
+def _rss_file_mib() -> float:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="Linux /proc only")
+def test_load_matrix_reads_row_and_column_blocks_without_keeping_the_pages_resident(tmp_path):
+    from vlmkit.metrics.scores import read_columns
+
+    n, m = 2048, 8192  # 64 MiB of float32
+    x = np.random.default_rng(0).standard_normal((n, m)).astype(np.float32)
+    np.save(tmp_path / "s.npy", x)
+    plain = np.load(tmp_path / "s.npy", mmap_mode="r")
+    before = _rss_file_mib()
+    total = sum(float(np.asarray(plain[a:a + 128], np.float64).sum()) for a in range(0, n, 128))
+    grown_plain = _rss_file_mib() - before
+    del plain
+    rel = wb.load_matrix(tmp_path / "s.npy")
+    assert isinstance(rel, np.memmap) and rel.shape == (n, m) and rel.dtype == np.float32
+    before = _rss_file_mib()
+    total2 = sum(float(np.asarray(rel[a:a + 128], np.float64).sum()) for a in range(0, n, 128))
+    grown_rows = _rss_file_mib() - before
+    # column blocks (t2i) through the metrics' reader: row slabs, each its own read
+    cols = sum(float(read_columns(rel, a, a + 512).astype(np.float64).sum()) for a in range(0, m, 512))
+    grown = _rss_file_mib() - before
+    assert total2 == total and cols == pytest.approx(total, rel=1e-9)  # the same values
+    assert np.array_equal(read_columns(rel, 3, 7), x[:, 3:7].T) and np.array_equal(rel[5:9], x[5:9])
+    assert grown_plain > 48  # a plain memmap keeps every page read (~64 MiB)
+    assert grown_rows < 8 and grown < 16  # the releasing one about a block / a slab (fault-around included)
+    from vlmkit.metrics import Scores
+
+    S = Scores(rel)
+    assert np.array_equal(S.T.block(100, 130)[0].numpy(), x[:, 100:130].T)  # Scores' t2i blocks read the same
+
+
+# ------------------------------------------------------------- FN AUROC: one search per value
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pairs_above_counts_greater_and_tied_pairs_like_brute_force(dtype):
+    from vlmkit.metrics.uncertainty import _pairs_above
+
+    rng = np.random.default_rng(2)
+    pos = torch.from_numpy(rng.integers(0, 9, 300).astype(np.float64)).to(dtype)  # many ties
+    neg = torch.from_numpy(rng.integers(-1, 11, 1000).astype(np.float64)).to(dtype)
+    g, t = _pairs_above(torch.sort(pos).values, neg)
+    P, N = pos.double()[:, None], neg.double()[None, :]
+    assert (g, t) == (float((P > N).sum()), float((P == N).sum()))
+    assert _pairs_above(torch.sort(pos).values, neg.double()) == (g, t)  # mixed dtypes compare exactly
+    assert _pairs_above(torch.zeros(0, dtype=dtype), neg) == (0.0, 0.0)
+
+
+def test_false_negative_auroc_on_float32_equals_float64():
+    from vlmkit.metrics.uncertainty import false_negative_auroc
+
+    rng = np.random.default_rng(3)
+    n, m = 12, 60
+    ci = np.repeat(np.arange(n), 5)
+    truth = rng.random((n, m)) < 0.2
+    truth[ci, np.arange(m)] = True
+    u32 = torch.from_numpy(np.round(rng.random((n, m)), 2).astype(np.float32))  # ties
+    a = false_negative_auroc(u32, ci, truth, chunk_size=5)
+    b = false_negative_auroc(u32.double(), ci, truth, chunk_size=5)
+    assert a == b
+    lab = np.zeros((n, m), bool)
+    lab[ci, np.arange(m)] = True
+    fn, tn = u32.double().numpy()[truth & ~lab], u32.double().numpy()[~truth & ~lab]
+    brute = ((fn[:, None] > tn[None, :]).sum() + 0.5 * (fn[:, None] == tn[None, :]).sum()) / (len(fn) * len(tn))
+    assert a["auroc"] == pytest.approx(brute, abs=1e-15)

@@ -60,6 +60,39 @@ MATRICES = ("scores", "uncertainty")
 memory-mapped (:func:`load_method`): notebooks read them in row blocks, never whole."""
 
 
+class ReleasingMemmap(np.memmap):
+    """A read-only memory-mapped matrix that gives back the pages it has read: every new index
+    first drops the mapping's resident pages (``madvise(MADV_DONTNEED)``; for a read-only file
+    mapping the data stays in the page cache and is mapped again, unchanged, when touched), so a
+    process that reads a 477 MiB score matrix in row blocks keeps about one block resident, not
+    every page it has ever read — ``VmHWM``, the peak RSS, counts touched file pages.  Values
+    and behaviour are a plain ``np.memmap``'s; where ``madvise`` is missing it is one."""
+
+    def __getitem__(self, key):
+        mm = getattr(self, "_mmap", None)
+        if mm is not None and _MADV_DONTNEED is not None:
+            try:
+                mm.madvise(_MADV_DONTNEED)
+            except (OSError, ValueError):  # closed, or not supported here: keep the pages
+                pass
+        return super().__getitem__(key)
+
+
+try:
+    import mmap as _mmap_module
+
+    _MADV_DONTNEED = getattr(_mmap_module, "MADV_DONTNEED", None)
+except ImportError:  # pragma: no cover
+    _MADV_DONTNEED = None
+
+
+def load_matrix(path: str | os.PathLike) -> np.ndarray:
+    """A stored ``.npy`` matrix, memory-mapped read-only as a :class:`ReleasingMemmap` (read it
+    in row blocks; its resident pages stay about one block)."""
+    m = np.load(path, mmap_mode="r")
+    return m.view(ReleasingMemmap) if isinstance(m, np.memmap) else m
+
+
 class NpyRowWriter:
     """An N × M ``.npy`` file written in blocks of whole rows, in row order, by plain file
     writes — no memory map, so the written pages sit in the page cache, not in the writer's
@@ -237,7 +270,7 @@ def load_method(run_dir: str | os.PathLike, name: str, *, cosine: bool = True) -
         if not p.is_file():
             raise VlmkitError(f"{p}: missing (method {name!r} of {run_dir}/methods.json): "
                               "run the notebook that registered it again")
-        blob[key] = np.load(p, mmap_mode="r")
+        blob[key] = load_matrix(p)  # memory-mapped; reading a block gives back the pages of the one before
     for key in MATRICES:
         blob.setdefault(key, None)
     if blob.get("scores") is None and cosine and blob.get("img") is not None:
@@ -442,7 +475,7 @@ def pair_codes(run_dir: str | os.PathLike, ds: Any) -> np.ndarray:
             with open(tmp, "wb") as f:
                 np.save(f, codes)
         del codes
-    codes = np.load(path, mmap_mode="r")
+    codes = load_matrix(path)
     if codes.shape != (ds.num_images, ds.num_captions):
         raise VlmkitError(f"{path}: shape {codes.shape}, expected {(ds.num_images, ds.num_captions)}: "
                           "delete it and run again")

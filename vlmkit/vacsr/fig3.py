@@ -40,7 +40,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from vlmkit.metrics.scores import BLOCK_ELEMENTS
+from vlmkit.metrics.scores import BLOCK_ELEMENTS, read_columns
 from vlmkit.metrics.uncertainty import auroc, bin_index
 from vlmkit.utils import VlmkitError
 
@@ -115,6 +115,9 @@ def _rows_of(m: Any, start: int, stop: int, transposed: bool, dtype=torch.float6
     if isinstance(m, Tensor):
         blk = m[:, start:stop].t() if transposed else m[start:stop]
         return blk.to(dtype).contiguous() if dtype is not None else blk.contiguous()
+    if transposed and isinstance(m, np.ndarray):  # a memmap: read in row slabs, its pages given back slab by slab
+        t = torch.from_numpy(read_columns(m, start, stop))
+        return t.to(dtype) if dtype is not None else t
     blk = m[:, start:stop].T if transposed else m[start:stop]
     t = torch.from_numpy(blk.toarray() if sp.issparse(blk) else np.array(blk, order="C"))
     return t.to(dtype) if dtype is not None else t
