@@ -293,3 +293,46 @@ def test_false_negative_auroc_on_float32_equals_float64():
     fn, tn = u32.double().numpy()[truth & ~lab], u32.double().numpy()[~truth & ~lab]
     brute = ((fn[:, None] > tn[None, :]).sum() + 0.5 * (fn[:, None] == tn[None, :]).sum()) / (len(fn) * len(tn))
     assert a["auroc"] == pytest.approx(brute, abs=1e-15)
+
+
+# ------------------------------------------------- the embedded truth by table lookup
+def _match_atoms_by_comparison(objs, spec, backgrounds=None):
+    """match_atoms as it was before the lookup table: every attribute compared pair by pair."""
+    import itertools
+
+    present = objs[:, :, 0] >= 0
+    cl = spec.clauses
+    specified = cl >= 0
+    k = objs.shape[1]
+    hits = [[(((objs[:, o, None, :] == cl[None, :, c, :]) & specified[None, :, c, :]).sum(-1, dtype=np.int16)
+              * present[:, o, None]) for o in range(k)] for c in range(k)]
+    best = np.zeros((len(objs), len(cl)), dtype=np.int16)
+    for perm in itertools.permutations(range(k)):
+        np.maximum(best, hits[0][perm[0]] + hits[1][perm[1]] + hits[2][perm[2]], out=best)
+    n_obj = present.sum(axis=1)
+    best += (spec.count[None, :] >= 0) & (spec.count[None, :] == n_obj[:, None])
+    if backgrounds is not None:
+        best += (spec.background[None, :] >= 0) & (spec.background[None, :] == np.asarray(backgrounds)[:, None])
+    return best
+
+
+@pytest.mark.parametrize("preset", ["coco", "stress", "web"])
+def test_match_atoms_by_lookup_equals_attribute_comparison(preset):
+    from vlmkit.data import make_shapes
+    from vlmkit.data.shapes import CaptionSpec, match_atoms
+
+    ds = make_shapes("test", n_images=60, seed=2, preset=preset)
+    t = ds.truth
+    got = match_atoms(t.objs, t.spec, t.backgrounds)
+    ref = _match_atoms_by_comparison(t.objs, t.spec, t.backgrounds)
+    assert got.dtype == ref.dtype == np.int16 and np.array_equal(got, ref)
+    assert len(np.unique(ref)) > 2  # partial and full matches
+    # arbitrary attribute tuples, unspecified (−1) attributes and absent objects
+    rng = np.random.default_rng(7)
+    objs = rng.integers(-1, 4, (40, 3, 4)).astype(np.int8)
+    objs[rng.random(40) < 0.3, 2] = -1
+    spec = CaptionSpec(rng.integers(-1, 4, (70, 3, 4)).astype(np.int8), rng.integers(-1, 4, 70).astype(np.int8),
+                       rng.integers(-1, 3, 70).astype(np.int8))
+    bg = rng.integers(-1, 3, 40).astype(np.int8)
+    assert np.array_equal(match_atoms(objs, spec, bg), _match_atoms_by_comparison(objs, spec, bg))
+    assert np.array_equal(match_atoms(objs, spec), _match_atoms_by_comparison(objs, spec))

@@ -582,12 +582,18 @@ def match_atoms(objs: np.ndarray, spec: CaptionSpec, backgrounds: np.ndarray | N
     """
     present = objs[:, :, 0] >= 0  # (N, 3)
     cl = spec.clauses  # (M, 3, 4)
-    specified = cl >= 0
-    # hits[c][o]: atoms of clause c satisfied by object o, (N, M) each.
+    # hits[c][o]: atoms of clause c satisfied by object o, (N, M) each.  The count depends only on
+    # the object's and the clause's attributes, so both are coded (one integer per distinct
+    # attribute tuple), the count is tabulated once per (object code, clause code) and each
+    # (N, M) matrix is a lookup — the same numbers as comparing the attributes pair by pair.
+    obj_codes, obj_tuples = np.unique(objs.reshape(-1, objs.shape[-1]), axis=0, return_inverse=True)
+    cl_codes, cl_tuples = np.unique(cl.reshape(-1, cl.shape[-1]), axis=0, return_inverse=True)
+    table = ((obj_codes[:, None, :] == cl_codes[None, :, :]) & (cl_codes[None, :, :] >= 0)).sum(-1, dtype=np.int16)
+    obj_tuples = obj_tuples.reshape(objs.shape[:2])  # (N, 3) → row of the table
+    cl_tuples = cl_tuples.reshape(cl.shape[:2])  # (M, 3) → column of the table
     hits = [
         [
-            (((objs[:, o, None, :] == cl[None, :, c, :]) & specified[None, :, c, :]).sum(-1, dtype=np.int16)
-             * present[:, o, None])
+            table[obj_tuples[:, o]][:, cl_tuples[:, c]] * present[:, o, None]
             for o in range(MAX_OBJECTS)
         ]
         for c in range(MAX_OBJECTS)
