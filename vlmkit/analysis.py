@@ -55,7 +55,8 @@ def retrieval_r1(img: torch.Tensor, txt: torch.Tensor, caption_image: np.ndarray
         raise VlmkitError(f"caption_image has {ci.numel()} entries but there are {m} captions")
     no_caption = np.setdiff1d(np.arange(n), ci.numpy())
     if no_caption.size:
-        raise VlmkitError(f"i2t recall: {no_caption.size} image(s) without any caption (first: row {int(no_caption[0])}); "
+        raise VlmkitError(f"i2t recall: {no_caption.size} image(s) without any caption "
+                          f"(first: row {int(no_caption[0])}); "
                           "every query needs a positive for Recall@K")
     rows = block_rows or max(1, BLOCK_ELEMENTS // max(1, m))
     neg_inf = float("-inf")

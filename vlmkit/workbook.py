@@ -169,7 +169,8 @@ def _save_matrix(x: Any, path: Path, block_rows: int = 1024) -> None:
     with NpyRowWriter(path, tuple(t.shape)) as out:
         for a in range(0, t.shape[0], block_rows):
             blk = t[a:a + block_rows]
-            out[a:a + len(blk)] = (blk.float().numpy() if isinstance(blk, torch.Tensor) else np.asarray(blk, np.float32))
+            out[a:a + len(blk)] = (blk.float().numpy() if isinstance(blk, torch.Tensor)
+                                   else np.asarray(blk, np.float32))
 
 
 def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, txt: Any = None, scores: Any = None,
@@ -206,7 +207,8 @@ def _register(run: Path, name: str, img: Any, txt: Any, has_scores: bool, has_un
             for k, v in {"img": img, "txt": txt}.items()}
     blob.update(scores=None, uncertainty=None)  # the matrices are in their own .npy files
     path = run / "scores" / f"{name}.pt"
-    matrices = {key: f"scores/{name}.{key}.npy" for key, has in (("scores", has_scores), ("uncertainty", has_unc)) if has}
+    matrices = {key: f"scores/{name}.{key}.npy"
+                for key, has in (("scores", has_scores), ("uncertainty", has_unc)) if has}
     atomic_torch_save(blob, path)
     reg = list_methods(run)
     reg[name] = {"path": str(path.relative_to(run)), "has_features": img is not None,
