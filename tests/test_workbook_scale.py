@@ -336,3 +336,17 @@ def test_match_atoms_by_lookup_equals_attribute_comparison(preset):
     bg = rng.integers(-1, 3, 40).astype(np.int8)
     assert np.array_equal(match_atoms(objs, spec, bg), _match_atoms_by_comparison(objs, spec, bg))
     assert np.array_equal(match_atoms(objs, spec), _match_atoms_by_comparison(objs, spec))
+
+
+def test_column_blocks_of_tensors_and_arrays_read_in_slabs_equal_the_transpose(monkeypatch):
+    from vlmkit.metrics import Scores
+    from vlmkit.metrics import scores as scores_mod
+    from vlmkit.vacsr.fig3 import _rows_of
+
+    monkeypatch.setattr(scores_mod, "COLUMN_READ_ELEMENTS", 50)  # several slabs, a ragged last one
+    x = torch.randn(37, 23)
+    for a, b in ((0, 23), (3, 11), (22, 23)):
+        assert torch.equal(Scores(x).T.block(a, b)[0], x[:, a:b].T)
+        assert torch.equal(Scores(x.numpy()).T.block(a, b)[0], x[:, a:b].T)
+        assert torch.equal(_rows_of(x, a, b, True), x[:, a:b].T.double())
+        assert torch.equal(_rows_of(x.numpy(), a, b, True, dtype=None), x[:, a:b].T)
