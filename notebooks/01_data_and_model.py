@@ -55,7 +55,7 @@ cache = Path(cache_dir) if cache_dir else wb.default_cache_dir()
 # %%
 loaded = load_model(model, pretrained=pretrained, device=device)
 data_spec = wb.embedded_spec(dataset, shapes_preset)
-ds = wb.load_test_dataset(data_spec, test_images, seed)
+ds = wb.load_test_dataset(data_spec, test_images, seed, image_cache=run / "cache")  # rendered once per run: the next notebooks read it
 record_skipped(ds, "test")  # what the loader left out goes into run.json under vlmkit run
 wb.save_data_spec(run, data_spec, test_images, seed, model=loaded.name, pretrained_dir=pretrained, name=ds.name)
 print(ds, "| model:", loaded.name, "from", pretrained or "random weights")
@@ -77,9 +77,12 @@ from IPython.display import HTML
 
 from vlmkit.utils import atomic_write_text
 
+# every test pair's type (labelled / false negative / true negative) by the data's truth, computed once
+# per run in row blocks (int8, cache/pair_codes-*.npy): the census below and notebooks 05–08 and 10 read it
+codes = wb.pair_codes(run, ds) if ds.has_extended_positives else None
 seen = viz.image_grid_html(ds, range(min(n_show, ds.num_images)), title=f"{ds.name}: test images and their captions")
 if ds.has_extended_positives:
-    seen += viz.false_negative_captions_html(ds, None)
+    seen += viz.false_negative_captions_html(ds, None, codes=codes)
 display(HTML(seen))
 atomic_write_text(run / "figures" / "01_test_images.html", f"<html><head><meta charset='utf-8'></head><body>{seen}</body></html>")
 
@@ -89,7 +92,7 @@ atomic_write_text(run / "figures" / "01_test_images.html", f"<html><head><meta c
 
 # %%
 if ds.has_extended_positives:
-    census = false_negative_census(ds)
+    census = false_negative_census(ds, codes=codes)
     truth = wb.truth_protocol(ds)
     wb.write_table(run, "census", census, protocol=f"false-negative census, one-to-one labels vs {truth}, {ds.name}")
     wb.show(viz.table_figure(census.drop(columns=["split"]), title=f"False-negative census ({ds.name}; one-to-one labels vs {truth})"),

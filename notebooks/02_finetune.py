@@ -130,10 +130,12 @@ if vacsr and train is not None:
                                       checkpoint_dir=run / "methods" / vacsr_cfg.label, resume=True,
                                       show_progress=True)
     test = wb.load_method(run, "pretrained", cosine=False)  # features only: no N × M cosine matrix
-    s, u = score_all(adapter, test["img"], test["txt"], device=device, show_progress=False)
     vacsr_name = vacsr_cfg.label  # "vacsr" for the paper's adapter; the skip variant is never shown as plain VACSR
-    wb.register_method(run, vacsr_name, scores=s, uncertainty=u,
-                       info={"score_kind": "logit", "description": f"{vacsr_name} adapter on frozen pretrained features"})
+    # every test pair's score and σ², written to the run's .npy files block by block (no N × M matrix in memory)
+    wb.register_scored_method(run, vacsr_name, lambda out: score_all(adapter, test["img"], test["txt"], device=device,
+                                                                     show_progress=False, out=out),
+                              (len(test["img"]), len(test["txt"])),
+                              info={"score_kind": "logit", "description": f"{vacsr_name} adapter on frozen pretrained features"})
     h = pd.DataFrame(hist)
     wb.write_table(run, "vacsr_history", h, protocol=f"VACSR training history (train split, noise ratio {vacsr_noise_ratio})")
     print(h.tail(3).to_string())

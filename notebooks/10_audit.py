@@ -106,7 +106,9 @@ else:
 
 # %%
 if ds.has_exact_truth:
-    quality = audit.evaluate_audit(ds, res, ks=(10, 100))
+    # the false negatives of the run's data are counted from its pair codes (computed once per run by 01)
+    codes = wb.pair_codes(run, ds) if use_run and ds.has_extended_positives else None
+    quality = audit.evaluate_audit(ds, res, ks=(10, 100), codes=codes)
     truth = wb.truth_protocol(ds)
     wb.write_table(run, "audit_quality", quality, protocol=f"audit candidates of {ds.name} against {truth}; {res.info['protocol']}")
     print(quality.to_string(index=False))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .losses import contrastive_loss as info_nce
 from .losses.mixup import slerp
-from .metrics import bidirectional_recall
+from .metrics.scores import BLOCK_ELEMENTS
 from .utils import VlmkitError, as_numpy, as_tensor, first_captions
 
 
@@ -40,13 +40,45 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
 
 
-def retrieval_r1(img: torch.Tensor, txt: torch.Tensor, caption_image: np.ndarray) -> tuple[float, float]:
+def retrieval_r1(img: torch.Tensor, txt: torch.Tensor, caption_image: np.ndarray, *,
+                 block_rows: int | None = None) -> tuple[float, float]:
     """R@1 (%) image→text (hit: a caption written for the image ranks first) and text→image,
-    one-to-one labels, by :func:`vlmkit.metrics.bidirectional_recall` — so under the metrics'
-    one tie rule (pessimistic: a negative tied with the positive ranks above it). Every image
+    one-to-one labels, under the metrics' one tie rule (pessimistic: a negative tied with the
+    positive ranks above it) — what :func:`vlmkit.metrics.bidirectional_recall` gives on
+    ``img @ txt.T``, computed from the features in blocks of image rows (both directions from the
+    same block: each caption keeps its positive's score and its best negative's), so neither
+    the N × M matrix nor its transpose is ever held (COCO 5K: 1 GB in float64).  Every image
     needs a caption."""
-    rec = bidirectional_recall(img @ txt.T, as_numpy(caption_image, "caption_image").reshape(-1), ks=(1,))
-    return 100 * rec[("i2t", 1)], 100 * rec[("t2i", 1)]
+    ci = torch.from_numpy(as_numpy(caption_image, "caption_image").reshape(-1).astype(np.int64))
+    n, m = img.shape[0], txt.shape[0]
+    if ci.numel() != m:
+        raise VlmkitError(f"caption_image has {ci.numel()} entries but there are {m} captions")
+    no_caption = np.setdiff1d(np.arange(n), ci.numpy())
+    if no_caption.size:
+        raise VlmkitError(f"i2t recall: {no_caption.size} image(s) without any caption "
+                          f"(first: row {int(no_caption[0])}); "
+                          "every query needs a positive for Recall@K")
+    rows = block_rows or max(1, BLOCK_ELEMENTS // max(1, m))
+    neg_inf = float("-inf")
+    hits_i2t = 0
+    pos_t = torch.full((m,), float("nan"), dtype=torch.float64)  # each caption's score with its image
+    neg_t = torch.full((m,), neg_inf, dtype=torch.float64)  # and its best score with any other image
+    cols = torch.arange(m)
+    for a in range(0, n, rows):
+        b = min(n, a + rows)
+        s = img[a:b] @ txt.T
+        lab = ci[None, :] == torch.arange(a, b)[:, None]
+        best_pos = s.masked_fill(~lab, neg_inf).amax(1)
+        negs = s.masked_fill(lab, neg_inf)
+        hits_i2t += int((best_pos > negs.amax(1)).sum()) if m else 0
+        if m:
+            neg_t = torch.maximum(neg_t, negs.amax(0).double())
+        here = (ci >= a) & (ci < b)
+        pos_t[here] = s[ci[here] - a, cols[here]].double()
+    # as recall_from_ranks: the mean of the hits as a fraction, then in %
+    r_i2t = hits_i2t / n if n else float("nan")
+    r_t2i = float(np.mean((pos_t > neg_t).numpy())) if m else float("nan")
+    return 100 * r_i2t, 100 * r_t2i
 
 
 def shift_embeddings(img: Any, txt: Any, amount: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ run-directory I/O of :mod:`vlmkit.workbook`).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -40,17 +41,18 @@ def embedded_spec(dataset: str, shapes_preset: str = "coco") -> str:
     return EMBEDDED if shapes_preset == "coco" else f"{EMBEDDED}:{shapes_preset}"
 
 
-def load_test_dataset(dataset: str, test_images: int, seed: int = 0):
+def load_test_dataset(dataset: str, test_images: int, seed: int = 0, image_cache: str | os.PathLike | None = None):
     """The evaluation split: ``"shapes[:PRESET]"`` = the embedded test split of ``test_images``
     images (``seed``); anything else goes to :func:`vlmkit.data.load_dataset` (a spec string,
-    e.g. ``karpathy:/path/dataset_coco.json:test``)."""
+    e.g. ``karpathy:/path/dataset_coco.json:test``).  ``image_cache``: a directory that keeps
+    the embedded split's rendered images between calls (``make_shapes(image_cache=...)``)."""
     from .data import load_dataset, make_shapes
 
     spec = parse_spec(dataset)
     if spec.embedded:
         preset = spec.embedded_preset("dataset", "test")
         try:
-            return make_shapes("test", n_images=test_images, seed=seed, preset=preset)
+            return make_shapes("test", n_images=test_images, seed=seed, preset=preset, image_cache=image_cache)
         except VlmkitError as exc:
             if not str(exc).startswith("n_images"):
                 raise

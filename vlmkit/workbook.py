@@ -60,21 +60,117 @@ MATRICES = ("scores", "uncertainty")
 memory-mapped (:func:`load_method`): notebooks read them in row blocks, never whole."""
 
 
+class ReleasingMemmap(np.memmap):
+    """A read-only memory-mapped matrix that gives back the pages it has read: every new index
+    first drops the mapping's resident pages (``madvise(MADV_DONTNEED)``; for a read-only file
+    mapping the data stays in the page cache and is mapped again, unchanged, when touched), so a
+    process that reads a 477 MiB score matrix in row blocks keeps about one block resident, not
+    every page it has ever read — ``VmHWM``, the peak RSS, counts touched file pages.  Values
+    and behaviour are a plain ``np.memmap``'s; where ``madvise`` is missing it is one."""
+
+    def __getitem__(self, key):
+        mm = getattr(self, "_mmap", None)
+        if mm is not None and _MADV_DONTNEED is not None:
+            try:
+                mm.madvise(_MADV_DONTNEED)
+            except (OSError, ValueError):  # closed, or not supported here: keep the pages
+                pass
+        return super().__getitem__(key)
+
+
+try:
+    import mmap as _mmap_module
+
+    _MADV_DONTNEED = getattr(_mmap_module, "MADV_DONTNEED", None)
+except ImportError:  # pragma: no cover
+    _MADV_DONTNEED = None
+
+
+def load_matrix(path: str | os.PathLike) -> np.ndarray:
+    """A stored ``.npy`` matrix, memory-mapped read-only as a :class:`ReleasingMemmap` (read it
+    in row blocks; its resident pages stay about one block)."""
+    m = np.load(path, mmap_mode="r")
+    return m.view(ReleasingMemmap) if isinstance(m, np.memmap) else m
+
+
+class NpyRowWriter:
+    """An N × M ``.npy`` file written in blocks of whole rows, in row order, by plain file
+    writes — no memory map, so the written pages sit in the page cache, not in the writer's
+    resident set — and atomically: the file appears at ``path`` only on :meth:`close` after
+    every row was written (an interrupted write leaves no half file).  ``writer[i0:i1] = rows``
+    appends rows ``i0 … i1 − 1`` (``i0`` must be the next unwritten row).  A context manager:
+    leaving the ``with`` block closes it, or discards the file on an exception."""
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: Any = np.float32):
+        from numpy.lib import format as npformat
+
+        self.path = Path(path)
+        self.shape = tuple(int(x) for x in shape)
+        self.dtype = np.dtype(dtype)
+        if len(self.shape) != 2 or min(self.shape) < 0:
+            raise VlmkitError(f"{self.path.name}: expected an N × M shape, got {shape}")
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._f = open(self._tmp, "wb")
+        npformat.write_array_header_1_0(self._f, {"descr": npformat.dtype_to_descr(self.dtype),
+                                                  "fortran_order": False, "shape": self.shape})
+        self.rows_written = 0
+
+    def __setitem__(self, key: slice, value: Any) -> None:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise VlmkitError(f"{self.path.name}: write whole rows as writer[i0:i1] = rows, got index {key!r}")
+        start = 0 if key.start is None else int(key.start)
+        if start != self.rows_written:
+            raise VlmkitError(f"{self.path.name}: rows are written in order; the next is row {self.rows_written}, "
+                              f"got rows from {start}")
+        arr = np.ascontiguousarray(value, dtype=self.dtype)
+        stop = self.shape[0] if key.stop is None else min(int(key.stop), self.shape[0])
+        if arr.shape != (stop - start, self.shape[1]):
+            raise VlmkitError(f"{self.path.name}: rows {start}:{stop} need shape {(stop - start, self.shape[1])}, "
+                              f"got {arr.shape}")
+        self._f.write(memoryview(arr).cast("B"))
+        self.rows_written = stop
+
+    def close(self) -> Path:
+        """Finish the file (every row must have been written) and move it to ``path``."""
+        if self._f.closed:
+            return self.path
+        if self.rows_written != self.shape[0]:
+            self.abort()
+            raise VlmkitError(f"{self.path.name}: closed after {self.rows_written} of {self.shape[0]} rows")
+        self._f.close()
+        self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the partial file."""
+        if not self._f.closed:
+            self._f.close()
+            try:
+                self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            except RuntimeError:
+                pass
+
+    def __enter__(self) -> "NpyRowWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def _save_matrix(x: Any, path: Path, block_rows: int = 1024) -> None:
     """``x`` (N × M tensor or array) as a float32 ``.npy`` at ``path``, atomically, in row blocks."""
-    from numpy.lib.format import open_memmap
-
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else x
     if len(t.shape) != 2:
         raise VlmkitError(f"{path.name}: expected an N × M matrix, got shape {tuple(t.shape)}")
-    with atomic_path(path) as tmp:
-        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=tuple(t.shape))
+    with NpyRowWriter(path, tuple(t.shape)) as out:
         for a in range(0, t.shape[0], block_rows):
             blk = t[a:a + block_rows]
-            out[a:a + block_rows] = (blk.float().numpy() if isinstance(blk, torch.Tensor)
-                                     else np.asarray(blk, np.float32))
-        out.flush()
-        del out
+            out[a:a + len(blk)] = (blk.float().numpy() if isinstance(blk, torch.Tensor)
+                                   else np.asarray(blk, np.float32))
 
 
 def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, txt: Any = None, scores: Any = None,
@@ -84,6 +180,7 @@ def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, t
     Give features (``img`` N×d, ``txt`` M×d) and/or a score matrix (N×M, optional uncertainty).
     Features go to ``scores/<name>.pt``; each matrix to ``scores/<name>.<scores|uncertainty>.npy``
     (float32, written atomically), which :func:`load_method` memory-maps.  Returns the ``.pt`` path.
+    To write matrices too large to hold, block by block, use :func:`register_scored_method`.
     """
     if (img is None) != (txt is None):
         raise VlmkitError(f"register_method({name!r}): give both img and txt features, or neither")
@@ -92,11 +189,6 @@ def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, t
     if scores is None and uncertainty is not None:
         raise VlmkitError(f"register_method({name!r}): uncertainty without scores")
     run = prepare_run_dir(run_dir)
-    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None)
-            for k, v in {"img": img, "txt": txt}.items()}
-    blob.update(scores=None, uncertainty=None)  # the matrices are in their own .npy files
-    path = run / "scores" / f"{name}.pt"
-    matrices = {}
     for key, x in (("scores", scores), ("uncertainty", uncertainty)):
         mpath = run / "scores" / f"{name}.{key}.npy"
         if x is None:
@@ -106,14 +198,40 @@ def register_method(run_dir: str | os.PathLike, name: str, *, img: Any = None, t
             raise VlmkitError(f"register_method({name!r}): {key} has shape {tuple(x.shape)}, "
                               f"scores {tuple(scores.shape)}")
         _save_matrix(x, mpath)
-        matrices[key] = str(mpath.relative_to(run))
+    return _register(run, name, img, txt, scores is not None, uncertainty is not None, info)
+
+
+def _register(run: Path, name: str, img: Any, txt: Any, has_scores: bool, has_unc: bool, info: dict | None) -> Path:
+    """Write ``scores/<name>.pt`` (the features) and the registry entry; the matrices are on disk."""
+    blob = {k: (torch.as_tensor(v).detach().cpu().float() if v is not None else None)
+            for k, v in {"img": img, "txt": txt}.items()}
+    blob.update(scores=None, uncertainty=None)  # the matrices are in their own .npy files
+    path = run / "scores" / f"{name}.pt"
+    matrices = {key: f"scores/{name}.{key}.npy"
+                for key, has in (("scores", has_scores), ("uncertainty", has_unc)) if has}
     atomic_torch_save(blob, path)
     reg = list_methods(run)
     reg[name] = {"path": str(path.relative_to(run)), "has_features": img is not None,
-                 "has_scores": scores is not None, "has_uncertainty": uncertainty is not None, **(info or {}),
+                 "has_scores": has_scores, "has_uncertainty": has_unc, **(info or {}),
                  "matrices": matrices}
     atomic_write_json(run / "methods.json", reg)
     return path
+
+
+def register_scored_method(run_dir: str | os.PathLike, name: str, score: Any, shape: tuple[int, int], *,
+                           info: dict | None = None) -> Path:
+    """Register a method whose N × M score and uncertainty matrices are written block by block:
+    ``score(out)`` gets ``out`` = two :class:`NpyRowWriter` (``scores/<name>.scores.npy``,
+    ``scores/<name>.uncertainty.npy``) and fills them in row order — e.g.
+    ``lambda out: score_all(adapter, img, txt, out=out)`` — so no N × M matrix is held in memory
+    (VACSR at COCO 5K: two 477 MiB matrices).  Both files appear only once complete.  Returns
+    the ``.pt`` path, as :func:`register_method`."""
+    run = prepare_run_dir(run_dir)
+    shape = (int(shape[0]), int(shape[1]))
+    with NpyRowWriter(run / "scores" / f"{name}.scores.npy", shape) as s, \
+            NpyRowWriter(run / "scores" / f"{name}.uncertainty.npy", shape) as u:
+        score((s, u))
+    return _register(run, name, None, None, True, True, info)
 
 
 def method_temperature(registry: dict[str, dict], name: str, temperature: float = 0.0) -> float:
@@ -154,7 +272,7 @@ def load_method(run_dir: str | os.PathLike, name: str, *, cosine: bool = True) -
         if not p.is_file():
             raise VlmkitError(f"{p}: missing (method {name!r} of {run_dir}/methods.json): "
                               "run the notebook that registered it again")
-        blob[key] = np.load(p, mmap_mode="r")
+        blob[key] = load_matrix(p)  # memory-mapped; reading a block gives back the pages of the one before
     for key in MATRICES:
         blob.setdefault(key, None)
     if blob.get("scores") is None and cosine and blob.get("img") is not None:
@@ -319,9 +437,10 @@ def run_data_spec(run_dir: str | os.PathLike) -> dict:
 
 
 def run_dataset(run_dir: str | os.PathLike):
-    """The evaluation dataset recorded in ``data.json`` (rebuilt deterministically)."""
+    """The evaluation dataset recorded in ``data.json`` (rebuilt deterministically; the embedded
+    split's rendered images are kept in the run's ``cache/`` after the first notebook renders them)."""
     spec = run_data_spec(run_dir)
-    return load_test_dataset(spec["dataset"], spec["test_images"], spec["seed"])
+    return load_test_dataset(spec["dataset"], spec["test_images"], spec["seed"], image_cache=Path(run_dir) / "cache")
 
 
 def method_summary(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -358,7 +477,7 @@ def pair_codes(run_dir: str | os.PathLike, ds: Any) -> np.ndarray:
             with open(tmp, "wb") as f:
                 np.save(f, codes)
         del codes
-    codes = np.load(path, mmap_mode="r")
+    codes = load_matrix(path)
     if codes.shape != (ds.num_images, ds.num_captions):
         raise VlmkitError(f"{path}: shape {codes.shape}, expected {(ds.num_images, ds.num_captions)}: "
                           "delete it and run again")

@@ -42,12 +42,21 @@ def truth_of(ds: Any, table: pd.DataFrame, task: str) -> np.ndarray:
     return out
 
 
-def total_errors(ds: Any, task: str, block: int = 256) -> int:
-    """All true errors of the dataset for ``task`` (the denominator of recall)."""
+def total_errors(ds: Any, task: str, block: int = 256, *, codes: Any | None = None) -> int:
+    """All true errors of the dataset for ``task`` (the denominator of recall).  ``codes``: the
+    data's :func:`vlmkit.metrics.streaming.pair_code_matrix` when at hand (false negatives =
+    code 1, counted in row blocks) instead of computing the truth of every pair again."""
     if task == "mismatch":
         if "noisy" in ds.caption_meta:
             return int(np.asarray(ds.caption_meta["noisy"], bool).sum())
         return int((~ds.labelled_pairs_true()).sum())
+    if codes is not None:
+        from ..metrics.streaming import row_blocks
+
+        if tuple(np.shape(codes)) != (ds.num_images, ds.num_captions):
+            raise VlmkitError(f"codes: shape {tuple(np.shape(codes))}, expected {(ds.num_images, ds.num_captions)} "
+                              f"(images × captions of {ds.name})")
+        return int(sum(int((np.asarray(codes[r]) == 1).sum()) for r in row_blocks(ds.num_images, ds.num_captions)))
     return int(sum(ds.false_negatives(np.arange(a, min(a + block, ds.num_images)), None).sum()
                    for a in range(0, ds.num_images, block)))
 
@@ -67,14 +76,15 @@ def ranking_quality(suspicion: np.ndarray, is_error: np.ndarray, n_errors: int,
 
 
 def evaluate_audit(ds: Any, result: AuditResult, ks: Sequence[int] = (100, 1000),
-                   extra: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
+                   extra: dict[str, dict[str, Any]] | None = None, *, codes: Any | None = None) -> pd.DataFrame:
     """One row per (task, column): ``P@K``, ``R@K``, ``AUROC``, ``coverage``, ``n_errors``, ``n_candidates``
     (module docstring).  ``extra``: per task, ``{name: suspicion array aligned with the table}``
-    to measure beside the columns (e.g. a baseline computed elsewhere)."""
+    to measure beside the columns (e.g. a baseline computed elsewhere).  ``codes``: the data's
+    pair codes when at hand (:func:`total_errors`)."""
     rows = []
     for task, table in result.tables.items():
         err = truth_of(ds, table, task)
-        n_err = total_errors(ds, task)
+        n_err = total_errors(ds, task, codes=codes)
         cols = {c: DIRECTIONS[task][_kind(c)] * table[c].to_numpy(np.float64)
                 for c in table.columns if _kind(c) in DIRECTIONS[task] and (":" in c or c.endswith("_consistency"))}
         cols["combined"] = table["combined"].to_numpy(np.float64)

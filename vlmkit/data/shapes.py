@@ -34,7 +34,10 @@ word and a fraction of captions taken from other images.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -579,12 +582,18 @@ def match_atoms(objs: np.ndarray, spec: CaptionSpec, backgrounds: np.ndarray | N
     """
     present = objs[:, :, 0] >= 0  # (N, 3)
     cl = spec.clauses  # (M, 3, 4)
-    specified = cl >= 0
-    # hits[c][o]: atoms of clause c satisfied by object o, (N, M) each.
+    # hits[c][o]: atoms of clause c satisfied by object o, (N, M) each.  The count depends only on
+    # the object's and the clause's attributes, so both are coded (one integer per distinct
+    # attribute tuple), the count is tabulated once per (object code, clause code) and each
+    # (N, M) matrix is a lookup — the same numbers as comparing the attributes pair by pair.
+    obj_codes, obj_tuples = np.unique(objs.reshape(-1, objs.shape[-1]), axis=0, return_inverse=True)
+    cl_codes, cl_tuples = np.unique(cl.reshape(-1, cl.shape[-1]), axis=0, return_inverse=True)
+    table = ((obj_codes[:, None, :] == cl_codes[None, :, :]) & (cl_codes[None, :, :] >= 0)).sum(-1, dtype=np.int16)
+    obj_tuples = obj_tuples.reshape(objs.shape[:2])  # (N, 3) → row of the table
+    cl_tuples = cl_tuples.reshape(cl.shape[:2])  # (M, 3) → column of the table
     hits = [
         [
-            (((objs[:, o, None, :] == cl[None, :, c, :]) & specified[None, :, c, :]).sum(-1, dtype=np.int16)
-             * present[:, o, None])
+            table[obj_tuples[:, o]][:, cl_tuples[:, c]] * present[:, o, None]
             for o in range(MAX_OBJECTS)
         ]
         for c in range(MAX_OBJECTS)
@@ -637,6 +646,33 @@ class ShapesTruth(Truth):
 # --------------------------------------------------------------------------- factory
 
 
+def _cached_images(cache_dir: str | os.PathLike, render: Any, split: str, n: int, seed: int, preset: str,
+                   cfg: ShapesConfig) -> np.ndarray:
+    """``render()``'s images, kept in ``cache_dir`` (atomically written) under a key of every
+    argument that decides them and of this module's source (a change to the drawing code
+    never reads an old file)."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from ..utils import atomic_path, fingerprint
+
+    key = fingerprint(split, int(n), int(seed), preset, json.dumps(asdict(cfg), sort_keys=True, default=str),
+                      Path(__file__).read_bytes())
+    path = Path(cache_dir) / f"shapes-{split}-{n}-{key}.npy"
+    if path.is_file():
+        try:
+            images = np.load(path)
+            if images.dtype == np.uint8 and len(images) == n:
+                return images
+        except (OSError, ValueError):
+            pass  # unreadable: render again and replace it
+    images = render()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, images)
+    return images
+
+
 def make_shapes(
     split: str = "test",
     n_images: int | None = None,
@@ -645,6 +681,7 @@ def make_shapes(
     config: ShapesConfig | None = None,
     web_per_image: int = 1,
     preset: str = "coco",
+    image_cache: str | os.PathLike | None = None,
 ) -> PairDataset:
     """Generate a split of the embedded dataset, deterministically from ``seed``.
 
@@ -662,6 +699,11 @@ def make_shapes(
             gallery; false negatives everywhere) or ``"web"`` (the stand-in's pretraining domain:
             other backgrounds and image statistics; with ``captions="web"`` short alt-text,
             :func:`alt_text_captions`).  See :data:`PRESETS` and data/README.md.
+        image_cache: a directory where the rendered images are kept (``shapes-<key>.npy``,
+            keyed by split, size, seed, preset, config and this module's source) and read back
+            by the next call with the same arguments — rendering is most of the cost (≈ 5 ms an
+            image), and every notebook of a workbook run rebuilds the same test split.  The
+            images are the same either way; nothing else is cached.
     """
     base = preset_config(preset)
     cfg = config or base
@@ -671,8 +713,11 @@ def make_shapes(
         raise VlmkitError(f"n_images must be a positive integer, got {n_images!r}")
     objs = sample_scenes(n, rng, cfg)
     backgrounds = sample_backgrounds(n, np.random.default_rng([seed, SPLITS[split], 3]), cfg)
-    render_rng = np.random.default_rng([seed, SPLITS[split], 1])
-    images = np.stack([render_scene(o, render_rng, cfg, b) for o, b in zip(objs, backgrounds)])
+    def render() -> np.ndarray:
+        render_rng = np.random.default_rng([seed, SPLITS[split], 1])
+        return np.stack([render_scene(o, render_rng, cfg, b) for o, b in zip(objs, backgrounds)])
+
+    images = render() if image_cache is None else _cached_images(image_cache, render, split, n, seed, preset, cfg)
     cap_rng = np.random.default_rng([seed, SPLITS[split], 2])
     if captions == "exact":
         if preset in ("coco", "web"):  # web scenes with coco-style captions: the image shift alone

@@ -21,13 +21,26 @@ import pandas as pd
 from ..utils import VlmkitError
 
 
-def false_negative_counts(dataset: Any, chunk_size: int = 2048) -> np.ndarray:
+def false_negative_counts(dataset: Any, chunk_size: int = 2048, *, codes: Any | None = None) -> np.ndarray:
     """Number of false negatives of every caption (int64, length M): images it is true of,
-    other than the one it was written for."""
+    other than the one it was written for.  ``codes``: the data's
+    :func:`vlmkit.metrics.streaming.pair_code_matrix` when at hand (code 1 = false negative; read
+    in row blocks) instead of asking the truth again — the same counts, without recomputing
+    the truth of every pair."""
     if dataset.truth is None:
         raise VlmkitError(f"{dataset.name}: the census needs extended truth (exact on the embedded data, "
                           "or attach positives with PairDataset.with_extended_positives)")
     m = dataset.num_captions
+    if codes is not None:
+        from .streaming import row_blocks
+
+        if tuple(np.shape(codes)) != (dataset.num_images, m):
+            raise VlmkitError(f"codes: shape {tuple(np.shape(codes))}, expected {(dataset.num_images, m)} "
+                              f"(images × captions of {dataset.name})")
+        out = np.zeros(m, dtype=np.int64)
+        for rows in row_blocks(dataset.num_images, m):
+            out += (np.asarray(codes[rows]) == 1).sum(axis=0)
+        return out
     out = np.zeros(m, dtype=np.int64)
     for a in range(0, m, max(1, int(chunk_size))):
         b = min(a + chunk_size, m)
@@ -36,19 +49,22 @@ def false_negative_counts(dataset: Any, chunk_size: int = 2048) -> np.ndarray:
 
 
 def false_negative_census(datasets: Any | Mapping[str, Any], *, by: str | None = "specificity",
-                          chunk_size: int = 2048) -> pd.DataFrame:
+                          chunk_size: int = 2048, codes: Any | None = None) -> pd.DataFrame:
     """A tidy table of false-negative counts, one row per (split, ``by`` value) plus an ``"all"`` row per split.
 
     ``datasets``: one :class:`PairDataset` or a mapping split name → dataset.  ``by``: a
     ``caption_meta`` column to group captions by (``None``: only the ``"all"`` rows).
     ``fn_rate`` = false negatives / labelled negatives; ``captions_with_fn`` = fraction of
-    captions with at least one false negative.
+    captions with at least one false negative.  ``codes``: one data set's pair codes
+    (:func:`false_negative_counts`).
     """
     if not isinstance(datasets, Mapping):
         datasets = {getattr(datasets, "name", "data"): datasets}
+    if codes is not None and len(datasets) != 1:
+        raise VlmkitError("codes: give the pair codes of one data set, not of several")
     rows = []
     for split, ds in datasets.items():
-        fn = false_negative_counts(ds, chunk_size)
+        fn = false_negative_counts(ds, chunk_size, codes=codes)
         n = ds.num_images
         truth = "exact" if ds.has_exact_truth else "partial"
         groups: list[tuple[Any, np.ndarray]] = [("all", np.ones(len(fn), bool))]

@@ -40,7 +40,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from vlmkit.metrics.scores import BLOCK_ELEMENTS
+from vlmkit.metrics.scores import BLOCK_ELEMENTS, _tensor_columns, read_columns
 from vlmkit.metrics.uncertainty import auroc, bin_index
 from vlmkit.utils import VlmkitError
 
@@ -113,8 +113,14 @@ def _rows_of(m: Any, start: int, stop: int, transposed: bool, dtype=torch.float6
     """Rows ``[start, stop)`` of ``m`` (or of ``m.T`` when ``transposed``) as a tensor: only
     that block is read (a NumPy memmap stays on disk) and converted."""
     if isinstance(m, Tensor):
+        if transposed and m.device.type == "cpu":  # slab by slab: the transposing copy stays in cache
+            t = _tensor_columns(m, start, stop)
+            return t.to(dtype) if dtype is not None else t
         blk = m[:, start:stop].t() if transposed else m[start:stop]
         return blk.to(dtype).contiguous() if dtype is not None else blk.contiguous()
+    if transposed and isinstance(m, np.ndarray):  # a memmap: read in row slabs, its pages given back slab by slab
+        t = torch.from_numpy(read_columns(m, start, stop))
+        return t.to(dtype) if dtype is not None else t
     blk = m[:, start:stop].T if transposed else m[start:stop]
     t = torch.from_numpy(blk.toarray() if sp.issparse(blk) else np.array(blk, order="C"))
     return t.to(dtype) if dtype is not None else t

@@ -28,6 +28,8 @@ With K ≥ the gallery sizes every pair is shortlisted and the result equals exa
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -174,44 +176,94 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def default_chunk_size(device: torch.device) -> int:
+    """Pairs per block: 2^18 on CUDA (large GEMMs); 4,096 on CPU, where a block's activations
+    (4,096 pairs × 256 units × 4 B = 4 MB) stay in cache — 2× faster than 2^18 pairs on the
+    workbook's adapter (bench/README.md, "Scaling").  On that adapter every pair gets the same
+    float32 value whatever the block (tests/test_workbook_scale.py); other shapes may select
+    another GEMM kernel and differ in the last bit."""
+    return 1 << 18 if device.type == "cuda" else 1 << 12
+
+
+OUT_BLOCK_ELEMENTS = 1 << 22
+"""Scores per block of whole rows handed to ``score_all(out=...)`` (16 MB in float32)."""
+
+
 @torch.inference_mode()
-def score_all(adapter: VACSRAdapter, img_feats: Tensor, txt_feats: Tensor, chunk_size: int = 1 << 18,
+def score_all(adapter: VACSRAdapter, img_feats: Tensor, txt_feats: Tensor, chunk_size: int | None = None,
               device: str | torch.device = "auto", topk: int | None = None, *,
               dtype: torch.dtype | None = None, prob: bool = False,
-              show_progress: bool = True, out_device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+              show_progress: bool = True, out_device: str | torch.device = "cpu",
+              out: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
     """Scores and uncertainties of all image × caption pairs: two (N, M) float32 tensors.
 
-    chunk_size: pairs per block (memory bound: about chunk_size × max width × dtype bytes × 2).
+    chunk_size: pairs per block (memory bound: about chunk_size × max width × dtype bytes × 2);
+    default :func:`default_chunk_size` of the device.
     topk: None for exact scoring, else the top-K re-ranking mode (module docstring).
     dtype: compute dtype; default bfloat16 on CUDA, float32 on CPU (float64 for exactness tests).
     prob: return sigmoid(μ) instead of the logit μ.
     out_device: where the result matrices live (default CPU; the compute device avoids
     device→host copies, e.g. for benchmarks or GPU-side metrics).
+    out: (scores, uncertainty) targets instead of two new N × M tensors — anything that takes
+    ``target[i0:i1] = rows`` (a NumPy float32 array, a memmap, :class:`vlmkit.workbook.NpyRowWriter`);
+    each block of whole rows (:data:`OUT_BLOCK_ELEMENTS` scores) is written there in row order as
+    a float32 NumPy array, so memory stays one block whatever N × M; returns ``out``.
     """
     _check_inputs(adapter, img_feats, txt_feats)
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise VlmkitError(f"chunk_size={chunk_size}: expected a positive number of pairs per block")
     if topk is not None and topk < 1:
         raise VlmkitError(f"topk={topk}: expected a positive shortlist size or None")
+    if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
+        raise VlmkitError("out: expected a (scores, uncertainty) pair of row-assignable N × M targets")
     dev = resolve_device(device)
     dtype = dtype or default_dtype(dev)
+    chunk_size = chunk_size or default_chunk_size(dev)
     fs = FastScorer(adapter, dev, dtype)
     N, M = img_feats.shape[0], txt_feats.shape[0]
     if topk is not None:
         scores, unc = _score_topk(fs, img_feats, txt_feats, chunk_size, topk, show_progress)
-        scores, unc = scores.to(out_device), unc.to(out_device)
-    else:
-        odev = torch.device(out_device)
+        if prob:
+            scores = torch.sigmoid(scores)
+        if out is not None:
+            out[0][0:N] = scores.numpy()
+            out[1][0:N] = unc.numpy()
+            return out
+        return scores.to(out_device), unc.to(out_device)
+    odev = torch.device(out_device)
+    m = min(M, chunk_size)
+    b = max(1, chunk_size // m)
+    if out is None:
         scores = torch.empty(N, M, dtype=torch.float32, device=odev)
         unc = torch.empty(N, M, dtype=torch.float32, device=odev)
-        m = min(M, chunk_size)
-        b = max(1, chunk_size // m)
-        img, txt = img_feats.to(dev, dtype), txt_feats.to(dev, dtype)
-        blocks = [(i, j) for i in range(0, N, b) for j in range(0, M, m)]
-        for i, j in (progress(blocks, desc="VACSR scoring") if show_progress else blocks):
-            lg, var = fs.all_pairs(img[i:i + b], txt[j:j + m])
-            scores[i:i + b, j:j + m] = lg
-            unc[i:i + b, j:j + m] = var
+        rb = N  # one "row block": the blocks are written straight into the result
+    else:
+        rb = b * max(1, OUT_BLOCK_ELEMENTS // max(1, b * M))  # whole rows per block handed to out
+    img, txt = img_feats.to(dev, dtype), txt_feats.to(dev, dtype)
+    bar = progress(total=((N + b - 1) // b) * ((M + m - 1) // m), desc="VACSR scoring") if show_progress else None
+    for i0 in range(0, N, rb):
+        i1 = min(N, i0 + rb)
+        if out is None:
+            s_rows, u_rows = scores[i0:i1], unc[i0:i1]
+        else:
+            s_rows = torch.empty(i1 - i0, M, dtype=torch.float32, device=odev)
+            u_rows = torch.empty(i1 - i0, M, dtype=torch.float32, device=odev)
+        for i in range(i0, i1, b):
+            for j in range(0, M, m):
+                lg, var = fs.all_pairs(img[i:i + b], txt[j:j + m])
+                s_rows[i - i0:i - i0 + b, j:j + m] = lg
+                u_rows[i - i0:i - i0 + b, j:j + m] = var
+                if bar is not None:
+                    bar.update(1)
+        if out is not None:
+            if prob:
+                s_rows = torch.sigmoid(s_rows)
+            out[0][i0:i1] = s_rows.cpu().numpy()
+            out[1][i0:i1] = u_rows.cpu().numpy()
+    if bar is not None:
+        bar.close()
+    if out is not None:
+        return out
     if prob:
         scores = torch.sigmoid(scores)
     return scores, unc

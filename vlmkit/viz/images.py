@@ -75,14 +75,25 @@ def image_grid_html(ds: Any, indices: Sequence[int], *, columns: int = 4, size: 
             f"{''.join(cells)}</div></div>")
 
 
-def false_negative_captions_html(ds: Any, i: int | None = None, *, k: int = 12, size: int = 160) -> str:
-    """HTML: image ``i`` (``None``: the image with the most false negatives), its own captions,
-    and up to ``k`` captions written for *other* images that are true of it (false negatives
-    under one-to-one labels; needs extended truth)."""
+def false_negative_captions_html(ds: Any, i: int | None = None, *, k: int = 12, size: int = 160,
+                                 codes: Any | None = None) -> str:
+    """HTML: image ``i`` (``None``: the image with the most false negatives, the first on a tie),
+    its own captions, and up to ``k`` captions written for *other* images that are true of it
+    (false negatives under one-to-one labels; needs extended truth).  ``codes``: the data's
+    :func:`vlmkit.metrics.streaming.pair_code_matrix` when at hand (read in row blocks to find
+    that image; without it the truth of every pair is computed, in row blocks)."""
     if not ds.has_extended_positives:
         raise VlmkitError(f"{ds.name}: false negatives need extended truth (exact on the embedded data)")
     if i is None:
-        i = int(np.argmax(ds.false_negatives().sum(axis=1)))
+        from ..metrics.streaming import block_pair_codes, row_blocks
+
+        if codes is not None and tuple(np.shape(codes)) != (ds.num_images, ds.num_captions):
+            raise VlmkitError(f"codes: shape {tuple(np.shape(codes))}, expected {(ds.num_images, ds.num_captions)}")
+        per_image = np.zeros(ds.num_images, np.int64)
+        for rows in row_blocks(ds.num_images, ds.num_captions):
+            c = np.asarray(codes[rows]) if codes is not None else block_pair_codes(ds, rows)
+            per_image[rows] = (c == 1).sum(axis=1)
+        i = int(np.argmax(per_image))
     i = _check_index(ds, i)
     spec = np.asarray(ds.caption_meta.get("specificity", np.full(ds.num_captions, -1)))
     fn = np.flatnonzero(ds.false_negatives(np.array([i]), None)[0])
