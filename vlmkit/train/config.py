@@ -41,8 +41,9 @@ class TrainConfig:
     ``"vacsr-joint"`` (encoders and a VACSR adapter trained together; ``vacsr`` holds
     :class:`~vlmkit.vacsr.VACSRConfig` fields plus the loop keys ``lr`` (adapter lr, 1e-3: the
     paper's 5e-4 is for 25 epochs; at the stand-in's 2 epochs 5e-4 left ``vacsr-joint`` 10.5
-    R@1 points below ``sigmoid``, 1e-3 7.8 — bench/README.md, issue #19), ``weight_decay`` (0), ``contrastive_weight`` (0: the paper's Eq. 13 has no
-    InfoNCE term; > 0 adds that weight of InfoNCE on the global batch, an ablation),
+    R@1 points below ``sigmoid``, 1e-3 7.9 over 3 seeds — bench/README.md, issue #19),
+    ``weight_decay`` (0), ``contrastive_weight`` (0: the paper's Eq. 13 has no InfoNCE term;
+    > 0 adds that weight of InfoNCE on the global batch, an ablation),
     ``preset`` (None: ``VACSRConfig`` defaults; ``"paper"``: :meth:`VACSRConfig.paper_sized`,
     5.25 M parameters at d = 512), ``schedule`` (``"step"``: the paper's constant lr ×0.1 from
     epoch round(``step_frac`` · epochs) on, no warm-up, for every group; ``"cosine"``: the loop's
