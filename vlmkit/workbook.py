@@ -23,6 +23,7 @@ Which data a run evaluates and trains on is :mod:`vlmkit.selection` (re-exported
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,10 @@ MATRICES = ("scores", "uncertainty")
 memory-mapped (:func:`load_method`): notebooks read them in row blocks, never whole."""
 
 
+#: ``madvise`` advice that drops a mapping's resident pages (None where the platform lacks it)
+_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+
+
 class ReleasingMemmap(np.memmap):
     """A read-only memory-mapped matrix that gives back the pages it has read: every new index
     first drops the mapping's resident pages (``madvise(MADV_DONTNEED)``; for a read-only file
@@ -76,14 +81,6 @@ class ReleasingMemmap(np.memmap):
             except (OSError, ValueError):  # closed, or not supported here: keep the pages
                 pass
         return super().__getitem__(key)
-
-
-try:
-    import mmap as _mmap_module
-
-    _MADV_DONTNEED = getattr(_mmap_module, "MADV_DONTNEED", None)
-except ImportError:  # pragma: no cover
-    _MADV_DONTNEED = None
 
 
 def load_matrix(path: str | os.PathLike) -> np.ndarray:
