@@ -318,3 +318,36 @@ def test_web_captions_truth_matches_their_words():
                 if c[a] >= 0:
                     word = names[c[a]]
                     assert word in text or WEB_SYNONYMS.get(word, "\0") in text, (text, word)
+
+
+def test_dense_recaptions_name_every_object_and_keep_exact_truth():
+    """``web_dense=1``: every caption names every object of the image it is about (a dense re-caption),
+    still true to its words; ``web_dense=0`` draws nothing extra, so the captions equal the default's."""
+    from vlmkit.data.shapes import SHAPES, WEB_SYNONYMS, alt_text_captions, domain_census
+
+    plain = make_shapes("pretrain", n_images=120, captions="web", web_per_image=2, preset="web", seed=4)
+    zero = make_shapes("pretrain", n_images=120, captions="web", web_per_image=2, preset="web", seed=4, web_dense=0.0)
+    assert zero.captions == plain.captions
+    rng = np.random.default_rng(0)
+    objs, bgs = plain.truth.objs, plain.truth.backgrounds
+    texts, spec = alt_text_captions(objs, bgs, rng, per_image=1, p_dense=1.0, p_other=0.0, p_wrong=0.0)
+    stated = (spec.clauses[:, :, 0] >= 0).sum(axis=1)
+    assert np.array_equal(stated, (objs[:, :, 0] >= 0).sum(axis=1))  # every object named
+    assert (spec.clauses[:, :, 1] >= 0).sum() > 0.85 * stated.sum()  # colour almost always
+    for text, clauses in zip(texts, spec.clauses):
+        for c in clauses[clauses[:, 0] >= 0]:
+            word = SHAPES[c[0]]
+            assert word in text or WEB_SYNONYMS.get(word, "\0") in text, (text, word)
+    half = make_shapes("pretrain", n_images=400, captions="web", web_per_image=2, preset="web", web_dense=0.5)
+    web, dense = domain_census(plain), domain_census(half)
+    assert dense["objects stated per caption"] > web["objects stated per caption"] + 0.3
+    assert dense["background:striped"] == 0  # the images are the web domain's either way
+
+
+def test_dense_recaptions_are_checked():
+    from vlmkit.data.shapes import alt_text_captions
+
+    with pytest.raises(VlmkitError, match="web_dense"):
+        make_shapes("test", 5, captions="web", web_dense=0.5)  # coco preset: no alt-text to re-caption
+    with pytest.raises(VlmkitError, match="p_dense"):
+        alt_text_captions(np.zeros((1, 3, 4), np.int8), np.zeros(1, np.int8), np.random.default_rng(0), p_dense=1.5)

@@ -511,7 +511,7 @@ def _web_words(text: str, rng: np.random.Generator) -> str:
 
 def alt_text_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.Generator, per_image: int = 2,
                       cfg: ShapesConfig | None = None, p_other: float = 0.1,
-                      p_wrong: float = 0.05) -> tuple[list[str], CaptionSpec]:
+                      p_wrong: float = 0.05, p_dense: float = 0.0) -> tuple[list[str], CaptionSpec]:
     """Short, noisy alt-text captions of the *web* domain (the stand-in's pretraining text).
 
     Unlike the coco preset's five annotator captions, an alt-text names one object (p = 0.6) or two
@@ -521,7 +521,15 @@ def alt_text_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.
     the attribute words are web synonyms (:data:`WEB_SYNONYMS`); one attribute is wrong with
     ``p_wrong`` and the caption is about another image with ``p_other``.  Its :class:`CaptionSpec` is
     what it *says*, so truth stays exact.
+
+    With ``p_dense`` > 0 a caption is instead, with that probability, a *dense re-caption* of the web
+    image (as web data re-captioned by a captioning model, LaCLIP / DataComp style): every object, its
+    colour (p = 0.95), size (0.7) and position (0.3), a count (0.4) and the background (0.5) — still in
+    the web vocabulary, wrappers and noise, never in the coco captions' sentence forms.  ``p_dense=0``
+    draws nothing extra: the random stream, and so the captions, equal those without the argument.
     """
+    if not 0.0 <= p_dense <= 1.0:
+        raise VlmkitError(f"p_dense must be in [0, 1], got {p_dense}")
     cfg = cfg or PRESETS["web"]
     n = len(objs)
     m = n * per_image
@@ -531,16 +539,21 @@ def alt_text_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.
     texts = []
     sizes = (cfg.n_shapes, cfg.n_colours, len(SIZES), len(POSITIONS))
     keep_p = np.array([1.0, 0.75, 0.4, 0.12])
+    dense_keep_p = np.array([1.0, 0.95, 0.7, 0.3])
     for row in range(m):
         i = row // per_image
         if rng.random() < p_other:
             i = int(rng.integers(n))
+        dense = p_dense > 0 and rng.random() < p_dense
         o = objs[i]
         present = np.flatnonzero(o[:, 0] >= 0)
-        k = min(len(present), 1 if rng.random() < 0.6 else 2)
-        chosen = rng.choice(present, size=k, replace=False)
+        if dense:
+            k, chosen = len(present), present
+        else:
+            k = min(len(present), 1 if rng.random() < 0.6 else 2)
+            chosen = rng.choice(present, size=k, replace=False)
         c = o[chosen].copy()
-        c[rng.random(c.shape) >= keep_p[None, :]] = -1
+        c[rng.random(c.shape) >= (dense_keep_p if dense else keep_p)[None, :]] = -1
         if rng.random() < p_wrong:
             a, b = int(rng.integers(k)), int(rng.integers(len(ATTRS)))
             c[a, b] = int(rng.integers(sizes[b]))
@@ -553,11 +566,11 @@ def alt_text_captions(objs: np.ndarray, backgrounds: np.ndarray, rng: np.random.
             words += [POSITION_PHRASE[POSITIONS[x[3]]]] if x[3] >= 0 else []
             parts.append(" ".join(words))
         body = ", ".join(parts) if rng.random() < 0.5 else " and ".join(parts)
-        if rng.random() < 0.15:
+        if rng.random() < (0.4 if dense else 0.15):
             count[row] = len(present)
             num = str(len(present)) if rng.random() < 0.5 else COUNT_WORDS[len(present)]
             body = f"{num} shape{'' if len(present) == 1 else 's'}: {body}"
-        if rng.random() < 0.2:
+        if rng.random() < (0.5 if dense else 0.2):
             bgs[row] = backgrounds[i]
             body += f" on {ALL_BACKGROUNDS[int(backgrounds[i])]} background"
         wrapper = ALT_WRAPPERS[int(rng.integers(len(ALT_WRAPPERS)))]
@@ -682,6 +695,7 @@ def make_shapes(
     web_per_image: int = 1,
     preset: str = "coco",
     image_cache: str | os.PathLike | None = None,
+    web_dense: float = 0.0,
 ) -> PairDataset:
     """Generate a split of the embedded dataset, deterministically from ``seed``.
 
@@ -704,6 +718,8 @@ def make_shapes(
             by the next call with the same arguments — rendering is most of the cost (≈ 5 ms an
             image), and every notebook of a workbook run rebuilds the same test split.  The
             images are the same either way; nothing else is cached.
+        web_dense: with ``preset="web", captions="web"``, the share of captions that are dense
+            re-captions (every object named; :func:`alt_text_captions`' ``p_dense``).
     """
     base = preset_config(preset)
     cfg = config or base
@@ -727,10 +743,13 @@ def make_shapes(
         per = 5
         meta = {"specificity": specificity}
     elif captions == "web":
+        if web_dense and preset != "web":
+            raise VlmkitError(f"web_dense applies to the web preset's alt-text only, got preset={preset!r}")
         if web_per_image < 1:
             raise VlmkitError(f"web_per_image must be ≥ 1, got {web_per_image}")
         if preset == "web":
-            texts, spec = alt_text_captions(objs, backgrounds, cap_rng, per_image=web_per_image, cfg=cfg)
+            texts, spec = alt_text_captions(objs, backgrounds, cap_rng, per_image=web_per_image, cfg=cfg,
+                                            p_dense=web_dense)
         else:
             texts, spec = make_web_captions(objs, cap_rng, per_image=web_per_image, cfg=cfg,
                                             backgrounds=backgrounds if cfg.backgrounds else None)

@@ -7,6 +7,7 @@ CLIPs sized for a CPU); ``pretrained`` is one of
 
 * ``None`` — random weights;
 * ``"stand-in"`` — the shipped stand-in CLIP (``vlmkit-base``, :mod:`vlmkit.models.stand_in`);
+  ``"stand-in-base"`` — its first pretraining stage, which the stand-in continues from;
 * an open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``, …) whose weights are already in the
   local cache: the Hugging Face hub cache (``HF_HUB_CACHE``) or, for OpenAI's tags, OpenAI's
   TorchScript files in ``~/.cache/clip`` (checked against the SHA-256 in their URL); the tag's
@@ -61,6 +62,10 @@ CONFIG_NAME = "open_clip_config.json"
 #: ``pretrained="stand-in"``: the shipped stand-in CLIP (:mod:`vlmkit.models.stand_in`)
 STAND_IN = "stand-in"
 STAND_IN_DIR = Path(__file__).parent / "weights" / "stand-in"
+#: ``pretrained="stand-in-base"``: the first pretraining stage the stand-in continues from (shipped too)
+STAND_IN_BASE = "stand-in-base"
+STAND_IN_BASE_DIR = Path(__file__).parent / "weights" / "stand-in-base"
+SHIPPED_TAGS = {STAND_IN: STAND_IN_DIR, STAND_IN_BASE: STAND_IN_BASE_DIR}
 DIR_WEIGHTS = (WEIGHTS_NAME, "open_clip_pytorch_model.bin")  # save_model's, an open_clip hub snapshot's
 DEFAULT_MODEL = "vlmkit-tiny"
 
@@ -111,8 +116,8 @@ def load_model(
     dev = resolve_device(device)
     name = name or None  # "" (a notebook's empty parameter) = no name
     pretrained = None if pretrained in (None, "", "none") else pretrained
-    if pretrained == STAND_IN:
-        pretrained = STAND_IN_DIR
+    if isinstance(pretrained, str) and pretrained in SHIPPED_TAGS:
+        pretrained = SHIPPED_TAGS[pretrained]
     pretrained_path = Path(pretrained) if pretrained is not None else None
 
     if name is not None and name.startswith("local-dir:"):

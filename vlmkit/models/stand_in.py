@@ -1,16 +1,18 @@
 """The shipped stand-in CLIP: :func:`stand_in` loads it, offline, in any fresh clone.
 
 vlmkit cannot download CLIP weights, so it ships a small CLIP (``vlmkit-base``: ViT 4×128,
-patch 8 on 64 px; text transformer 3×128, context 48) trained once by
-:func:`vlmkit.pretrain.pretrain_tiny` with the default :class:`~vlmkit.pretrain.PretrainConfig`
-on the embedded *web domain* (``preset="web"``: alt-text captions of scenes, backgrounds and
-image statistics unlike the coco test split — data/README.md), so that it stands to the test data
-as CLIP stands to COCO.
-It is stored as fp16 safetensors in ``vlmkit/models/weights/stand-in/`` (open_clip's
-``local-dir`` layout), with its training configuration and loss history in the config JSON.
+patch 8 on 64 px; text transformer 3×128, context 48) trained by
+:func:`vlmkit.pretrain.pretrain_tiny` in two stages (:data:`vlmkit.pretrain.STAGES`) on the embedded
+*web domain* (``preset="web"``: alt-text captions of scenes, backgrounds and image statistics unlike
+the coco test split — data/README.md), so that it stands to the test data as CLIP stands to COCO:
+``stand-in-base`` (2,400 steps from random weights, τ learned) and ``stand-in`` (400 more at τ = 0.02
+on the same images, half of them densely re-captioned; the default :class:`~vlmkit.pretrain.PretrainConfig`).
+Both are stored as fp16 safetensors in ``vlmkit/models/weights/<tag>/`` (open_clip's ``local-dir``
+layout), with their training configuration and loss history in the config JSON.
 
 ``load_model(pretrained="stand-in")`` is the same model (the form ``TrainConfig`` and the
-notebooks take).  Retrain it with ``python -m vlmkit.pretrain --out DIR`` and load the result with
+notebooks take).  Retrain it with ``python -m vlmkit.pretrain --out DIR`` (the second stage, from the
+shipped base; ``--stage stand-in-base`` the first) and load the result with
 ``load_model(pretrained=DIR)``; :func:`export_stand_in` writes a trained directory into the
 shipped fp16 form.  Zero-shot figures: data/README.md.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..utils import VlmkitError, atomic_dir
-from .factory import CONFIG_NAME, STAND_IN_DIR, WEIGHTS_NAME, LoadedModel, load_model
+from .factory import CONFIG_NAME, SHIPPED_TAGS, STAND_IN, STAND_IN_DIR, WEIGHTS_NAME, LoadedModel, load_model
 
 SHIPPED_DIR = STAND_IN_DIR
 
@@ -49,9 +51,12 @@ def learned_temperature(model: LoadedModel | torch.nn.Module) -> float:
     return float(1.0 / torch.as_tensor(scale).detach().float().exp())
 
 
-def stand_in_record() -> dict:
-    """What the shipped checkpoint records of its training: ``pretrain_config``, ``loss_history``, ``seconds`` …"""
-    meta = json.loads((SHIPPED_DIR / CONFIG_NAME).read_text())
+def stand_in_record(tag: str = STAND_IN) -> dict:
+    """What a shipped checkpoint (``"stand-in"`` or its first stage ``"stand-in-base"``) records of its
+    training: ``pretrain_config``, ``loss_history``, ``seconds`` …"""
+    if tag not in SHIPPED_TAGS:
+        raise VlmkitError(f"no shipped checkpoint is tagged {tag!r}; shipped: {sorted(SHIPPED_TAGS)}")
+    meta = json.loads((SHIPPED_TAGS[tag] / CONFIG_NAME).read_text())
     return dict(meta.get("vlmkit", {}))
 
 
