@@ -54,7 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     fields = recipe(args.recipe).train_fields()
     for kv in args.set:
         k, _, v = kv.partition("=")
-        fields[k] = yaml.safe_load(v)
+        value = yaml.safe_load(v)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        fields[k] = value
     out = Path(args.out)
     test = make_shapes("test")
     rows = [{"method": "zero-shot", "seed": 0, **evaluate(load_model(pretrained=args.pretrained, device=args.device), test)}]

@@ -7,10 +7,13 @@ noisy alt-text captions, some about other images, of scenes unlike the coco test
 configuration it loads the saved model instead of training; an interrupted run resumes
 from its last partial checkpoint (``out_dir/.partial.pt``, every ``checkpoint_every`` steps).
 
-The checkpoint that the workbook uses is *shipped* (:func:`vlmkit.models.stand_in`), trained
-once with the default :class:`PretrainConfig` (~1 hour on 2 CPU cores): retraining it is
-never on the critical path.  ``python -m vlmkit.pretrain --out DIR`` retrains it.  Seeded; on
-CPU two runs give identical loss histories.
+The checkpoint that the workbook uses is *shipped* (:func:`vlmkit.models.stand_in`), trained in
+two stages (:data:`STAGES`): ``stand-in-base`` from random weights (~1 hour on 2 CPU cores, τ
+learned), then ``stand-in`` — the default :class:`PretrainConfig` — continuing the shipped base
+(``init_from``) with τ held low (``fixed_tau``) on partly re-captioned web data (``web_dense``),
+~10 minutes.  Both are shipped: retraining is never on the critical path.
+``python -m vlmkit.pretrain --out DIR`` retrains the second stage, ``--stage stand-in-base`` the
+first.  Seeded; on CPU two runs give identical loss histories.
 """
 
 from __future__ import annotations
