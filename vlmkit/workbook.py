@@ -34,8 +34,7 @@ import torch
 from .selection import (embedded_spec, is_embedded, load_test_dataset, train_config,  # noqa: F401 (re-exported)
                         training_data)
 from .rundir import SUBDIRS, prepare_run_dir, read_run_meta  # noqa: F401 (re-exported: wb.prepare_run_dir)
-from .utils import (NpyRowWriter, ReleasingMemmap, VlmkitError, atomic_path, atomic_to_csv, atomic_torch_save,
-                    atomic_write_json)
+from .utils import NpyRowWriter, ReleasingMemmap, VlmkitError, atomic_to_csv, atomic_torch_save, atomic_write_json
 
 
 def default_cache_dir() -> Path:
@@ -369,21 +368,20 @@ def pair_codes(run_dir: str | os.PathLike, ds: Any) -> np.ndarray:
     """Every test pair's type code (:func:`vlmkit.metrics.streaming.pair_code_matrix`: 0 labelled
     and true, 1 false negative, 2 true negative, 3 labelled but not true) as a read-only int8
     memmap, computed once per run and data (the truth is the slow part: ≈ 1 µs a pair on the
-    embedded data) and kept in ``cache/pair_codes-<data>.npy`` for notebooks 05–07."""
+    embedded data) and kept in ``cache/pair_codes-<data>.npy`` for notebooks 05–07 (written block
+    by block through :class:`vlmkit.utils.NpyRowWriter`: atomic, one row block in memory)."""
     import hashlib
 
-    from .metrics.streaming import pair_code_matrix
+    from .metrics.streaming import block_pair_codes, row_blocks
 
     run = Path(run_dir)
     spec = json.dumps(run_data_spec(run), sort_keys=True)
     tag = hashlib.sha1(f"{spec}|{ds.num_images}x{ds.num_captions}".encode()).hexdigest()[:12]
     path = run / "cache" / f"pair_codes-{tag}.npy"
-    if not path.is_file():
-        codes = pair_code_matrix(ds)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, codes)
-        del codes
+    if not path.is_file():  # written atomically in row blocks: the N × M codes are never all in memory
+        with NpyRowWriter(path, (ds.num_images, ds.num_captions), np.int8) as out:
+            for rows in row_blocks(ds.num_images, ds.num_captions):
+                out[rows] = block_pair_codes(ds, rows)
     codes = load_matrix(path)
     if codes.shape != (ds.num_images, ds.num_captions):
         raise VlmkitError(f"{path}: shape {codes.shape}, expected {(ds.num_images, ds.num_captions)}: "
