@@ -311,6 +311,7 @@ def test_wheel_ships_the_notebooks_and_runs_outside_the_checkout(tmp_path):
     work.mkdir()
     env = {**os.environ, "VLMKIT_CACHE": str(tmp_path / "cache"), "VLMKIT_NO_PNG": "1", "VLMKIT_NO_PROGRESS": "1"}
     env.pop("JUPYTER_PATH", None)
+    env.pop("PYTHONPATH", None)  # the installed copy, not a checkout put on the path by the caller
     r = subprocess.run([venv / "bin" / "vlmkit", "run", "--quick", "--only", "00", "--out", "runs"], cwd=work, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -322,5 +323,5 @@ def test_wheel_ships_the_notebooks_and_runs_outside_the_checkout(tmp_path):
     executed = nbformat.read(run / "notebooks" / "00_primer.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
     where = subprocess.run([py, "-c", "import vlmkit.rundir as r; print(r.notebook_dir())"], cwd=work, capture_output=True,
-                           text=True, check=True).stdout.strip()
+                           text=True, check=True, env=env).stdout.strip()
     assert where == str(Path(site, "vlmkit", "_notebooks"))
