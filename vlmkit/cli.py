@@ -209,17 +209,20 @@ def _worker_init(threads: str | None) -> None:
         os.environ["OMP_NUM_THREADS"] = threads
 
 
-def _run_points(jobs: list[tuple[Path, dict[str, Any], dict[str, Any]]], nbs: list[Path], workers: int) -> list[bool]:
+def _run_points(jobs: list[tuple[Path, dict[str, Any], dict[str, Any]]], only: list[str] | None,
+                workers: int) -> list[bool]:
     """``run_chain`` of every (run_dir, params, grid point) in ``jobs``: one after the other, or
     with ``workers`` > 1 that many grid points at once, each chain in its own process (spawned:
     its own environment, kernels and ``$VLMKIT_WARNINGS_LOG``; the chains share only the cache,
-    whose files are written atomically).  Returns each point's success, in the order given."""
+    whose files are written atomically; each gets the notebook files resolved here).  Returns
+    each point's success, in the order given."""
     if workers <= 1 or len(jobs) <= 1:
         oks = []
         for run_dir, params, point in jobs:
             print(f"run {run_dir}", flush=True)
-            oks.append(run_chain(run_dir, params, point, nbs=nbs))
+            oks.append(run_chain(run_dir, params, point, only))
         return oks
+    nbs = notebooks(only)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -304,7 +307,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             run_dir = new_run_dir(out, name)
         run_dirs.append(run_dir)
-    oks = _run_points([(d, {**params, **point}, point) for d, point in zip(run_dirs, grid)], notebooks(only), args.jobs)
+    oks = _run_points([(d, {**params, **point}, point) for d, point in zip(run_dirs, grid)], only, args.jobs)
     failed = oks.count(False)
     if len(grid) > 1:
         from .batch import write_batch
