@@ -4,13 +4,18 @@
 
 Every further CSV (e.g. a ``--tag`` run of ``exp_vacsr_joint.py``) adds its rows to the joint part.
 Cells are mean ± sd over the seeds present (the ``seeds`` column lists them; one seed: the value).
+A missing or unreadable CSV stops it with a message naming the file and the bench that writes it
+(:data:`PRODUCERS`; bench/README.md, "VACSR").
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pandas as pd
+
+from vlmkit.utils import VlmkitError
 
 NAMES = {
     "vacsr": "**`vacsr`** (the paper's adapter)",
@@ -25,6 +30,35 @@ NAMES = {
 HEADER = ("| | scorer | seeds | i→t R@1 | t→i R@1 | i→t mAP@R | t→i mAP@R | Fig. 3 r of σ², i→t / t→i | "
           "same bins, −score (control) | FN AUROC of σ² | FN AUROC of the score (control) | σ² 5 %–95 % | "
           "σ² median pos / FN / TN | s / epoch |")
+
+
+PRODUCERS = {
+    "frozen": "python bench/exp_vacsr_frozen.py --seeds 0,1,2 --out runs/exp-vacsr-frozen  "
+              "(writes runs/exp-vacsr-frozen/results.csv)",
+    "joint": "python bench/exp_vacsr_joint.py --seeds 0,1,2 --lr 1e-4 --epochs 2 --out runs/exp-vacsr-joint  "
+             "(writes runs/exp-vacsr-joint/results.csv)",
+}
+"""The command whose ``results.csv`` each part of the table reads (the first CSV: frozen; the rest: joint)."""
+COLUMNS = ("method", "seed", "r1_i2t", "r1_t2i")
+"""Columns every results.csv of the two benches has (the rest may be missing: shown as —)."""
+
+
+def read_results(path: str, kind: str) -> pd.DataFrame:
+    """The rows of one bench's ``results.csv``; a missing, empty or foreign file raises a
+    ``VlmkitError`` naming it and the command that writes it."""
+    where = f"{path} (the {kind} part of the table)"
+    if not Path(path).is_file():
+        raise VlmkitError(f"{where}: no such file; it is written by\n    {PRODUCERS[kind]}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise VlmkitError(f"{where}: not a results CSV ({type(exc).__name__}: {exc}); it is written by\n"
+                          f"    {PRODUCERS[kind]}") from None
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise VlmkitError(f"{where}: no column(s) {', '.join(missing)}: not a results.csv of the VACSR benches; "
+                          f"it is written by\n    {PRODUCERS[kind]}")
+    return df
 
 
 def ms(x: pd.Series, nd: int = 1) -> str:
@@ -66,10 +100,16 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
+    try:  # every file read before anything is printed: no half table on an error
+        parts = [("frozen" if i == 0 else "joint", read_results(path, "frozen" if i == 0 else "joint"))
+                 for i, path in enumerate(argv)]
+    except VlmkitError as exc:
+        print(f"table_vacsr.py: {exc}", file=sys.stderr)
+        return 2
     print(HEADER)
     print("|" + "---|" * (HEADER.count("|") - 1))
-    for i, path in enumerate(argv):
-        for line in rows("frozen" if i == 0 else "joint", pd.read_csv(path)):
+    for kind, df in parts:
+        for line in rows(kind, df):
             print(line)
     return 0
 

@@ -181,3 +181,27 @@ def test_joint_bench_end_to_end_and_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "==" not in out and "| vacsr-joint-plain | 1 |" in out
     assert len(pd.read_csv(tmp_path / "results.csv")) == 2
+
+
+def test_table_vacsr_names_a_missing_or_foreign_csv_and_the_bench_that_writes_it(tmp_path, capsys):
+    table = _load("table_vacsr")
+    good = tmp_path / "frozen.csv"
+    pd.DataFrame([{"method": "vacsr", "seed": s, "r1_i2t": 30.0 + s, "r1_t2i": 17.0, "map_i2t": 6.0, "map_t2i": 19.0,
+                   "fig3_r_i2t": 0.8, "fig3_r_t2i": 0.8, "fig3_control_i2t": -0.9, "fig3_control_t2i": -0.9,
+                   "fn_auroc_sigma2": 0.85, "fn_auroc_score": 0.88, "sec_per_epoch": 27.0} for s in (0, 1)]).to_csv(good, index=False)
+    assert table.main([str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "| frozen | **`vacsr`** (the paper's adapter) | 0,1 | 30.5 ± 0.7 | 17.0 ± 0.0 |" in out
+    missing = tmp_path / "runs" / "exp-vacsr-joint" / "results.csv"
+    assert table.main([str(good), str(missing)]) == 2
+    io = capsys.readouterr()
+    assert io.out == ""  # no half table
+    assert f"{missing} (the joint part of the table): no such file" in io.err and "bench/exp_vacsr_joint.py" in io.err
+    with pytest.raises(VlmkitError, match=r"(?s)nope\.csv \(the frozen part.*no such file.*bench/exp_vacsr_frozen\.py"):
+        table.read_results(str(tmp_path / "nope.csv"), "frozen")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(VlmkitError, match=r"(?s)empty\.csv .*not a results CSV.*exp_vacsr_frozen"):
+        table.read_results(str(tmp_path / "empty.csv"), "frozen")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(VlmkitError, match=r"(?s)other\.csv .*no column\(s\) method, seed, r1_i2t, r1_t2i.*exp_vacsr_joint"):
+        table.read_results(str(tmp_path / "other.csv"), "joint")

@@ -221,17 +221,22 @@ def _table_rows(text: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def quick_ledger(tmp_path_factory):
+    """The --quick ledger from scratch, its 54 independent units in 2 worker processes (the
+    parallel path; the serial path recomputes two of them in
+    test_independent_units_run_in_parallel_workers_and_match_the_serial_run)."""
     out = tmp_path_factory.mktemp("claims")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VLMKIT_NO_PNG", "1")  # no browser start for the figures
-        ledger = run_ledger(LedgerConfig.quick(), out / "runs", out / "docs" / "results.md", command="vlmkit claims --quick")
+        ledger = run_ledger(LedgerConfig.quick(workers=2), out / "runs", out / "docs" / "results.md",
+                            command="vlmkit claims --quick --workers 2")
     return out, ledger
 
 
 def test_quick_ledger_writes_the_document(quick_ledger):
     out, ledger = quick_ledger
     text = (out / "docs" / "results.md").read_text()
-    assert RULE in text and "`vlmkit claims --quick`" in text and "wall time" in text and "torch" in text
+    assert RULE in text and "`vlmkit claims --quick --workers 2`" in text and "wall time" in text and "torch" in text
+    assert "this invocation (2 worker(s))" in text and ledger["workers"] == 2 and len(ledger["trained"]) == ledger["n_units"]
     rows = _table_rows(text)
     assert [r[0] for r in rows] == NUMBERS == [c.number for c in CLAIMS]
     for r, rec in zip(rows, ledger["claims"]):
@@ -517,15 +522,16 @@ def test_the_plan_runs_each_regime_once(tmp_path):
 def test_independent_units_run_in_parallel_workers_and_match_the_serial_run(quick_ledger, tmp_path):
     import shutil
 
-    out, first = quick_ledger
+    out, first = quick_ledger  # every unit computed in 2 worker processes
+    assert first["workers"] == 2 and len(first["trained"]) == first["n_units"]
     runs = tmp_path / "runs"
     shutil.copytree(out / "runs", runs)
     redo = ["vacsr/coco/K1/s0", "vacsr/coco/no-neg/s1"]
     for name in redo:
         (runs / "results" / f"{name}.json").unlink()
-    again = run_ledger(LedgerConfig.quick(workers=2), runs, None, command="vlmkit claims --quick --workers 2")
-    assert sorted(again["trained"]) == sorted(redo) and again["workers"] == 2
-    for name in redo:  # recomputed in a worker process: the same numbers as the serial run
+    again = run_ledger(LedgerConfig.quick(), runs, None, command="vlmkit claims --quick")
+    assert sorted(again["trained"]) == sorted(redo) and again["workers"] == 1
+    for name in redo:  # recomputed serially in this process: the same numbers as the worker processes gave
         new = json.loads((runs / "results" / f"{name}.json").read_text())["test"]
         old = json.loads((out / "runs" / "results" / f"{name}.json").read_text())["test"]
         assert new.keys() == old.keys() and all(new[k] == pytest.approx(old[k], rel=1e-6, abs=1e-9, nan_ok=True) for k in old), name

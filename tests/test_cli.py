@@ -18,6 +18,7 @@ import tarfile
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill as pm
 import pytest
 from PIL import Image
@@ -182,6 +183,46 @@ def test_a_parameter_of_a_notebook_not_run_is_noted(workbook, capsys):
     assert "note: alpha is declared only by 00_first, which this call does not run" in capsys.readouterr().err
 
 
+MEET = """import json, os, time
+from pathlib import Path
+Path(meet, f"{who}.here").write_text(str(os.getppid()))  # the kernel's parent: the chain's runner process
+other = Path(meet, f"{3 - who}.here")
+deadline = time.time() + 300
+while not other.exists():  # only a chain that runs while the other one does gets past this
+    assert time.time() < deadline, f"point {who}: the other grid point never ran beside this one"
+    time.sleep(0.2)
+Path(run_dir, "met.json").write_text(json.dumps({"who": who, "runner": os.getppid(), "other_runner": int(other.read_text())}))"""
+
+
+def test_jobs_runs_grid_points_at_once_each_chain_in_its_own_process(tmp_path, monkeypatch, capsys):
+    """``--jobs 2``: the two grid points' notebooks wait for each other (a chain run after the
+    other would time out and fail), each in a kernel of its own runner process; the batch
+    summary and the exit code are as with one job."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_meet.ipynb", 'run_dir: str = "x"  # run directory\nmeet: str = ""  # shared folder\nwho: int = 0  # 1 or 2', MEET)
+    monkeypatch.setattr(rundir, "notebook_dir", lambda: nbs)
+    for var in ("VLMKIT_HEADLESS", "VLMKIT_PROGRESS_INTERVAL", "JUPYTER_PATH", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("VLMKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "meet").mkdir()
+    out = tmp_path / "runs"
+    assert cli.main(["run", "--out", str(out), "--grid", "who=1,2", "-p", "meet", str(tmp_path / "meet"), "--jobs", "2"]) == 0
+    assert "running 2 grid points, 2 at a time (--jobs)" in capsys.readouterr().out
+    runs = _runs(out)
+    met = [json.loads((r / "met.json").read_text()) for r in runs]
+    assert [m["who"] for m in met] == [1, 2]
+    assert met[0]["runner"] == met[1]["other_runner"] != met[1]["runner"] == met[0]["other_runner"] != os.getpid()
+    for r, who in zip(runs, (1, 2)):
+        meta = json.loads((r / "run.json").read_text())
+        assert meta["status"] == "ok" and meta["grid_point"] == {"who": who} and list(meta["notebooks"]) == ["00_meet.ipynb"]
+    summ = pd.read_csv(next(out.glob("batch-*")) / "summary.csv")
+    assert sorted(summ.who) == [1, 2] and (summ.status == "ok").all()
+    assert cli.main(["run", "--out", str(out), "--grid", "who=1,2", "--jobs", "0"]) == 2
+    assert "--jobs 0: expected the number of grid points to run at once" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- kernel spec
 
 
@@ -270,6 +311,7 @@ def test_wheel_ships_the_notebooks_and_runs_outside_the_checkout(tmp_path):
     work.mkdir()
     env = {**os.environ, "VLMKIT_CACHE": str(tmp_path / "cache"), "VLMKIT_NO_PNG": "1", "VLMKIT_NO_PROGRESS": "1"}
     env.pop("JUPYTER_PATH", None)
+    env.pop("PYTHONPATH", None)  # the installed copy, not a checkout put on the path by the caller
     r = subprocess.run([venv / "bin" / "vlmkit", "run", "--quick", "--only", "00", "--out", "runs"], cwd=work, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -281,5 +323,5 @@ def test_wheel_ships_the_notebooks_and_runs_outside_the_checkout(tmp_path):
     executed = nbformat.read(run / "notebooks" / "00_primer.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
     where = subprocess.run([py, "-c", "import vlmkit.rundir as r; print(r.notebook_dir())"], cwd=work, capture_output=True,
-                           text=True, check=True).stdout.strip()
+                           text=True, check=True, env=env).stdout.strip()
     assert where == str(Path(site, "vlmkit", "_notebooks"))

@@ -184,15 +184,21 @@ def test_register_method_stores_float32_npy_read_back_memory_mapped(tmp_path):
         wb.register_method(tmp_path, "w", scores=torch.ones(2, 3), uncertainty=torch.ones(3, 2))
 
 
-def test_pair_codes_are_cached_per_run_and_equal_the_dense_pair_types(tmp_path):
+def test_pair_codes_are_cached_per_run_and_equal_the_dense_pair_types(tmp_path, monkeypatch):
+    from vlmkit.metrics import streaming
+
+    monkeypatch.setattr(streaming, "BLOCK_ELEMENTS", 5 * 60)  # 12 images × 60 captions: written in 3 row blocks
     run = wb.prepare_run_dir(tmp_path / "run")
     wb.save_data_spec(run, "shapes", 12, 0, model="vlmkit-tiny", pretrained_dir="")
     ds = wb.run_dataset(run)
+    assert len(list(streaming.row_blocks(ds.num_images, ds.num_captions))) == 3
     codes = wb.pair_codes(run, ds)
     lab, pos = ds.labels(), ds.positives()
     np.testing.assert_array_equal(codes, np.where(lab, np.where(pos, 0, 3), np.where(pos, 1, 2)))
+    assert codes.dtype == np.int8
     cached = list((run / "cache").glob("pair_codes-*.npy"))
     assert len(cached) == 1 and isinstance(wb.pair_codes(run, ds), np.memmap)
+    assert not [p.name for p in (run / "cache").iterdir() if p.name.endswith(".tmp")]  # no temporary file left
 
 
 def test_query_table_reads_one_row_of_a_memmap(tmp_path):

@@ -420,8 +420,10 @@ FIGURES = ["00_random_init_cones", "00_temperature_gap", "01_census", "01_exampl
 def batch(tmp_path_factory, env):
     out = tmp_path_factory.mktemp("runs")
     # two runs keep the suite short; the noise_ratio axis of the comparison page (line figures with
-    # bands) is tested on fake runs in tests/test_batch.py and tests/test_browser.py
-    r = _vlmkit(["run", "--quick", "--out", str(out), "--grid", "seeds=0,1", "-p", "noise_ratio", "0.5"], env, timeout=2400)
+    # bands) is tested on fake runs in tests/test_batch.py and tests/test_browser.py.  --jobs 2: the
+    # two chains side by side, one thread each (a chain keeps about one core busy)
+    r = _vlmkit(["run", "--quick", "--out", str(out), "--grid", "seeds=0,1", "-p", "noise_ratio", "0.5", "--jobs", "2"],
+                {**env, "OMP_NUM_THREADS": "1"}, timeout=2400)
     return out, r
 
 
@@ -535,8 +537,8 @@ def test_batch_page_aggregates_over_seeds(batch):
 
 @pytest.mark.slow
 def test_failing_notebook_stops_its_chain_and_the_batch_goes_on(tmp_path, env):
-    r = _vlmkit(["run", "--quick", "--only", "01,03", "--out", str(tmp_path),
-                 "--grid", f"dataset=csv:{tmp_path / 'missing.csv'},shapes"], env, timeout=900)
+    r = _vlmkit(["run", "--quick", "--only", "01,03", "--out", str(tmp_path), "--jobs", "2",  # the two points side by side
+                 "--grid", f"dataset=csv:{tmp_path / 'missing.csv'},shapes"], {**env, "OMP_NUM_THREADS": "1"}, timeout=900)
     assert r.returncode == 1
     bad, good = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("batch-"))
     meta = json.loads((bad / "run.json").read_text())

@@ -10,7 +10,7 @@ import torch
 from vlmkit import analysis
 from vlmkit import workbook as wb
 from vlmkit.metrics import bidirectional_recall
-from vlmkit.utils import VlmkitError
+from vlmkit.utils import NpyRowWriter, ReleasingMemmap, VlmkitError
 from vlmkit.vacsr import VACSRConfig, scoring
 from vlmkit.vacsr.adapter import VACSRAdapter
 from vlmkit.vacsr.scoring import score_all
@@ -33,7 +33,7 @@ def _feats(n: int, d: int, seed: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- NpyRowWriter
 def test_row_writer_writes_an_npy_that_numpy_reads_back(tmp_path):
     x = np.arange(7 * 5, dtype=np.float32).reshape(7, 5) / 3
-    with wb.NpyRowWriter(tmp_path / "m.npy", (7, 5)) as w:
+    with NpyRowWriter(tmp_path / "m.npy", (7, 5)) as w:
         w[0:3] = x[:3]
         w[3:4] = x[3:4]
         w[4:7] = x[4:].astype(np.float64)  # converted to the file's dtype
@@ -41,11 +41,12 @@ def test_row_writer_writes_an_npy_that_numpy_reads_back(tmp_path):
     assert got.dtype == np.float32 and np.array_equal(got, x)
     assert np.array_equal(np.load(tmp_path / "m.npy", mmap_mode="r"), x)
     assert list(tmp_path.iterdir()) == [tmp_path / "m.npy"]  # no temporary file left
+    assert wb.NpyRowWriter is NpyRowWriter and wb.ReleasingMemmap is ReleasingMemmap  # the workbook's names still work
 
 
 def test_row_writer_refuses_out_of_order_or_misshapen_rows_and_leaves_no_partial_file(tmp_path):
     path = tmp_path / "m.npy"
-    w = wb.NpyRowWriter(path, (4, 3))
+    w = NpyRowWriter(path, (4, 3))
     w[0:2] = np.zeros((2, 3))
     with pytest.raises(VlmkitError, match="the next is row 2, got rows from 3"):
         w[3:4] = np.zeros((1, 3))
@@ -55,7 +56,7 @@ def test_row_writer_refuses_out_of_order_or_misshapen_rows_and_leaves_no_partial
         w.close()
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ZeroDivisionError):
-        with wb.NpyRowWriter(path, (2, 3)) as w:
+        with NpyRowWriter(path, (2, 3)) as w:
             w[0:1] = np.ones((1, 3))
             1 / 0
     assert list(tmp_path.iterdir()) == []  # an exception discards the file
@@ -68,7 +69,7 @@ def test_score_all_into_row_writers_equals_the_returned_matrices(tmp_path, monke
     v, t = _feats(9, 8, 1), _feats(13, 8, 2)
     ref_s, ref_u = score_all(a, v, t, chunk_size=chunk, device="cpu", show_progress=False)
     monkeypatch.setattr(scoring, "OUT_BLOCK_ELEMENTS", out_block)  # several row blocks handed to out
-    with wb.NpyRowWriter(tmp_path / "s.npy", (9, 13)) as s, wb.NpyRowWriter(tmp_path / "u.npy", (9, 13)) as u:
+    with NpyRowWriter(tmp_path / "s.npy", (9, 13)) as s, NpyRowWriter(tmp_path / "u.npy", (9, 13)) as u:
         assert score_all(a, v, t, chunk_size=chunk, device="cpu", show_progress=False, out=(s, u)) == (s, u)
     assert np.array_equal(np.load(tmp_path / "s.npy"), ref_s.numpy())
     assert np.array_equal(np.load(tmp_path / "u.npy"), ref_u.numpy())

@@ -127,8 +127,11 @@ def _report_warnings(run_name: str, nb_name: str, found: list[dict[str, Any]], s
               f"first: {first['where']}: {first['reason']} (all in run.json)", file=sys.stderr, flush=True)
 
 
-def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any], only: list[str] | None = None) -> bool:
+def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any], only: list[str] | None = None,
+              nbs: list[Path] | None = None) -> bool:
     """Execute the notebooks in order into ``run_dir``; stop at the first failure. Returns success.
+    ``nbs``: the notebook files to run (default ``notebooks(only)``; ``--jobs`` hands its worker
+    processes the list the parent resolved).
 
     Continuing a run (``run.json`` exists): the parameters recorded there, updated by
     ``params``, are what the notebooks receive and what ``run.json`` records; each call is
@@ -159,7 +162,7 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
     merged = meta["parameters"]
     write_run_meta(run_dir, meta)
     ok = True
-    for nb in notebooks(only):
+    for nb in nbs if nbs is not None else notebooks(only):
         declared = set(pm.inspect_notebook(str(nb)).keys())
         p = {k: v for k, v in merged.items() if k in declared}
         p["run_dir"] = str(run_dir.resolve())
@@ -197,6 +200,41 @@ def run_chain(run_dir: Path, params: dict[str, Any], grid_point: dict[str, Any],
     meta["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     write_run_meta(run_dir, meta)
     return ok
+
+
+def _worker_init(threads: str | None) -> None:
+    """A ``--jobs`` worker: its kernels get ``threads`` BLAS/OpenMP threads unless the caller set
+    ``OMP_NUM_THREADS`` (the cores shared among the jobs)."""
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = threads
+
+
+def _run_points(jobs: list[tuple[Path, dict[str, Any], dict[str, Any]]], only: list[str] | None,
+                workers: int) -> list[bool]:
+    """``run_chain`` of every (run_dir, params, grid point) in ``jobs``: one after the other, or
+    with ``workers`` > 1 that many grid points at once, each chain in its own process (spawned:
+    its own environment, kernels and ``$VLMKIT_WARNINGS_LOG``; the chains share only the cache,
+    whose files are written atomically; each gets the notebook files resolved here).  Returns
+    each point's success, in the order given."""
+    if workers <= 1 or len(jobs) <= 1:
+        oks = []
+        for run_dir, params, point in jobs:
+            print(f"run {run_dir}", flush=True)
+            oks.append(run_chain(run_dir, params, point, only))
+        return oks
+    nbs = notebooks(only)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(workers, len(jobs))
+    threads = None if os.environ.get("OMP_NUM_THREADS") else str(max(1, (os.cpu_count() or 1) // workers))
+    for run_dir, _, _ in jobs:
+        print(f"run {run_dir}", flush=True)
+    print(f"running {len(jobs)} grid points, {workers} at a time (--jobs)", flush=True)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(run_chain, run_dir, params, point, None, nbs) for run_dir, params, point in jobs]
+        return [f.result() for f in futures]
 
 
 def _tag(point: dict[str, Any]) -> str:
@@ -257,7 +295,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("VLMKIT_PROGRESS_INTERVAL", "30")
     if args.run_dir and len(grid) > 1:
         raise VlmkitError("--run-dir continues one existing run; it cannot be combined with a --grid of several points")
-    run_dirs, failed = [], 0
+    if args.jobs < 1:
+        raise VlmkitError(f"--jobs {args.jobs}: expected the number of grid points to run at once, an integer ≥ 1")
+    run_dirs = []
     for point in grid:
         name = stamp + (f"-{_tag(point)}" if point else "")
         if args.run_dir:
@@ -267,9 +307,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             run_dir = new_run_dir(out, name)
         run_dirs.append(run_dir)
-        print(f"run {run_dir}", flush=True)
-        if not run_chain(run_dir, {**params, **point}, point, only):
-            failed += 1
+    oks = _run_points([(d, {**params, **point}, point) for d, point in zip(run_dirs, grid)], only, args.jobs)
+    failed = oks.count(False)
     if len(grid) > 1:
         from .batch import write_batch
         from .workbook import summarise_runs
@@ -295,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="batch over every combination")
     r.add_argument("--quick", action="store_true", help="tiny sizes for CI (a few minutes on 2 CPU cores)")
     r.add_argument("--only", help="comma-separated notebook numbers to run (e.g. 00,01)")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run N grid points at once, each chain in its own process (default 1: one after the other)")
     r.add_argument("--run-dir",
                    help="continue an existing run directory (e.g. rerun --only 03,08 there) instead of a new one")
     from .claims.__main__ import add_arguments as claims_arguments, cmd_claims

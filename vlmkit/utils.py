@@ -1,10 +1,13 @@
-"""Small helpers shared by every stage: devices, seeding, atomic file writes, fingerprints."""
+"""Small helpers shared by every stage: devices, seeding, atomic file writes (also of large
+``.npy`` matrices, row block by row block), memory-mapped matrices that give their pages back,
+fingerprints."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import random
 import tempfile
@@ -115,6 +118,96 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+class NpyRowWriter:
+    """An N × M ``.npy`` file written in blocks of whole rows, in row order, by plain file
+    writes — no memory map, so the written pages sit in the page cache, not in the writer's
+    resident set — and atomically: the file appears at ``path`` only on :meth:`close` after
+    every row was written (an interrupted write leaves no half file).  ``writer[i0:i1] = rows``
+    appends rows ``i0 … i1 − 1`` (``i0`` must be the next unwritten row).  A context manager:
+    leaving the ``with`` block closes it, or discards the file on an exception."""
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: Any = np.float32):
+        from numpy.lib import format as npformat
+
+        self.path = Path(path)
+        self.shape = tuple(int(x) for x in shape)
+        self.dtype = np.dtype(dtype)
+        if len(self.shape) != 2 or min(self.shape) < 0:
+            raise VlmkitError(f"{self.path.name}: expected an N × M shape, got {shape}")
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        self._f = open(self._tmp, "wb")
+        npformat.write_array_header_1_0(self._f, {"descr": npformat.dtype_to_descr(self.dtype),
+                                                  "fortran_order": False, "shape": self.shape})
+        self.rows_written = 0
+
+    def __setitem__(self, key: slice, value: Any) -> None:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise VlmkitError(f"{self.path.name}: write whole rows as writer[i0:i1] = rows, got index {key!r}")
+        start = 0 if key.start is None else int(key.start)
+        if start != self.rows_written:
+            raise VlmkitError(f"{self.path.name}: rows are written in order; the next is row {self.rows_written}, "
+                              f"got rows from {start}")
+        arr = np.ascontiguousarray(value, dtype=self.dtype)
+        stop = self.shape[0] if key.stop is None else min(int(key.stop), self.shape[0])
+        if arr.shape != (stop - start, self.shape[1]):
+            raise VlmkitError(f"{self.path.name}: rows {start}:{stop} need shape {(stop - start, self.shape[1])}, "
+                              f"got {arr.shape}")
+        self._f.write(memoryview(arr).cast("B"))
+        self.rows_written = stop
+
+    def close(self) -> Path:
+        """Finish the file (every row must have been written) and move it to ``path``."""
+        if self._f.closed:
+            return self.path
+        if self.rows_written != self.shape[0]:
+            self.abort()
+            raise VlmkitError(f"{self.path.name}: closed after {self.rows_written} of {self.shape[0]} rows")
+        self._f.close()
+        self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the partial file."""
+        if not self._f.closed:
+            self._f.close()
+            try:
+                self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            except RuntimeError:
+                pass
+
+    def __enter__(self) -> "NpyRowWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+#: ``madvise`` advice that drops a mapping's resident pages (None where the platform lacks it)
+_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+
+
+class ReleasingMemmap(np.memmap):
+    """A read-only memory-mapped matrix that gives back the pages it has read: every new index
+    first drops the mapping's resident pages (``madvise(MADV_DONTNEED)``; for a read-only file
+    mapping the data stays in the page cache and is mapped again, unchanged, when touched), so a
+    process that reads a 477 MiB score matrix in row blocks keeps about one block resident, not
+    every page it has ever read — ``VmHWM``, the peak RSS, counts touched file pages.  Values
+    and behaviour are a plain ``np.memmap``'s; where ``madvise`` is missing it is one."""
+
+    def __getitem__(self, key):
+        mm = getattr(self, "_mmap", None)
+        if mm is not None and _MADV_DONTNEED is not None:
+            try:
+                mm.madvise(_MADV_DONTNEED)
+            except (OSError, ValueError):  # closed, or not supported here: keep the pages
+                pass
+        return super().__getitem__(key)
 
 
 def as_tensor(x: Any, name: str = "input", *, dtype: torch.dtype | None = None,

@@ -247,7 +247,7 @@ def read_columns(m: np.ndarray, start: int, stop: int) -> np.ndarray:
     array, read in slabs of whole rows (:data:`COLUMN_READ_ELEMENTS`): from a memory map each
     slab is its own read, so the pages a column block touches — one or more per row, with the
     kernel's fault-around often the whole file — are given back slab by slab (a
-    :class:`vlmkit.workbook.ReleasingMemmap` drops them on the next read) instead of all at once."""
+    :class:`vlmkit.utils.ReleasingMemmap` drops them on the next read) instead of all at once."""
     out = np.empty((stop - start, m.shape[0]), dtype=m.dtype)
     step = max(1, COLUMN_READ_ELEMENTS // max(1, m.shape[1]))
     for r in range(0, m.shape[0], step):

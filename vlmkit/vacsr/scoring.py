@@ -205,7 +205,7 @@ def score_all(adapter: VACSRAdapter, img_feats: Tensor, txt_feats: Tensor, chunk
     out_device: where the result matrices live (default CPU; the compute device avoids
     device→host copies, e.g. for benchmarks or GPU-side metrics).
     out: (scores, uncertainty) targets instead of two new N × M tensors — anything that takes
-    ``target[i0:i1] = rows`` (a NumPy float32 array, a memmap, :class:`vlmkit.workbook.NpyRowWriter`);
+    ``target[i0:i1] = rows`` (a NumPy float32 array, a memmap, :class:`vlmkit.utils.NpyRowWriter`);
     each block of whole rows (:data:`OUT_BLOCK_ELEMENTS` scores) is written there in row order as
     a float32 NumPy array, so memory stays one block whatever N × M; returns ``out``.
     """
