@@ -156,3 +156,13 @@ def test_pretraining_on_the_web_domain_records_it(tmp_path):
     meta = json.loads((tmp_path / "w" / CONFIG_NAME).read_text())["vlmkit"]
     assert meta["pretrain_config"]["preset"] == "web" and len(meta["loss_history"]) == 2
     assert meta["pretrain_key"] != PretrainConfig(n_images=48, web_per_image=1, steps=2, batch_size=16, warmup_steps=1, preset="coco", web_dense=0.0).key()  # coco ≠ web
+    assert meta["pretrain_config"]["init_from"] == "stand-in-base" and meta["pretrain_config"]["fixed_tau"] == 0.02
+    # --stage picks the recipe the other flags start from; "none" clears a field that may be None
+    assert main(["--out", str(tmp_path / "b"), "--device", "cpu", "--stage", "stand-in-base", "--n-images", "48",
+                 "--web-per-image", "1", "--steps", "2", "--batch-size", "16", "--warmup-steps", "1"]) == 0
+    base = json.loads((tmp_path / "b" / CONFIG_NAME).read_text())["vlmkit"]["pretrain_config"]
+    assert base["init_from"] is None and base["fixed_tau"] is None and base["web_dense"] == 0.0 and base["lr"] == 5e-4
+    assert main(["--out", str(tmp_path / "c"), "--device", "cpu", "--init-from", "none", "--fixed-tau", "none",
+                 "--n-images", "48", "--web-per-image", "1", "--steps", "2", "--batch-size", "16", "--warmup-steps", "1"]) == 0
+    c = json.loads((tmp_path / "c" / CONFIG_NAME).read_text())["vlmkit"]["pretrain_config"]
+    assert c["init_from"] is None and c["fixed_tau"] is None and c["web_dense"] == 0.5 and c["lr"] == 2e-4
