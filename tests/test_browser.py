@@ -197,6 +197,20 @@ def _shot(driver, tmp: Path, name: str) -> Path:
     return path
 
 
+def _command(driver, command: str, args: dict | None = None) -> None:
+    """Execute a JupyterLab command and wait for its promise. Through an async script whose callback
+    the promise's own handlers call, and with the promise kept on ``window``: a plain
+    ``execute_script`` returning the promise lets Chromium collect it under load ("Promise was
+    collected", a flaky failure seen in a fresh-clone CI run)."""
+    driver.set_script_timeout(120)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const p = window.jupyterapp.commands.execute(arguments[0], arguments[1] || {});"
+        "(window.__vlmkitPending = window.__vlmkitPending || []).push(p);"
+        "p.then(() => done(true), (e) => done('error: ' + e));", command, args or {})
+    assert result is True, f"JupyterLab command {command} {args or ''}: {result}"
+
+
 def _run_notebooks(driver, base: str, token: str, names: tuple[str, ...]) -> None:
     """Open every notebook in JupyterLab (their kernels start side by side), run all cells of
     each (the "Run All Cells" command) as soon as its kernel is idle, wait until every cell ran."""
@@ -204,14 +218,14 @@ def _run_notebooks(driver, base: str, token: str, names: tuple[str, ...]) -> Non
     _wait(driver, "JupyterLab to start", lambda: driver.execute_script(
         "const a = window.jupyterapp; return !!(a && a.commands.hasCommand('docmanager:open') && a.commands.hasCommand('notebook:run-all-cells'))"), 90)
     for name in names:
-        driver.execute_script("return window.jupyterapp.commands.execute('docmanager:open', {path: arguments[0]}).then(() => true);", f"{name}.ipynb")
+        _command(driver, "docmanager:open", {"path": f"{name}.ipynb"})
     started, t0 = set(), time.time()
     while len(started) < len(names):
         for name in names:
             s = driver.execute_script(STATE_JS, f"{name}.ipynb")
             if name not in started and s and s["kernel"] == "idle":
                 _activate(driver, name)
-                driver.execute_script("return window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true);")
+                _command(driver, "notebook:run-all-cells")
                 started.add(name)
         assert time.time() - t0 < 120, f"kernels not idle after 120 s: {sorted(set(names) - started)}"
         time.sleep(0.5)
