@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .losses import contrastive_loss
-from .schedule import warmup_cosine
+from .schedule import decays, warmup_cosine
 from .data.loading import CaptionPairs, ImageTensors, tokenize_all
 from .data.shapes import make_shapes
 from .models.factory import CONFIG_NAME, LoadedModel, load_model, save_model
@@ -136,8 +136,8 @@ def pretrain_tiny(
         model.logit_scale.requires_grad_(False)
     model.train()
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trained if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in trained if not (p.ndim >= 2 and "embedding" not in n)]
+    decay = [p for n, p in trained if decays(n, p)]
+    no_decay = [p for n, p in trained if not decays(n, p)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     gen = np.random.default_rng(cfg.seed)

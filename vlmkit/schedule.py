@@ -53,3 +53,10 @@ def step_decay(optimizer: torch.optim.Optimizer, at: int, factor: float = 0.1, l
     if isinstance(at, bool) or not isinstance(at, int) or at < 0:
         raise VlmkitError(f"at={at!r}: expected an integer ≥ 0")
     return LambdaLR(optimizer, lambda s: factor if s >= at else 1.0, last_epoch=last_step)
+
+
+def decays(name: str, param: torch.Tensor) -> bool:
+    """Whether a parameter gets weight decay: weight matrices only (``ndim ≥ 2``), never token or
+    positional embeddings; biases, LayerNorm gains and the logit scale get none (CLIP's and
+    open_clip's convention; the one rule of pretraining and fine-tuning)."""
+    return param.ndim >= 2 and "embedding" not in name

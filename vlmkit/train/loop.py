@@ -42,6 +42,7 @@ from ..features import encode_dataset
 from ..losses import gather_features
 from ..metrics import coco_recall, protocol_name, rsum
 from ..models.factory import LoadedModel, load_model, save_model
+from ..schedule import decays
 from ..utils import (VlmkitError, atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, first_captions,
                      progress, seed_everything)
 from . import distributed as D
@@ -159,7 +160,7 @@ def build_optimizer(cfg: TrainConfig, trainable: _Trainable, method: Method | No
         p.requires_grad_(not frozen)
         if frozen:
             continue
-        decay = tower != "logit" and p.ndim >= 2 and "embedding" not in name
+        decay = tower != "logit" and decays(name, p)
         lr = method.tower_lr(cfg, tower) * (mult.get(tower, 1.0))
         groups.setdefault((tower, decay, lr), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": lr,
