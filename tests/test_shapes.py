@@ -349,5 +349,7 @@ def test_dense_recaptions_are_checked():
 
     with pytest.raises(VlmkitError, match="web_dense"):
         make_shapes("test", 5, captions="web", web_dense=0.5)  # coco preset: no alt-text to re-caption
+    with pytest.raises(VlmkitError, match="web_dense"):
+        make_shapes("test", 5, preset="web", web_dense=0.5)  # exact captions: it would be silently ignored
     with pytest.raises(VlmkitError, match="p_dense"):
         alt_text_captions(np.zeros((1, 3, 4), np.int8), np.zeros(1, np.int8), np.random.default_rng(0), p_dense=1.5)

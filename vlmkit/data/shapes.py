@@ -735,6 +735,9 @@ def make_shapes(
 
     images = render() if image_cache is None else _cached_images(image_cache, render, split, n, seed, preset, cfg)
     cap_rng = np.random.default_rng([seed, SPLITS[split], 2])
+    if web_dense and (captions != "web" or preset != "web"):
+        raise VlmkitError(f"web_dense applies to the web preset's alt-text only (captions='web', preset='web'), "
+                          f"got captions={captions!r}, preset={preset!r}")
     if captions == "exact":
         if preset in ("coco", "web"):  # web scenes with coco-style captions: the image shift alone
             texts, spec, specificity = coco_captions(objs, backgrounds, cap_rng)
@@ -743,8 +746,6 @@ def make_shapes(
         per = 5
         meta = {"specificity": specificity}
     elif captions == "web":
-        if web_dense and preset != "web":
-            raise VlmkitError(f"web_dense applies to the web preset's alt-text only, got preset={preset!r}")
         if web_per_image < 1:
             raise VlmkitError(f"web_per_image must be ≥ 1, got {web_per_image}")
         if preset == "web":
