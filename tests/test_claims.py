@@ -303,6 +303,18 @@ def test_quick_ledger_resumes_from_the_cache_without_training(quick_ledger, monk
     assert [c["values"] for c in again["claims"]] == [c["values"] for c in first["claims"]]
 
 
+def test_a_cache_of_other_sizes_is_refused_naming_the_fields(quick_ledger):
+    import dataclasses
+
+    out, _ = quick_ledger
+    recorded = json.loads((out / "runs" / "config.json").read_text())
+    assert recorded["vacsr_epochs"] == LedgerConfig.quick().vacsr_epochs and "workers" not in recorded
+    other = dataclasses.replace(LedgerConfig.quick(), vacsr_epochs=7, lr=0.5)
+    with pytest.raises(VlmkitError, match=r"other ledger sizes \(lr: cached .*, now 0.5; vacsr_epochs: cached 1, now 7\)"):
+        run_ledger(other, out / "runs", None)
+    assert json.loads((out / "runs" / "config.json").read_text()) == recorded  # the record is not overwritten
+
+
 def test_ledger_config_rejects_bad_knobs():
     with pytest.raises(VlmkitError, match="vacsr_variants"):
         LedgerConfig(vacsr_variants=("K1",))
@@ -504,6 +516,8 @@ def test_the_plan_runs_each_regime_once(tmp_path):
                                  "ft/contrastive/n0/s0", "ft/m2mix/n0/s0", "ft/m2mix-linear/n0/s0",  # m²-Mix claims, clean
                                  *(f"ft/{m}/n0/t{t}/s0" for t in ("0.01", "0.05", "0.1") for m in ("m2mix", "m2mix-linear"))])
     assert sum(n.startswith("ft/") for n in names) == 3 * len(ft) and LedgerConfig().seeds == (0, 1, 2)
+    # claim 10's fixed-τ runs (the costliest group) come last, so a ledger stopped early has every other claim
+    assert all("/t0." in n for n in names[-18:]) and not any("/t0." in n for n in names[:-18])
     units = {u.name: u for u in plan(LedgerConfig())}
     assert units["ft/m2mix/n0/t0.05/s1"].params == {"method": "m2mix", "noise": 0.0, "seed": 1, "trajectory": False, "temperature": 0.05}
     assert units["ft/m2mix/n0/s1"].params["trajectory"] and not units["ft/sigmoid/n0.2/s1"].params["trajectory"]

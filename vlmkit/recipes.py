@@ -69,7 +69,7 @@ RECIPES: dict[str, Recipe] = {
     "authors": Recipe("authors", lr=1e-5, epochs=9, weight_decay=0.2, grad_clip=0.0, captions_per_image=1,
                       train_images=113_287, val_images=5000, note="m²-Mix authors on COCO with CLIP ViT-B/32"),
     "workbook": Recipe("workbook", lr=2e-4, epochs=2, note="the default workbook on the shipped stand-in"),
-    "ledger": Recipe("ledger", lr=2e-4, epochs=2, val_images=1000, vacsr_epochs=5, vacsr_batch=256,
+    "ledger": Recipe("ledger", lr=2e-4, epochs=2, val_images=1000, vacsr_epochs=10, vacsr_batch=128,
                      note="the claims ledger (workbook recipe, 1,000 validation images)"),
     "quick": Recipe("quick", lr=1e-4, epochs=1, batch_size=32, train_images=120, val_images=40, vacsr_epochs=2,
                     note="vlmkit run --quick (CI sizes)"),

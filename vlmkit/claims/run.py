@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..rundir import CHECKOUT, in_checkout
-from ..utils import atomic_write_json, progress, resolve_device
+from ..utils import VlmkitError, atomic_write_json, progress, resolve_device
 from .config import LedgerConfig
 from .experiments import load_result, plan, run_unit
 from .ledger import evaluate_claims, trajectories
@@ -34,6 +34,32 @@ def _worker_init(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+SIZES = "config.json"
+RUNTIME_FIELDS = ("seeds", "workers", "device")
+"""LedgerConfig fields that do not change a unit's result (more seeds add units of their own)."""
+
+
+def check_sizes(cfg: LedgerConfig, out: Path) -> None:
+    """The cache is keyed by unit name, so ``out`` must hold results of the same sizes: the first
+    run records them in ``<out>/config.json``; a later run with other sizes is refused (naming the
+    fields) instead of mixing stale results into the verdicts."""
+    sizes = json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_FIELDS}))
+    p = out / SIZES
+    if not p.is_file():
+        atomic_write_json(p, sizes)
+        return
+    try:
+        old = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise VlmkitError(f"{p}: not valid JSON ({e}); delete it only if every result under {out} is of the current "
+                          "sizes") from None
+    diff = sorted(k for k in set(sizes) | set(old) if sizes.get(k) != old.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: cached {old.get(k)!r}, now {sizes.get(k)!r}" for k in diff[:6])
+        raise VlmkitError(f"{out}: its cached results were computed with other ledger sizes ({shown}); use another "
+                          "--out for these sizes (or delete that folder to recompute)")
 
 
 def _run_units(units: list, cfg: LedgerConfig, out: Path) -> dict[str, dict]:
@@ -72,6 +98,7 @@ def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_sizes(cfg, out)
     units = plan(cfg)
     trained = [u.name for u in units if load_result(u, out) is None]
     results = _run_units(units, cfg, out)
