@@ -23,9 +23,9 @@
 # zero-shot; for calibration, fine-tuning is over-confident), listed beside its verdict. This
 # notebook only *reads* the ledger; it is made by `vlmkit claims --out runs/claims` (hours on
 # 2 CPU cores, `--workers 2` runs two experiments at once; `vlmkit claims --quick` in minutes at
-# tiny sizes). Without a ledger of your own it shows the committed one behind `docs/results.md`,
-# which may predate the current claim list (its banner says so). The verdict rule is stated once,
-# at the top of the table below.
+# tiny sizes). Without a ledger of your own it shows the committed one behind `docs/results.md`
+# (3 seeds on the shipped stand-in). The verdict rule is stated once, at the top of the table
+# below.
 
 # %% tags=["parameters"]
 run_dir: str = "runs/interactive"  # the run directory every notebook reads and writes

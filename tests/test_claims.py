@@ -40,6 +40,21 @@ def test_comparison_outcomes_follow_the_claimed_direction():
         Comparison("a", tight, 0)
 
 
+def test_interval_units_put_the_rule_on_one_axis():
+    from vlmkit.claims.document import INTERVAL_AXIS, interval_units
+
+    def comp(mean, lo, hi, direction=1):
+        return {"mean": mean, "lo": lo, "hi": hi, "direction": direction}
+
+    assert interval_units(comp(2.0, 1.0, 3.0)) == (2.0, False)  # holds: x > 1
+    assert interval_units(comp(-2.0, -3.0, -1.0, -1)) == (2.0, False)  # a claimed decrease that holds
+    assert interval_units(comp(0.5, -0.5, 1.5)) == (0.5, False)  # inconclusive: |x| < 1
+    assert interval_units(comp(-0.3, -0.4, -0.2)) == pytest.approx((-3.0, False))  # reversed
+    assert interval_units(comp(50.0, 49.0, 51.0)) == (INTERVAL_AXIS, True)  # cut at the edge, flagged
+    assert interval_units(comp(1.0, 1.0, 1.0)) == (INTERVAL_AXIS, True)  # zero width
+    assert math.isnan(interval_units(comp(1.0, math.nan, math.nan))[0])
+
+
 def test_claim_verdict_combines_the_comparisons():
     yes, no, maybe = Comparison("y", [2.0, 2.1, 1.9]), Comparison("n", [-2.0, -2.1, -1.9]), Comparison("m", [1.0, 2.0, 3.0])
     assert verdict([yes, yes]) == "holds"

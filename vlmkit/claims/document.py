@@ -60,29 +60,56 @@ def hardness_figure(ledger: dict) -> go.Figure:
     return fig
 
 
+#: where the interval-unit axis is cut (a comparison further out is drawn at the edge, its true value in its label)
+INTERVAL_AXIS = 8.0
+
+
+def interval_units(comp: dict) -> tuple[float, bool]:
+    """A comparison's signed mean in units of its own 95 % half-width, ``(x, clipped)``: x > 1
+    iff it holds, x < −1 iff it is reversed (the rule); ``x`` is cut to ±:data:`INTERVAL_AXIS`
+    (a zero-width interval gives the edge, NaN without an interval)."""
+    d, mean, lo, hi = comp["direction"], comp["mean"], comp["lo"], comp["hi"]
+    if not (math.isfinite(mean) and math.isfinite(lo) and math.isfinite(hi)):
+        return math.nan, False
+    half = (hi - lo) / 2
+    x = d * mean / half if half > 0 else math.copysign(math.inf, d * mean) if mean else 0.0
+    return max(-INTERVAL_AXIS, min(INTERVAL_AXIS, x)), abs(x) > INTERVAL_AXIS
+
+
 def intervals_figure(ledger: dict) -> go.Figure:
-    """Every comparison's mean and 95 % interval, signed so that > 0 is the claimed direction."""
-    ys, xs, lo, hi, colours = [], [], [], [], []
+    """Every comparison on one axis: its signed mean in units of its own 95 % half-width (the
+    interval is then x ± 1, so the rule reads off the axis: holds right of +1, reversed left of −1),
+    and its value and interval in its own units written beside it — R@1 points, AUROC and Pearson
+    r differences differ by orders of magnitude, so a shared raw axis hides most rows."""
+    ys, xs, colours, notes = [], [], [], []
     palette = {"holds": "#1a9850", "does not hold": "#d73027", "inconclusive": "#878787"}
     for c in ledger["claims"]:
         for comp in c["comparisons"]:
-            d = comp["direction"]
+            x, clipped = interval_units(comp)
             ys.append(f"{c['number']}.{' †' if c.get('caveat') else ''} {comp['label']}")
-            xs.append(d * comp["mean"])
-            lo.append(d * comp["mean"] - d * (comp["lo"] if d > 0 else comp["hi"])
-                      if math.isfinite(comp["lo"]) else 0.0)
-            hi.append(d * (comp["hi"] if d > 0 else comp["lo"]) - d * comp["mean"]
-                      if math.isfinite(comp["hi"]) else 0.0)
+            xs.append(x if math.isfinite(x) else 0.0)
             colours.append(palette[comp["outcome"]])
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": colours},
-                               error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo}))
+            raw = (f"{comp['mean']:+.3g} [{comp['lo']:+.3g}, {comp['hi']:+.3g}]" if math.isfinite(comp["lo"])
+                   else f"{comp['mean']:+.3g} (no interval)")
+            notes.append(raw + (" ▸" if clipped else ""))
+    err = [1.0 if math.isfinite(interval_units(comp)[0]) else 0.0 for c in ledger["claims"] for comp in c["comparisons"]]
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": colours, "size": 8},
+                               error_x={"type": "data", "array": err, "color": "#444"}))
+    for y, note in zip(ys, notes):  # the raw numbers in a column right of the plot
+        fig.add_annotation(x=1.01, xref="paper", y=y, text=note, showarrow=False, xanchor="left", font={"size": 10})
+    for edge in (-1, 1):
+        fig.add_vline(x=edge, line_dash="dash", line_color="#999")
     fig.add_vline(x=0, line_dash="dot")
-    fig.update_layout(title=_title("Each comparison: mean and 95 % t-interval over seeds",
-                                   "signed so that > 0 is the claimed direction; green holds, red reversed, "
-                                   "grey inconclusive; † a precondition of the claim failed, so it is not read"),
-                      height=max(400, 120 + 20 * len(ys)), margin={"t": 100},
+    fig.update_layout(title=_title("Each comparison: signed mean in units of its 95 % t-interval half-width",
+                                   "the bar is the interval (x ± 1): right of +1 the comparison holds, left of −1 "
+                                   "it is reversed; beside each point its mean [interval] in its own units (▸: "
+                                   f"beyond ±{INTERVAL_AXIS:g}, drawn at the edge); green holds, red reversed, grey "
+                                   "inconclusive; † a precondition of the claim failed, so it is not read"),
+                      height=max(400, 140 + 21 * len(ys)), width=1100, margin={"t": 110, "r": 230},
+                      showlegend=False,
                       yaxis={"autorange": "reversed", "tickmode": "array", "tickvals": ys, "ticktext": ys},
-                      xaxis_title="signed difference (units of the comparison)")
+                      xaxis={"range": [-INTERVAL_AXIS - 1.5, INTERVAL_AXIS + 1.5], "zeroline": False,
+                             "title": "signed mean / interval half-width (> 1: holds; < −1: reversed)"})
     return fig
 
 
