@@ -318,6 +318,37 @@ def test_quick_ledger_resumes_from_the_cache_without_training(quick_ledger, monk
     assert [c["values"] for c in again["claims"]] == [c["values"] for c in first["claims"]]
 
 
+def test_a_ledger_stopped_by_its_time_budget_names_what_did_not_run(quick_ledger, tmp_path, monkeypatch):
+    import shutil
+
+    from vlmkit.claims.experiments import plan
+
+    monkeypatch.setenv("VLMKIT_NO_PNG", "1")
+    out, first = quick_ledger
+    runs = tmp_path / "runs"
+    shutil.copytree(out / "runs", runs)
+    last = [u.name for u in plan(LedgerConfig.quick())[-2:]]  # claim 10's fixed-τ runs come last
+    for name in last:
+        (runs / "results" / f"{name}.json").unlink()
+    # 0: only the cache; 2 workers: the parallel path submits nothing past the deadline
+    part = run_ledger(LedgerConfig.quick(workers=2), runs, tmp_path / "doc.md", max_minutes=0)
+    assert part["trained"] == [] and part["not_run"] == last and not (runs / "results" / f"{last[0]}.json").exists()
+    by = {c["number"]: c for c in part["claims"]}
+    assert by["10"]["verdict"] == "inconclusive" and "have not run yet" in by["10"]["caveat"]
+    assert all(name in by["10"]["caveat"] for name in last)
+    assert by["10"]["preconditions"][0]["name"] == "its experiments ran" and "rerun the ledger's command" in by["10"]["paragraph"]
+    same = [c for c in first["claims"] if c["number"] != "10"]  # every other claim reads as before
+    assert [c["verdict"] for c in part["claims"] if c["number"] != "10"] == [c["verdict"] for c in same]
+    assert all("its experiments ran" not in str(c["preconditions"]) for c in part["claims"] if c["number"] != "10")
+    text = (tmp_path / "doc.md").read_text()
+    assert "**incomplete**: 2 of the" in text and all(f"`{name}`" in text for name in last)
+    done = run_ledger(LedgerConfig.quick(), runs, None)  # the same call without a budget completes it
+    assert sorted(done["trained"]) == sorted(last) and done["not_run"] == []
+    assert [c["verdict"] for c in done["claims"]] == [c["verdict"] for c in first["claims"]]
+    with pytest.raises(VlmkitError, match="max_minutes=-1: expected a number of minutes ≥ 0"):
+        run_ledger(LedgerConfig.quick(), runs, None, max_minutes=-1)
+
+
 def test_a_cache_of_other_sizes_is_refused_naming_the_fields(quick_ledger):
     import dataclasses
 

@@ -1,4 +1,4 @@
-"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--out runs/claims] [--doc docs/results.md]``."""
+"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--max-minutes M] [--out runs/claims] [--doc docs/results.md]``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="where each experiment's result is cached (resumable; default runs/claims)")
     ap.add_argument("--doc", help="the document to write (default docs/results.md; with --quick <out>/results.md)")
     ap.add_argument("--device", help="auto (default), cpu, cuda, …")
+    ap.add_argument("--max-minutes", type=float,
+                    help="start no experiment after this many minutes, then write the document from what ran (the "
+                         "claims missing experiments are inconclusive and name them; rerun to complete; 0: only "
+                         "read the cache)")
     ap.add_argument("--workers", type=int, default=1,
                     help="run that many independent experiments at once, each in its own process "
                          "(default 1; 2 on 2 CPU cores)")
@@ -41,7 +45,10 @@ def cmd_claims(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     given = list(argv if argv is not None else sys.argv[1:])
     given = given[1:] if given[:1] == ["claims"] else given
     command = "vlmkit claims " + " ".join(shlex.quote(a) for a in given)
-    ledger = run_ledger(cfg, args.out, doc, command=command.strip())
+    ledger = run_ledger(cfg, args.out, doc, command=command.strip(), max_minutes=args.max_minutes)
+    if ledger["not_run"]:
+        print(f"{len(ledger['not_run'])} experiment(s) not run yet (--max-minutes {args.max_minutes:g}); rerun the "
+              "same command to complete the ledger")
     print(f"{doc}: {len(ledger['claims'])} claims; "
           + ", ".join(f"{c['number']} {c['verdict']}" for c in ledger["claims"]))
     return 0

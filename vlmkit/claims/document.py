@@ -159,18 +159,27 @@ def render(ledger: dict, figures: dict[str, str], doc: Path) -> str:
                 if ledger["config"]["quick_mode"] else ""), "",
              "## The rule", "", RULE, "",
              "## How it was made", "", f"- command: `{ledger['command']}`",
-             f"- time: {ledger['compute_seconds'] / 60:.1f} min of compute over the {n_units} experiments, "
+             f"- time: {ledger['compute_seconds'] / 60:.1f} min of compute over the "
+             f"{n_units if not ledger.get('not_run') else n_units - len(ledger['not_run'])} experiments"
+             f"{' that ran' if ledger.get('not_run') else ''}, "
              f"each timed when it ran ({ledger['device']}) — about the wall time of the whole ledger from scratch "
              f"in one invocation with one worker; this invocation ({ledger.get('workers', 1)} worker(s)) "
              f"took {wall / 60:.1f} min and computed {len(ledger['trained'])} of them "
              f"(the others came from the cache); seeds "
              f"{', '.join(map(str, ledger['config']['seeds']))}",
              "- package versions: " + ", ".join(f"{k} {v}" for k, v in ledger["versions"].items()),
-             f"- sizes: {ledger['sizes']}", "",
-             "## Verdicts", "",
-             "| # | claim | paper | vlmkit (mean ± sd over seeds) | 95 % interval of each comparison "
-             "| preconditions | protocol | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"- sizes: {ledger['sizes']}", ""]
+    not_run = ledger.get("not_run") or []
+    if not_run:
+        lines[-1:] = [f"- **incomplete**: {len(not_run)} of the {n_units} experiments have not run yet (this "
+                      f"invocation started none after {ledger.get('max_minutes')} min, `--max-minutes`): "
+                      + ", ".join(f"`{n}`" for n in not_run[:6]) + (", …" if len(not_run) > 6 else "")
+                      + ". The claims that read them are inconclusive and name them; rerun the command to "
+                      "complete the ledger (the cache resumes).", ""]
+    lines += ["## Verdicts", "",
+              "| # | claim | paper | vlmkit (mean ± sd over seeds) | 95 % interval of each comparison "
+              "| preconditions | protocol | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
     for c in ledger["claims"]:
         intervals = "; ".join(x["text"] for x in c["comparisons"])
         lines.append(f"| {c['number']} | {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(c['values'])} "

@@ -24,7 +24,7 @@ import numpy as np
 
 from .config import PLAIN, LedgerConfig
 from .experiments import GEN_METHODS, GEN_ZERO_SHOT, ft_name, gen_ft_name, gen_vacsr_name, vacsr_name
-from .verdicts import Comparison, Precondition, beats_zero_shot, did_train, over_confident, t_interval, verdict
+from .verdicts import Comparison, Precondition, beats_zero_shot, did_train, over_confident, ran, t_interval, verdict
 
 DIRS = ("i2t", "t2i")
 
@@ -34,10 +34,12 @@ class Results:
 
     def __init__(self, cfg: LedgerConfig, results: dict[str, dict]):
         self.cfg, self.r = cfg, results
+        self.missing: set[str] = set()  # the units asked for and not found (a ledger stopped early)
 
     def _get(self, name: str, metric: str) -> float:
         res = self.r.get(name)
         if res is None:
+            self.missing.add(name)
             return math.nan
         t = res["test"]
         if metric in ("r1", "map", "ece", "rp", "fig3_r", "fig3_r_control", "authors_ece", "authors_conf",
@@ -116,6 +118,7 @@ class Claim:
 
 UNTRAINED_ADVICE = ("this budget says nothing about the method itself; read the frozen-feature reference, or give the "
                     "method the many more epochs its paper uses (vlmkit.claims.LedgerConfig).")
+RERUN_ADVICE = "rerun the ledger's command; it resumes from the cache and computes only what is missing."
 NOT_READ_ADVICE = ("this set-up cannot answer the question (the precondition above failed); change the regime, not the "
                    "method, before reading the comparison.")
 
@@ -523,19 +526,24 @@ def evaluate_claims(cfg: LedgerConfig, results: dict[str, dict]) -> list[dict]:
     R = Results(cfg, results)
     rows = []
     for c in CLAIMS:
+        R.missing = set()
         values, comps = c.compute(R)
         pre = c.preconditions(R) if c.preconditions else []
+        if R.missing:
+            pre = [ran(sorted(R.missing))] + pre
         v = verdict(comps, pre)
         failed = [p for p in pre if not p.held]
         caveat = "; ".join(p.detail for p in failed) or None
         untrained = any(p.kind == "trained" for p in failed)
+        advice = (RERUN_ADVICE if any(p.kind == "ran" for p in failed)
+                  else UNTRAINED_ADVICE if untrained else NOT_READ_ADVICE)
         ok = [x.label for x in comps if x.outcome == "holds"]
         bad = [x.label for x in comps if x.outcome == "does not hold"]
         para = (f"**{v.capitalize()}.** " + (f"Not testable here: {caveat}. " if caveat else "")
                 + (f"Preconditions: {'; '.join(p.describe() if p.held else f'{p.name}: did not hold' for p in pre)}. "
                    if pre else "")
                 + (f"Held: {'; '.join(ok)}. " if ok else "") + (f"Reversed: {'; '.join(bad)}. " if bad else "")
-                + ("For a user: " + ((UNTRAINED_ADVICE if untrained else NOT_READ_ADVICE) if caveat
+                + ("For a user: " + (advice if caveat
                                      else c.if_holds if v == "holds"
                                      else c.if_not if v in ("does not hold", "inconclusive")
                                      else "only in part — " + c.if_holds)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -62,52 +63,76 @@ def check_sizes(cfg: LedgerConfig, out: Path) -> None:
                           "--out for these sizes (or delete that folder to recompute)")
 
 
-def _run_units(units: list, cfg: LedgerConfig, out: Path) -> dict[str, dict]:
+def _run_units(units: list, cfg: LedgerConfig, out: Path, deadline: float | None = None) -> dict[str, dict | None]:
     """Every unit's result: cached ones read, the others computed in order here (``cfg.workers``
     = 1) or in ``cfg.workers`` processes at once (the units are independent; each is written
-    atomically when done, so an interrupted parallel ledger resumes as a serial one)."""
-    results = {u.name: load_result(u, out) for u in units}
+    atomically when done, so an interrupted parallel ledger resumes as a serial one). No unit
+    starts after ``deadline`` (``time.time()``); those left are ``None``."""
+    results: dict[str, dict | None] = {u.name: load_result(u, out) for u in units}
     todo = [u for u in units if results[u.name] is None]
+
+    def time_left() -> bool:
+        return deadline is None or time.time() < deadline
+
     if cfg.workers > 1 and len(todo) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         import torch
 
         threads = max(1, torch.get_num_threads() // cfg.workers)
         with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(run_unit, u, cfg, out): u for u in todo}
-            for f in progress(as_completed(futures), total=len(futures), desc=f"claims ledger ({cfg.workers} workers)",
-                              unit="experiment"):
-                results[futures[f].name] = f.result()
+            bar = progress(total=len(todo), desc=f"claims ledger ({cfg.workers} workers)", unit="experiment")
+            pending, running = list(todo), {}
+            while pending or running:
+                while pending and len(running) < cfg.workers and time_left():  # submit lazily: the deadline binds
+                    u = pending.pop(0)
+                    running[pool.submit(run_unit, u, cfg, out)] = u
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    results[running.pop(f).name] = f.result()
+                    bar.update()
+            bar.close()
     else:
         bar = progress(todo, desc="claims ledger", unit="experiment")
         for u in bar:
+            if not time_left():
+                break
             bar.set_postfix_str(u.name, refresh=False)
             results[u.name] = run_unit(u, cfg, out)
     return results
 
 
 def run_ledger(cfg: LedgerConfig, out: str | os.PathLike, doc: str | os.PathLike | None = None,
-               command: str = "vlmkit claims") -> dict:
+               command: str = "vlmkit claims", max_minutes: float | None = None) -> dict:
     """Compute (or reuse) every unit of :func:`~vlmkit.claims.experiments.plan` (``cfg.workers``
     at once), evaluate the claims, write ``<out>/ledger.json`` and, when ``doc`` is given, the
-    document and its figures. Returns the ledger record (``trained``: names of the units computed
-    by this call; ``unit_seconds``: each unit's compute time when it ran)."""
+    document and its figures. ``max_minutes``: start no unit after that long (0: only read the
+    cache); the claims whose units did not run are inconclusive and name them, and the same call
+    later resumes. Returns the ledger record (``trained``: names of the units computed by this
+    call; ``not_run``: those still missing; ``unit_seconds``: each unit's compute time when it ran)."""
     t0 = time.time()
+    if max_minutes is not None and not (max_minutes >= 0 and math.isfinite(max_minutes)):
+        raise VlmkitError(f"max_minutes={max_minutes!r}: expected a number of minutes ≥ 0 (0: only read the cache)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_sizes(cfg, out)
     units = plan(cfg)
-    trained = [u.name for u in units if load_result(u, out) is None]
-    results = _run_units(units, cfg, out)
+    uncached = [u.name for u in units if load_result(u, out) is None]
+    results = _run_units(units, cfg, out, None if max_minutes is None else t0 + 60 * max_minutes)
+    trained = [name for name in uncached if results[name] is not None]
+    not_run = [name for name, r in results.items() if r is None]
+    results = {name: r for name, r in results.items() if r is not None}
     dev = resolve_device(cfg.device)
     ledger = {"config": cfg.to_dict(), "command": command, "wall_seconds": round(time.time() - t0, 1),
               "compute_seconds": round(sum(r.get("seconds", 0.0) for r in results.values()), 1),
               "device": (f"{dev.type}, {os.cpu_count()} CPU cores visible, "
                          f"torch threads {__import__('torch').get_num_threads()}"),
-              "versions": versions(), "trained": trained, "n_units": len(units), "workers": cfg.workers,
+              "versions": versions(), "trained": trained, "not_run": not_run, "n_units": len(units),
+              "workers": cfg.workers, "max_minutes": max_minutes,
               "unit_seconds": {name: r.get("seconds", 0.0) for name, r in results.items()},
               "sizes": (f"{cfg.preset} preset; {cfg.train_images} training images, {cfg.epochs} epoch(s), "
                         f"batch {cfg.batch_size}, "

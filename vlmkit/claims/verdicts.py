@@ -40,7 +40,9 @@ RULE = ("Each claim is tested through one or more comparisons, each one number p
         "zero-shot on R@1 (each method − zero-shot must hold by the rule above: in a regime where fine-tuning hurts, "
         "a method wins by doing less damage), and a calibration claim where plain fine-tuning is not over-confident "
         "as in the paper (its mean top-1 confidence − accuracy must hold > 0 by the rule, in both directions, under "
-        "the authors' protocol). The document lists every claim's preconditions and whether each held.")
+        "the authors' protocol). A claim whose experiments have not all run yet (a ledger stopped by its time "
+        "budget, --max-minutes) is **inconclusive** and names them. The document lists every claim's "
+        "preconditions and whether each held.")
 CHANCE_FACTOR = 5.0
 """R@1 at or below this multiple of the chance rate counts as "did not train"."""
 
@@ -139,6 +141,15 @@ def over_confident(label: str, confidence: dict[str, Sequence[float]],
         detail = (f"{label} is not over-confident (by the rule's interval) in {', '.join(failed)} ({detail}), "
                   "so there is no over-confidence for a method to correct as in the paper")
     return Precondition(f"{label} over-confident", not failed, detail, "over-confident")
+
+
+def ran(missing: Sequence[str]) -> Precondition:
+    """Every experiment the claim reads has run: ``missing`` names the cached results it asked for
+    and did not find (a ledger stopped by ``--max-minutes``)."""
+    shown = ", ".join(list(missing)[:4]) + (f", … ({len(missing)} in all)" if len(missing) > 4 else "")
+    detail = (f"{len(missing)} of its experiments have not run yet ({shown}), so it cannot be read; rerun the "
+              "ledger's command (the cache resumes) to complete them" if missing else "every experiment it reads ran")
+    return Precondition("its experiments ran", not missing, detail, "ran")
 
 
 def verdict(comparisons: Sequence[Comparison], preconditions: Sequence[Precondition] = ()) -> str:
