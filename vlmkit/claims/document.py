@@ -32,8 +32,12 @@ def ua_figure(ledger: dict) -> go.Figure:
     (m²-Mix Fig. 2)."""
     fig = go.Figure()
     for m, t in ledger["trajectories"].items():
+        # m²-Mix and its linear ablation can coincide to the pixel: the ablation dashed, wider markers under it
+        linear = m.endswith("-linear")
         fig.add_trace(go.Scatter(x=t["uniformity"], y=t["rel_alignment"], mode="lines+markers+text",
-                                 name=LABELS.get(m, m),
+                                 name=LABELS.get(m, m), line={"dash": "dash" if linear else "solid",
+                                                              "width": 2 if linear else 4},
+                                 marker={"size": 6 if linear else 11},
                                  text=[str(e) for e in range(len(t["uniformity"]))], textposition="top center"))
     fig.update_layout(title=_title("Uniformity vs relative alignment over training (m²-Mix Fig. 2)",
                                    "epoch labels, 0 = zero-shot; lower is better on both; test split, mean over seeds"),
@@ -90,7 +94,7 @@ def intervals_figure(ledger: dict) -> go.Figure:
             xs.append(x if math.isfinite(x) else 0.0)
             colours.append(palette[comp["outcome"]])
             raw = (f"{comp['mean']:+.3g} [{comp['lo']:+.3g}, {comp['hi']:+.3g}]" if math.isfinite(comp["lo"])
-                   else f"{comp['mean']:+.3g} (no interval)")
+                   else f"{comp['mean']:+.3g} (no interval)" if math.isfinite(comp["mean"]) else "not measured")
             notes.append(raw + (" ▸" if clipped else ""))
     err = [1.0 if math.isfinite(interval_units(comp)[0]) else 0.0 for c in ledger["claims"] for comp in c["comparisons"]]
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": colours, "size": 8},
