@@ -336,6 +336,7 @@ def test_a_ledger_stopped_by_its_time_budget_names_what_did_not_run(quick_ledger
     by = {c["number"]: c for c in part["claims"]}
     assert by["10"]["verdict"] == "inconclusive" and "have not run yet" in by["10"]["caveat"]
     assert all(name in by["10"]["caveat"] for name in last)
+    assert "beat zero-shot" not in by["10"]["caveat"]  # only the missing runs: other preconditions lack values, not tests
     assert by["10"]["preconditions"][0]["name"] == "its experiments ran" and "rerun the ledger's command" in by["10"]["paragraph"]
     same = [c for c in first["claims"] if c["number"] != "10"]  # every other claim reads as before
     assert [c["verdict"] for c in part["claims"] if c["number"] != "10"] == [c["verdict"] for c in same]

@@ -533,6 +533,8 @@ def evaluate_claims(cfg: LedgerConfig, results: dict[str, dict]) -> list[dict]:
             pre = [ran(sorted(R.missing))] + pre
         v = verdict(comps, pre)
         failed = [p for p in pre if not p.held]
+        if any(p.kind == "ran" for p in failed):  # the others then fail for want of values, not on them
+            failed = [p for p in failed if p.kind == "ran"]
         caveat = "; ".join(p.detail for p in failed) or None
         untrained = any(p.kind == "trained" for p in failed)
         advice = (RERUN_ADVICE if any(p.kind == "ran" for p in failed)
