@@ -1,4 +1,4 @@
-"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--max-minutes M] [--out runs/claims] [--doc docs/results.md]``."""
+"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--max-minutes M] [--out DIR] [--doc FILE]``."""
 
 from __future__ import annotations
 

@@ -96,7 +96,8 @@ def intervals_figure(ledger: dict) -> go.Figure:
             raw = (f"{comp['mean']:+.3g} [{comp['lo']:+.3g}, {comp['hi']:+.3g}]" if math.isfinite(comp["lo"])
                    else f"{comp['mean']:+.3g} (no interval)" if math.isfinite(comp["mean"]) else "not measured")
             notes.append(raw + (" ▸" if clipped else ""))
-    err = [1.0 if math.isfinite(interval_units(comp)[0]) else 0.0 for c in ledger["claims"] for comp in c["comparisons"]]
+    err = [1.0 if math.isfinite(interval_units(comp)[0]) else 0.0
+           for c in ledger["claims"] for comp in c["comparisons"]]
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": colours, "size": 8},
                                error_x={"type": "data", "array": err, "color": "#444"}))
     for y, note in zip(ys, notes):  # the raw numbers in a column right of the plot
