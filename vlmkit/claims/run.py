@@ -74,7 +74,7 @@ def _run_units(units: list, cfg: LedgerConfig, out: Path, deadline: float | None
     def time_left() -> bool:
         return deadline is None or time.time() < deadline
 
-    if cfg.workers > 1 and len(todo) > 1:
+    if cfg.workers > 1 and len(todo) > 1 and time_left():  # no pool when nothing may start
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
