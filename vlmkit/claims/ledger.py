@@ -198,8 +198,9 @@ def _c1(R: Results):
     # VACSR), so the cheap path's figures sit beside it — information, not a compared value
     vals += "; for reference, frozen features: VACSR (K = 2) " + ", ".join(f"{name} % {ms(R.vacsr('K2', m))}"
                                                                            for m, name in metrics)
-    vals += reference("the same MLP, variational parts off", [
-        Comparison(f"{name}: VACSR − MLP", diff(R.vacsr("K2", m), R.vacsr(PLAIN, m))) for m, name in metrics])
+    if R.cfg.noise_reference:
+        vals += reference("the same MLP, variational parts off", [
+            Comparison(f"{name}: VACSR − MLP", diff(R.vacsr("K2", m), R.vacsr(PLAIN, m))) for m, name in metrics])
     return vals, [Comparison(f"{name}: VACSR − {b}", diff(R.ft(v, m), R.ft(b, m)))
                   for m, name in metrics for b in (s, c)]
 
@@ -214,6 +215,8 @@ def _c2(R: Results):
              for b in ("sigmoid", "contrastive")]
     comps += [Comparison(f"R@1 change {lo:.0%}→{hi:.0%}: VACSR − {b}", diff(drop[v], drop[b]))
               for b in ("sigmoid", "contrastive")]
+    if not R.cfg.noise_reference:
+        return vals, comps
     fz_lo, fz_hi = ({m: R.vacsr(m, "r1", noise=n) for m in ("K2", PLAIN)} for n in (lo, hi))
     fz_drop = {m: diff(fz_hi[m], fz_lo[m]) for m in fz_lo}
     vals += f"; for reference, frozen features, R@1 % at {lo:.0%} / {hi:.0%}: " + ", ".join(

@@ -38,8 +38,10 @@ def _worker_init(threads: int) -> None:
 
 
 SIZES = "config.json"
-RUNTIME_FIELDS = ("seeds", "workers", "device")
-"""LedgerConfig fields that do not change a unit's result (more seeds add units of their own)."""
+RUNTIME_FIELDS = ("seeds", "workers", "device", "ft_methods", "noisy_methods", "clean_methods", "vacsr_variants",
+                  "temperatures", "noise_reference", "stress_preset")
+"""LedgerConfig fields that do not change a unit's result: how it runs, and which units run (more
+seeds, methods, variants or τ add units of their own names; fewer leave cached ones unread)."""
 
 
 def check_sizes(cfg: LedgerConfig, out: Path) -> None:
@@ -56,6 +58,7 @@ def check_sizes(cfg: LedgerConfig, out: Path) -> None:
     except json.JSONDecodeError as e:
         raise VlmkitError(f"{p}: not valid JSON ({e}); delete it only if every result under {out} is of the current "
                           "sizes") from None
+    old = {k: v for k, v in old.items() if k not in RUNTIME_FIELDS}  # a record written before a field was runtime
     diff = sorted(k for k in set(sizes) | set(old) if sizes.get(k) != old.get(k))
     if diff:
         shown = "; ".join(f"{k}: cached {old.get(k)!r}, now {sizes.get(k)!r}" for k in diff[:6])
