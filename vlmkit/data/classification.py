@@ -11,9 +11,11 @@ default grid of 8 shapes × 8 colours there are 64 classes; ``label = shape · n
   pixel noise σ = 6, per-object colour jitter ±18, no colour cast;
 * ``shifted`` — the image statistics change, the classes do not: one of the backgrounds gradient /
   tinted / speckled (never drawn in the source domain), a per-image colour cast of ±25 per
-  channel and pixel noise σ = 10 (object colour jitter unchanged, so every class stays as visible).
-  These are the backgrounds and statistics of the web preset the stand-in CLIP was pretrained on —
-  as ImageNet's variants (R, Sketch, A) lie nearer CLIP's web data than ImageNet's curated photos.
+  channel, object colours faded 40 % towards grey, a Gaussian blur of radius 1.2 px and pixel
+  noise σ = 14 (a washed-out, blurred style; object colour jitter unchanged). The backgrounds and
+  cast alone are the web preset's, which the stand-in CLIP was pretrained on, and made the test
+  set *easier* for it than the source (zero-shot 52.3 % vs 43.0 %); with the fade and the blur it
+  is harder (zero-shot below the source), as ImageNet's variants are for CLIP (m²-Mix Tab. 4-5).
 
 A split's *scenes* (class, size, position of each image) come from a stream seeded by
 ``(seed, split, class)`` alone, so the ``source`` and ``shifted`` test sets show the **same scenes**
@@ -47,8 +49,8 @@ DOMAIN_BACKGROUNDS = {"source": (0, 1, 2, 3), "shifted": (4, 5, 6)}
 DOMAIN_CONFIGS = {
     "source": ShapesConfig(n_shapes=len(SHAPES), n_colours=len(COLOURS), backgrounds=True, noise_std=6.0,
                            colour_jitter=18, colour_cast=0),
-    "shifted": ShapesConfig(n_shapes=len(SHAPES), n_colours=len(COLOURS), backgrounds=True, noise_std=10.0,
-                            colour_jitter=18, colour_cast=25),
+    "shifted": ShapesConfig(n_shapes=len(SHAPES), n_colours=len(COLOURS), backgrounds=True, noise_std=14.0,
+                            colour_jitter=18, colour_cast=25, fade=0.4, blur=1.2),
 }
 CLASS_SUBSETS = ("all", "base", "novel")
 

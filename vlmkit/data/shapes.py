@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from ..utils import VlmkitError
 from .base import ArrayImages, PairDataset, Truth
@@ -89,8 +89,13 @@ class ShapesConfig:
     shape_weights: tuple[float, ...] | None = None  # frequency of each of the n_shapes (None: uniform)
     colour_weights: tuple[float, ...] | None = None  # frequency of each of the n_colours (None: uniform)
     background_weights: tuple[float, ...] | None = None  # over ALL_BACKGROUNDS (None: uniform over BACKGROUNDS)
+    fade: float = 0.0  # object colours blended this fraction towards mid-grey (a washed-out style)
+    blur: float = 0.0  # Gaussian blur radius in output pixels, before the colour cast and the noise
 
     def __post_init__(self) -> None:
+        if not (0 <= self.fade < 1 and 0 <= self.blur <= 8):
+            raise VlmkitError(f"ShapesConfig.fade={self.fade}, blur={self.blur}: expected 0 ≤ fade < 1 "
+                              "and a blur radius in [0, 8] pixels")
         if self.image_size < 32:
             raise VlmkitError(f"ShapesConfig.image_size must be ≥ 32, got {self.image_size}")
         if not 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS:
@@ -253,6 +258,8 @@ def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig, 
         cy = big * 0.5 + float(rng.uniform(-0.22, 0.22)) * big
         rgb = tuple(int(np.clip(c + rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1), 0, 255))
                     for c in RGB[COLOURS[colour_i]])
+        if cfg.fade > 0:
+            rgb = tuple(int(round((1 - cfg.fade) * c + cfg.fade * 128)) for c in rgb)
         shape = SHAPES[shape_i]
         if shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=rgb)
@@ -261,7 +268,10 @@ def render_scene(objs: np.ndarray, rng: np.random.Generator, cfg: ShapesConfig, 
         else:
             angle = float(rng.uniform(-0.25, 0.25)) if shape != "star" else float(rng.uniform(-0.2, 0.2))
             draw.polygon(_polygon(shape, cx, cy, r, angle), fill=rgb)
-    arr = np.asarray(img.resize((s, s), Image.BILINEAR), dtype=np.float32)
+    small = img.resize((s, s), Image.BILINEAR)
+    if cfg.blur > 0:
+        small = small.filter(ImageFilter.GaussianBlur(cfg.blur))
+    arr = np.asarray(small, dtype=np.float32)
     if cfg.colour_cast > 0:
         arr += rng.integers(-cfg.colour_cast, cfg.colour_cast + 1, size=3).astype(np.float32)
     if cfg.noise_std > 0:
