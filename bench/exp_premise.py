@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 
 def evaluate(loaded, test) -> dict:
@@ -49,17 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     from vlmkit.models import load_model
     from vlmkit.train import TrainConfig, finetune
     from vlmkit.train.config import recipe
-    from vlmkit.utils import atomic_to_csv
+    from vlmkit.utils import atomic_to_csv, parse_override
 
     fields = recipe(args.recipe).train_fields()
     for kv in args.set:
-        k, _, v = kv.partition("=")
-        value = yaml.safe_load(v)
-        if isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        k, value = parse_override(kv, set(TrainConfig.__dataclass_fields__))
         fields[k] = value
     out = Path(args.out)
     test = make_shapes("test")

@@ -362,20 +362,32 @@ def test_a_cache_of_other_sizes_is_refused_naming_the_fields(quick_ledger):
     assert json.loads((out / "runs" / "config.json").read_text()) == recorded  # the record is not overwritten
 
 
-def test_a_smaller_selection_reads_the_same_cache_without_training(quick_ledger, tmp_path):
-    import dataclasses
+def test_a_smaller_selection_reads_the_same_cache_without_training(quick_ledger, tmp_path, capsys):
     import shutil
+
+    from vlmkit.claims.__main__ import main
 
     out, first = quick_ledger
     runs = tmp_path / "runs"
     shutil.copytree(out / "runs", runs)
-    fewer = dataclasses.replace(LedgerConfig.quick(), vacsr_variants=("K2", "K1"), noise_reference=False,
-                                clean_methods=("contrastive", "m2mix"), workers=1)
-    ledger = run_ledger(fewer, runs, None)
-    assert ledger["trained"] == [] and ledger["n_units"] < first["n_units"]
-    assert not any("K3" in c["values"] or "MLP" in c["values"] for c in ledger["claims"] if c["number"] in ("1", "5"))
-    with pytest.raises(VlmkitError, match="K9"):  # a selection is still validated
-        dataclasses.replace(fewer, vacsr_variants=("K2", "K1", "K9"))
+    base = ["--quick", "--out", str(runs), "--doc", str(tmp_path / "doc.md")]
+    fewer = ["--set", "vacsr_variants=[K2, K1]", "--set", "noise_reference=false",
+             "--set", "clean_methods=[contrastive, m2mix]", "--set", "vacsr_lr=1e-3"]  # 1e-3: YAML reads a string
+    assert main(base + fewer) == 0
+    ledger = read_ledger(runs)
+    assert ledger["trained"] == [] and ledger["n_units"] < first["n_units"]  # the same cache, nothing trained
+    assert ledger["config"]["vacsr_variants"] == ["K2", "K1"] and ledger["config"]["vacsr_lr"] == 0.001
+    by = {c["number"]: c for c in ledger["claims"]}
+    assert "K3" not in by["5"]["values"] and "MLP" not in by["1"]["values"] and "MLP" not in by["2"]["values"]
+    capsys.readouterr()
+    for bad, says in ((["--set", "noise_reference"], "expected FIELD=VALUE"),
+                      (["--set", "bogus=1"], "unknown field 'bogus'"),
+                      (["--set", "quick_mode=true"], "unknown field 'quick_mode'"),
+                      (["--set", "vacsr_variants=K2"], "vacsr_variants='K2': expected a list"),
+                      (["--set", "vacsr_variants=[K2, K9]"], "'K9'"),
+                      (["--set", "lr=[1"], "not valid YAML")):
+        assert main(base + bad) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_ledger_config_rejects_bad_knobs():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import os
 import stat
 
@@ -132,3 +133,20 @@ def test_first_captions_keeps_the_first_k_of_each_image_in_caption_order():
                        ((ci.astype(float), 3, 1), "integer")):
         with pytest.raises(VlmkitError, match=match):
             first_captions(*bad)
+
+
+def test_parse_override_reads_yaml_values_and_names_what_is_wrong():
+    from vlmkit.utils import parse_override
+
+    allowed = {"lr", "flag", "names", "tag"}
+    assert parse_override("lr=2e-4", allowed) == ("lr", 2e-4)  # YAML 1.1 alone would give the string "2e-4"
+    assert parse_override("lr=0.5", allowed) == ("lr", 0.5)
+    assert parse_override(" flag =true", allowed) == ("flag", True)
+    assert parse_override("names=[a, b]", allowed) == ("names", ["a", "b"])
+    assert parse_override("tag=K2", allowed) == ("tag", "K2")
+    assert parse_override("tag=", allowed) == ("tag", None)
+    for text, says in (("lr", "expected FIELD=VALUE"), ("=1", "expected FIELD=VALUE"),
+                       ("nope=1", "unknown field 'nope'; expected one of ['flag', 'lr', 'names', 'tag']"),
+                       ("names=[a", "not valid YAML")):
+        with pytest.raises(VlmkitError, match=re.escape(says)):
+            parse_override(text, allowed, flag="--set")

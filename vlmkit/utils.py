@@ -350,6 +350,29 @@ def _update_hash(h: "hashlib._Hash", part: Any) -> None:
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
 
 
+def parse_override(text: str, allowed: Any, flag: str = "--set") -> tuple[str, Any]:
+    """``FIELD=VALUE`` of a command-line override → (field, value); VALUE is YAML (``0.5``,
+    ``true``, ``[a, b]``), a number written ``2e-4`` included (YAML 1.1 reads it as a string)."""
+    import yaml
+
+    key, eq, raw = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise VlmkitError(f"{flag} {text!r}: expected FIELD=VALUE, e.g. {flag} noise_reference=true")
+    if key not in allowed:
+        raise VlmkitError(f"{flag} {text!r}: unknown field {key!r}; expected one of {sorted(allowed)}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise VlmkitError(f"{flag} {text!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def set_offline_hub(default: bool = True) -> None:
     """Make huggingface_hub fail fast instead of retrying for ~46 s when there is no network.
 

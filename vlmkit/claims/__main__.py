@@ -1,4 +1,5 @@
-"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--max-minutes M] [--out DIR] [--doc FILE]``."""
+"""``vlmkit claims [--quick] [--seeds 0,1,2] [--workers N] [--max-minutes M] [--set FIELD=VALUE …]
+[--out DIR] [--doc FILE]``."""
 
 from __future__ import annotations
 
@@ -21,16 +22,20 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="start no experiment after this many minutes, then write the document from what ran (the "
                          "claims missing experiments are inconclusive and name them; rerun to complete; 0: only "
                          "read the cache)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a LedgerConfig field (repeatable; VALUE is YAML), e.g. --set noise_reference=true "
+                         "or --set 'vacsr_variants=[K2,K1,K3,K4,no-pos,no-neg,no-sigmoid]'")
     ap.add_argument("--workers", type=int, default=1,
                     help="run that many independent experiments at once, each in its own process "
                          "(default 1; 2 on 2 CPU cores)")
 
 
 def cmd_claims(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    from .config import LedgerConfig
+    from ..utils import parse_override
+    from .config import SET_FIELDS, LedgerConfig
     from .run import run_ledger
 
-    kw = {}
+    kw = dict(parse_override(kv, SET_FIELDS) for kv in args.set)
     if args.seeds:
         try:
             kw["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s.strip())

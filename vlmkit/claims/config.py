@@ -127,6 +127,12 @@ class LedgerConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.seeds, (list, tuple)):
+            raise VlmkitError(f"LedgerConfig.seeds={self.seeds!r}: expected a list of integers, e.g. [0, 1, 2]")
+        for name in ("ft_methods", "noisy_methods", "clean_methods", "vacsr_variants", "trajectory_methods",
+                     "temperatures", "arithmetic_lambdas", "gen_grid"):
+            if isinstance(getattr(self, name), (str, int, float)):
+                raise VlmkitError(f"LedgerConfig.{name}={getattr(self, name)!r}: expected a list, e.g. [a, b]")
         self.seeds = tuple(int(s) for s in self.seeds)
         for name in ("ft_methods", "noisy_methods", "clean_methods", "vacsr_variants", "trajectory_methods"):
             setattr(self, name, tuple(getattr(self, name)))
@@ -229,3 +235,7 @@ class LedgerConfig:
                            noise_ratio=0.0, captions_per_image=1, epochs=self.gen_epochs,
                            batch_size=min(self.batch_size, n_train), lr=self.lr, seed=seed, device=self.device,
                            **switches)
+
+
+#: the fields ``vlmkit claims --set FIELD=VALUE`` may override (``--quick`` sets the test-suite mode)
+SET_FIELDS = frozenset(f for f in LedgerConfig.__dataclass_fields__ if f not in ("quick_mode", "extra"))
