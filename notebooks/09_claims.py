@@ -18,7 +18,8 @@
 #
 # Every headline claim of the two papers re-tested on the embedded data's exact truth, with
 # seeds, spread and a verdict — the tables and figures of `docs/results.md`. Claims 3 and 4 are
-# split into the paper's own test (3a, 4a) and a control against the score itself (3b, 4b); each
+# split into the paper's own test (3a, 4a) and a control against the score itself (3b, 4b), each
+# read jointly fine-tuned (the paper's setting) and on frozen features; each
 # claim is read only under its preconditions (the method trained; the compared fine-tuning beats
 # zero-shot; for calibration, fine-tuning is over-confident), listed beside its verdict. This
 # notebook only *reads* the ledger; it is made by `vlmkit claims --out runs/claims` (hours on

@@ -6,7 +6,8 @@ Units (names are also their cache paths under ``<out>/results/``):
   trajectory, the zero-shot row of claims 7 and 12);
 * ``ft/<method>/n<noise>/s<seed>`` — one :func:`vlmkit.train.finetune` run, evaluated with its
   best checkpoint (validation RSUM) on the test split; at ``noise`` and ``noise_high`` they feed
-  the VACSR claims 1, 2, 6, at ``clean_noise`` the m²-Mix claims 7, 8, 9, 11, 12;
+  the VACSR claims 1, 2, 6 (``vacsr-joint`` at ``noise`` also 3 and 4: its σ²), at ``clean_noise``
+  the m²-Mix claims 7, 8, 9, 11, 12;
   ``ft/<method>/n<noise>/t<τ>/s<seed>`` the same at a fixed base τ (claim 10).
   With ``trajectory`` the geometry and hardness are also measured after every epoch (the run is
   driven one epoch at a time through the loop's own resume);
@@ -315,8 +316,10 @@ def finetune_run(cfg: LedgerConfig, out: Path, method: str, noise: float, seed: 
     scorer = get_method(method)
     if scorer.score_kind != "cosine":  # the method scores with its own adapter, not the encoder's cosine
         f = encode_dataset(loaded, test)
-        scores, _ = scorer.score(best, f.images, f.texts, device=cfg.device)
+        scores, unc = scorer.score(best, f.images, f.texts, device=cfg.device)
         res.update({**retrieval(scores, test, ece=False), "skew": skewness(scores), "score": "adapter logit"})
+        if unc is not None:  # vacsr-joint: Fig. 3 and the false negatives in the paper's (joint) setting
+            res.update(vacsr_measurements(scores, unc, test, n_boot=cfg.fig3_boot, seed=seed))
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # 100+ MB each; the result JSON marks the run done
     return {"method": method, "noise": noise, "seed": seed, "temperature": temperature, "best_epoch": best_epoch,
             "train_seconds": sum(r["seconds"] for r in history),
