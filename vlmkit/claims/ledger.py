@@ -418,7 +418,6 @@ GEN = ("embedded classification data (data/README.md: one object per image, clas
        "'a photo of a <class>.'; a source and a domain-shifted rendering of the same test scenes)")
 FT = "fine-tuning runs (coco preset, {noise:.0%} noisy correspondence), best epoch by validation RSUM, test split"
 CLEAN = "fine-tuning runs on clean data (coco preset, as the m²-Mix authors), best epoch by validation RSUM, test split"
-FROZEN = "VACSR (K = 2) on frozen features ({noise:.0%} noisy training data)"
 SIGMA = ("VACSR in two settings, each comparison labelled: jointly fine-tuned (vacsr-joint, the paper's setting; coco, "
          "{noise:.0%} noisy correspondence, best epoch by validation RSUM) and K = 2 on frozen features "
          "({noise:.0%} noisy training data)")
