@@ -275,6 +275,19 @@ def test_quick_ledger_writes_the_document(quick_ledger):
     assert list(table["#"]) == NUMBERS and set(table.verdict) <= set(VERDICTS) and "preconditions" in table
 
 
+def test_the_jointly_fine_tuned_vacsr_records_its_sigma_measurements(quick_ledger):
+    """Claims 3 and 4 read vacsr-joint's own σ² (the paper's setting); a cosine method has none."""
+    out, ledger = quick_ledger
+    keys = ("fn_auroc", "fn_auroc_score", "fig3_r_i2t", "fig3_r_t2i", "fig3_r_control_i2t", "fig3_r_control_t2i")
+    for seed in (0, 1):
+        joint = json.loads((out / "runs" / "results" / "ft" / "vacsr-joint" / "n0.2" / f"s{seed}.json").read_text())
+        assert all(k in joint["test"] for k in keys) and 0 <= joint["test"]["fn_auroc"] <= 1
+        plain = json.loads((out / "runs" / "results" / "ft" / "contrastive" / "n0.2" / f"s{seed}.json").read_text())
+        assert not any(k in plain["test"] for k in keys)
+    by = {c["number"]: c for c in ledger["claims"]}
+    assert "AUROC(σ²) − 0.5 (joint)" in [c["label"] for c in by["4a"]["comparisons"]]
+
+
 def test_frozen_noise_reference_sits_beside_claims_1_and_2_outside_the_verdict(quick_ledger):
     out, ledger = quick_ledger
     from vlmkit.claims.config import vacsr_config
